@@ -1,0 +1,85 @@
+"""Shared fixtures for the conformance suite.
+
+One suite, run unchanged on every interpreter and mode.  The *implementation under test* is
+named by the environment variable ``CONTINULET_IMPL`` (set by ``ci/conformance``) or detected:
+
+==================  =====================================================================
+impl                what runs
+==================  =====================================================================
+``cpython``         CPython + our ``_continuation`` extension + ``pylib`` (native scheduler
+                    when present)
+``cpython-pure``    the same, with ``CONTINULET_PURE=1`` (pure-Python ``stackless``)
+``pypy``            PyPy 3.9 + its builtin ``_continuation`` + our ``pylib``
+``pypy-oracle``     PyPy 3.9 + its own ``lib_pypy`` greenlet.py / stackless.py (reference
+                    column: where we are better than lib_pypy, tests may fail there)
+==================  =====================================================================
+
+Deviations are declared on the test, never by weakening it::
+
+    @differs("pypy-oracle", reason="lib_pypy greenlet does not check parent cycles")
+    def test_parent_cycle(): ...
+
+``differs`` turns into ``xfail(strict=True)`` on the named impls, so an unexpected pass fails.
+"""
+
+import os
+import platform
+import sys
+
+import pytest
+
+IMPLS = ("cpython", "cpython-pure", "pypy", "pypy-oracle")
+IS_PYPY = platform.python_implementation() == "PyPy"
+
+
+def _detect_impl():
+    impl = os.environ.get("CONTINULET_IMPL")
+    if impl:
+        if impl not in IMPLS:
+            raise RuntimeError("CONTINULET_IMPL=%r is not one of %r" % (impl, IMPLS))
+        return impl
+    if IS_PYPY:
+        import greenlet
+
+        return "pypy-oracle" if "lib_pypy" in greenlet.__file__ or "/pypy3" in greenlet.__file__ else "pypy"
+    return "cpython-pure" if os.environ.get("CONTINULET_PURE") else "cpython"
+
+
+IMPL = _detect_impl()
+
+
+def differs(*impls, reason):
+    """Mark a test as a documented deviation on ``impls`` (strict xfail there)."""
+    for impl in impls:
+        if impl not in IMPLS:
+            raise ValueError("unknown impl %r" % (impl,))
+    return pytest.mark.differs(impls=impls, reason=reason)
+
+
+def only_on(*impls, reason):
+    """Skip a test except on ``impls`` (for tests of a feature one side does not have)."""
+    return pytest.mark.skipif(IMPL not in impls, reason=reason)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "differs(impls, reason): documented deviation, strict xfail")
+    config.addinivalue_line("markers", "leakcheck: CPython-only refcount/memory checks")
+    config.addinivalue_line("markers", "slow: long-running")
+
+
+def pytest_report_header(config):
+    return "continulet impl: %s (%s %s)" % (IMPL, platform.python_implementation(), sys.version.split()[0])
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for mark in item.iter_markers("differs"):
+            if IMPL in mark.kwargs["impls"]:
+                item.add_marker(pytest.mark.xfail(strict=True, reason=mark.kwargs["reason"]))
+        if item.get_closest_marker("leakcheck") and IS_PYPY:
+            item.add_marker(pytest.mark.skip(reason="refcount/leak checks are CPython-only"))
+
+
+@pytest.fixture
+def impl():
+    return IMPL

@@ -1,0 +1,50 @@
+"""The one seam between the pure-Python layer and the interpreter.
+
+``greenlet`` and ``stackless`` need three things that pure Python cannot do portably:
+normalising an exception triple, and reading / replacing the thread's *current*
+``contextvars.Context`` object (not a copy).  PyPy offers them in ``__pypy__``; on CPython our
+native extension (``continulet._native``) does.  Nothing else in ``pylib`` may reach for
+interpreter specifics.
+
+Exports:
+  ``IS_PYPY``
+  ``normalize_exc(typ, val=None, tb=None)`` -> exception instance (with ``tb`` attached)
+  ``get_contextvar_context()`` -> the current ``Context`` or ``None``
+  ``set_contextvar_context(ctx)`` -> make ``ctx`` (a ``Context`` or ``None``) current
+  ``native`` -> the native extension module on CPython, ``None`` on PyPy
+"""
+
+import platform
+
+IS_PYPY = platform.python_implementation() == "PyPy"
+
+if IS_PYPY:
+    from __pypy__ import get_contextvar_context, normalize_exc, set_contextvar_context
+
+    native = None
+else:
+    from continulet import _native as native
+    from continulet._native import get_contextvar_context, set_contextvar_context
+
+    def normalize_exc(typ, val=None, tb=None):
+        """Build the exception ``raise typ, val, tb`` would raise (PyPy's messages)."""
+        if isinstance(typ, BaseException):
+            if val is not None:
+                raise TypeError("instance exception may not have a separate value")
+            exc = typ
+        elif isinstance(typ, type) and issubclass(typ, BaseException):
+            if isinstance(val, typ):
+                exc = val
+            elif val is None:
+                exc = typ()
+            elif isinstance(val, tuple):
+                exc = typ(*val)
+            else:
+                exc = typ(val)
+        else:
+            raise TypeError(
+                "exceptions must derive from BaseException, not %s" % type(typ).__name__
+            )
+        if tb is not None:
+            exc = exc.with_traceback(tb)  # raises "__traceback__ must be a traceback or None"
+        return exc
