@@ -1,0 +1,576 @@
+"""greenlet 3.x, in pure Python, on top of ``_continuation`` (PyPy's continulets).
+
+The same file runs on PyPy (builtin ``_continuation``) and on CPython (our native extension).
+It imports only ``_continuation``, ``continulet._compat`` and the standard library.
+
+# State
+
+Every greenlet has one continulet, ``_c``, and a few slots:
+
+==============  =======  ===========  ==========  ==========================================
+state           ``_c``   ``_ts``      ``_home``   notes
+==============  =======  ===========  ==========  ==========================================
+unstarted       None     None         None        ``_run`` holds the callable (if any)
+active          cont.    thread st.   thread st.  running (``_ts.current is g``) or suspended
+dead            cont.    None         thread st.  finished, or killed before it ran
+main            uninit.  thread st.   thread st.  ``_main``; one per thread, never dead while
+                                                  its thread lives
+==============  =======  ===========  ==========  ==========================================
+
+A greenlet whose thread has exited keeps ``_ts`` but ``_alive(_ts)`` is false: it is dead.
+
+# Invariants (per thread)
+
+I1. The main greenlet's continulet is *uninitialized*.  While a user greenlet runs, its own
+    continulet stores the thread's original ("main") stack; every suspended greenlet's
+    continulet stores its own stack.  So one double switch
+    ``continulet.switch(current._c, value, to=target._c)`` moves between any two greenlets
+    (an uninitialized ``self``/``to`` makes it a plain switch), and a dying greenlet returns
+    into its parent with ``permute(dying._c, parent._c)`` followed by ``return``.
+I2. The *sender* does all bookkeeping before the switch (``ts.current``, contextvars);
+    ``ts.origin`` is set by the sender and cleared by the receiver, so "``ts.origin`` is not
+    None" means "a switch is under way": ``__del__`` then defers its kill (``ts.deleteme``).
+I3. No frame of a suspended greenlet's own stack holds that greenlet (only its continulet),
+    so on a refcounting interpreter an unreferenced suspended greenlet is finalized promptly
+    and gets ``GreenletExit`` (unless user code itself keeps a reference).
+"""
+
+import sys
+import threading
+import _thread
+
+import _continuation
+from contextvars import Context as _Context
+from continulet._compat import (
+    get_contextvar_context as _get_ctx,
+    normalize_exc as _normalize_exc,
+    set_contextvar_context as _set_ctx,
+)
+
+__version__ = "3.5.0+continulet.0.1.0"
+__implementation__ = "continulet"
+__all__ = ["__version__", "GreenletExit", "error", "getcurrent", "greenlet", "gettrace", "settrace"]
+
+GREENLET_USE_GC = True
+GREENLET_USE_TRACING = True
+GREENLET_USE_CONTEXT_VARS = True
+CLOCKS_PER_SEC = 1000000
+
+error = _continuation.error
+_continulet = _continuation.continulet
+_cswitch = _continulet.switch
+_cthrow = _continulet.throw
+_permute = _continuation.permute
+try:
+    raise TypeError
+except TypeError:
+    _TracebackType = type(sys.exc_info()[2])
+_MISSING = object()
+_leaked = []  # greenlets that survived GreenletExit on collection (kept, as greenlet does)
+
+
+class GreenletExit(BaseException):
+    """This special exception does not propagate to the parent greenlet; it
+can be used to kill a single greenlet."""
+
+    __module__ = "greenlet"
+
+
+# ____________________________________________________________ per-thread state
+
+
+class _ThreadState(object):
+    __slots__ = ("current", "main", "origin", "trace", "deleteme", "thread", "exited")
+
+
+class _ThreadSentinel(object):
+    """Lives only in the thread-local dict: freed when the thread exits."""
+
+    __slots__ = ("ts",)
+
+    def __del__(self):
+        self.ts.exited = True
+
+
+class _Local(_thread._local):
+    def __init__(self):
+        ts = _ThreadState()
+        ts.origin = ts.trace = None
+        ts.deleteme = []
+        ts.exited = False
+        t = threading.current_thread()
+        ts.thread = None if t is threading.main_thread() else t
+        main = object.__new__(greenlet)
+        main._c = _continulet.__new__(_continulet)
+        main._ts = main._home = ts
+        main._parent = main._context = None
+        main._main = True
+        ts.main = ts.current = main
+        self.ts = ts
+        self.sentinel = _ThreadSentinel()
+        self.sentinel.ts = ts
+
+
+
+
+def _alive(ts):
+    return not ts.exited and (ts.thread is None or ts.thread.is_alive())
+
+
+# ____________________________________________________________ switching core
+
+
+def _transfer(ts, cur, target, op, arg):
+    """Switch from ``cur`` (running) to the active ``target``; ``op`` is switch or throw."""
+    cur._context = _get_ctx()
+    _set_ctx(target._context)
+    target._context = None
+    ts.origin = cur
+    ts.current = target
+    cc = cur._c
+    del cur  # I3
+    try:
+        arg = op(cc, arg, to=target._c)
+    except BaseException:
+        _after(ts, "throw")
+        raise
+    if ts.trace is None and not ts.deleteme:
+        ts.origin = None
+    else:
+        _after(ts, "switch")
+    return arg
+
+
+def _after(ts, event):
+    """Receiver side of a switch: clear ``origin``, run deferred kills, call the tracer."""
+    origin = ts.origin
+    ts.origin = None
+    if ts.deleteme:
+        _kill_pending(ts)
+    trace = ts.trace
+    if trace is not None and origin is not None:
+        try:
+            trace(event, (origin, ts.current))
+        except BaseException:
+            ts.trace = None
+            raise
+
+
+def _pack(args, kwargs):
+    if kwargs:
+        return (args, kwargs) if args else kwargs
+    return args[0] if len(args) == 1 else args
+
+
+def _lineage_main(g):
+    while g._c is None:
+        g = g._parent
+        if g is None:
+            return None
+    return g._home.main
+
+
+def _check_switch(g, ts):
+    m = _lineage_main(g)
+    if m is ts.main:
+        return
+    if m is None:
+        raise error("cannot switch to a garbage collected greenlet")
+    if not _alive(m._home):
+        raise error("cannot switch to a different thread (which happens to have exited)")
+    raise error("Cannot switch to a different thread\n\tCurrent:  %r\n\tExpected: %r" % (ts.main, m))
+
+
+def _deliver(target, args, kwargs, exc):
+    """Slow path of switch/throw: self-switch, dead targets, unstarted targets, errors."""
+    ts = _tls.ts
+    if ts.deleteme:
+        _kill_pending(ts)
+    _check_switch(target, ts)
+    if exc is not None and target._ts is None and target._c is not None and isinstance(exc, GreenletExit):
+        args, kwargs, exc = (exc,), None, None  # GreenletExit thrown at a dead greenlet: a value
+    while True:
+        if target is ts.current:
+            ts.origin = target
+            if exc is not None:
+                try:
+                    raise exc
+                except BaseException:
+                    _after(ts, "throw")
+                    raise
+            _after(ts, "switch")
+            return _pack(args, kwargs)
+        if target._ts is ts:
+            if exc is not None:
+                return _transfer(ts, ts.current, target, _cthrow, exc)
+            return _transfer(ts, ts.current, target, _cswitch, _pack(args, kwargs))
+        if target._c is None:
+            run = target.run  # may run arbitrary code (subclass properties)
+            if target._c is not None:
+                continue
+            _check_switch(target, ts)
+            _begin(target, ts, run, args, kwargs, exc)
+            return _transfer(ts, ts.current, target, _cswitch, None)
+        target = target._parent  # dead: on to the parent
+
+
+def _begin(g, ts, run, args, kwargs, exc):
+    g._c = _continulet(_bootstrap, [g, run, args or (), kwargs or {}, exc])
+    g._ts = g._home = ts
+    try:
+        del g._run
+    except AttributeError:
+        pass
+
+
+def _bootstrap(c, box):
+    g, run, args, kwargs, exc = box
+    del box[:], g  # I3
+    ts = _tls.ts
+    result = None
+    try:
+        _after(ts, "switch" if exc is None else "throw")
+        if exc is not None:
+            raise exc
+        result = run(*args, **kwargs)
+    except GreenletExit as e:
+        result = e
+        exc = None
+    except BaseException as e:
+        exc = e
+    else:
+        exc = None
+    del run, args, kwargs
+    # Dying: find the parent to return into (skipping dead ones, starting an unstarted one).
+    g = ts.current
+    g._context = _get_ctx()
+    g._ts = None
+    p = g._parent
+    while True:
+        if p is None:  # greenlet would abort ("ran out of parent greenlets"); use main
+            p = ts.main
+        if p._ts is ts:
+            break
+        if p._c is None:
+            try:
+                run = p.run
+                _check_switch(p, ts)
+            except BaseException as e:
+                exc = e
+            else:
+                _begin(p, ts, run, None if exc is not None else (result,), None, exc)
+                result = exc = None
+                break
+        elif p._ts is not None or p._main:
+            exc = error("cannot switch to a different thread")
+        p = p._parent
+    _set_ctx(p._context)
+    p._context = None
+    ts.origin = g
+    ts.current = p
+    _permute(c, p._c)
+    del g, p
+    if exc is not None:
+        raise exc
+    return result
+
+
+# ____________________________________________________________ collection of suspended greenlets
+
+
+def _kill(g, ts):
+    old = g._parent
+    g._parent = ts.current
+    try:
+        _deliver(g, None, None, GreenletExit("Killing the greenlet because all references have vanished."))
+    except BaseException:
+        _unraisable(g)
+    finally:
+        g._parent = old
+    if g._ts is ts:
+        _leaked.append(g)
+        sys.stderr.write("GreenletExit did not kill %r\n" % (g,))
+
+
+def _kill_pending(ts):
+    pending, ts.deleteme = ts.deleteme, []
+    for g in pending:
+        if g._ts is ts and g is not ts.current:
+            _kill(g, ts)
+
+
+def _unraisable(obj):
+    typ, val, tb = sys.exc_info()
+    try:
+        sys.stderr.write("Exception ignored in: %r\n" % (obj,))
+        sys.excepthook(typ, val, tb)
+    except BaseException:
+        pass
+
+
+# ____________________________________________________________ the greenlet type
+
+
+def getcurrent():
+    "Returns the current greenlet (i.e. the one which called this function)."
+    ts = _tls.ts
+    if ts.deleteme:
+        _kill_pending(ts)
+    return ts.current
+
+
+class greenlet(object):
+    """greenlet(run=None, parent=None) -> greenlet
+
+Creates a new greenlet object (without running it).
+
+ - *run* -- The callable to invoke.
+ - *parent* -- The parent greenlet. The default is the current greenlet."""
+
+    __slots__ = ("_c", "_ts", "_home", "_parent", "_run", "_context", "_main", "__dict__", "__weakref__")
+
+    def __new__(cls, *args, **kwargs):
+        self = object.__new__(cls)
+        self._c = self._ts = self._home = self._context = None
+        self._main = False
+        self._parent = getcurrent()
+        return self
+
+    def __init__(self, run=_MISSING, parent=None, *extra):
+        if extra:
+            raise TypeError("green() takes at most 2 arguments (%d given)" % (2 + len(extra)))
+        if run is not _MISSING:
+            _set_run(self, run)
+        if parent is not None:
+            _set_parent(self, parent)
+
+    def switch(self, *args, **kwargs):
+        """switch(*args, **kwargs)
+
+Switch execution to this greenlet, starting it with ``run(*args, **kwargs)`` if it has not
+started yet.  Returns the value passed when switching back."""
+        ts = _tls.ts
+        if self._ts is ts and ts.current is not self:
+            if kwargs:
+                return _transfer(ts, ts.current, self, _cswitch, (args, kwargs) if args else kwargs)
+            return _transfer(ts, ts.current, self, _cswitch, args[0] if len(args) == 1 else args)
+        return _deliver(self, args, kwargs, None)
+
+    def throw(self, *args, **kwargs):
+        """throw([typ[, val[, tb]]]) -- switch to this greenlet and raise the exception there
+(default `greenlet.GreenletExit`)."""
+        if kwargs:
+            raise TypeError("greenlet.throw() takes no keyword arguments")
+        if len(args) > 3:
+            raise TypeError("throw expected at most 3 arguments, got %d" % len(args))
+        exc = _make_exc(*args)
+        ts = _tls.ts
+        if self._ts is ts and ts.current is not self:
+            return _transfer(ts, ts.current, self, _cthrow, exc)
+        return _deliver(self, None, None, exc)
+
+    def __bool__(self):
+        if self._main:
+            return True
+        ts = self._ts
+        return ts is not None and (ts is _tls.ts or _alive(ts))
+
+    @property
+    def dead(self):
+        if self._main:
+            return not _alive(self._ts)
+        ts = self._ts
+        return self._c is not None and (ts is None or (ts is not _tls.ts and not _alive(ts)))
+
+    @property
+    def run(self):
+        if self._main:
+            raise AttributeError("Main greenlets do not have a run attribute.")
+        if self._c is None:
+            try:
+                return self._run
+            except AttributeError:
+                pass
+        raise AttributeError("run")
+
+    @run.setter
+    def run(self, value):
+        _set_run(self, value)
+
+    @run.deleter
+    def run(self):
+        _set_run(self, _MISSING)
+
+    @property
+    def parent(self):
+        return self._parent
+
+    @parent.setter
+    def parent(self, value):
+        _set_parent(self, value)
+
+    @parent.deleter
+    def parent(self):
+        raise AttributeError("can't delete attribute")
+
+    @property
+    def gr_frame(self):
+        ts = self._ts
+        if ts is None or ts.current is self:
+            return None
+        f = (ts.current if self._main else self)._c._get_frame()
+        f = f.f_back if f else None
+        while f is not None and f.f_code in _INTERNAL_CODE:
+            f = f.f_back
+        return f
+
+    @property
+    def gr_context(self):
+        ts = self._ts
+        if ts is not None and ts.current is self:
+            if ts is not _tls.ts:
+                raise ValueError("cannot get context of a greenlet that is running in a different thread")
+            return _get_ctx()
+        return self._context
+
+    @gr_context.setter
+    def gr_context(self, ctx):
+        if ctx is not None and not isinstance(ctx, _Context):
+            raise TypeError("greenlet context must be a contextvars.Context or None")
+        ts = self._ts
+        if ts is not None and ts.current is self:
+            if ts is not _tls.ts:
+                raise ValueError("cannot set context of a greenlet that is running in a different thread")
+            _set_ctx(ctx)
+        else:
+            self._context = ctx
+
+    @gr_context.deleter
+    def gr_context(self):
+        raise AttributeError("can't delete context attribute")
+
+    @property
+    def _stack_saved(self):
+        return 0  # unknown at this level (the continulet owns the stack copy)
+
+    def __getstate__(self):
+        raise TypeError("cannot serialize '%s' object" % _tp_name(self))
+
+    def __repr__(self):
+        home = self._home
+        exited = home is not None and not _alive(home)
+        otid = "0x%x" % id(home) if home is not None and not exited else "0x(nil)"
+        if self.dead:
+            return "<%s object at 0x%x (otid=%s) %sdead>" % (
+                _tp_name(self), id(self), otid, "(thread exited) " if exited else "")
+        if _tls.ts.current is self:
+            where = " current"
+        else:
+            where = " suspended" if self._c is not None else ""
+        return "<%s object at 0x%x (otid=%s)%s%s%s%s>" % (
+            _tp_name(self), id(self), otid, where, " active" if self._c is not None else "",
+            " started" if self._c is not None else " pending", " main" if self._main else "")
+
+    def __del__(self):
+        # greenlet 3.x: a suspended greenlet that loses its last reference gets GreenletExit.
+        ts = self._ts
+        if ts is None or self._main or self._c is None:
+            return
+        try:
+            if sys.is_finalizing() or not _alive(ts):
+                return  # no code runs at shutdown / for greenlets of exited threads
+            if ts is not _tls.ts or ts.origin is not None:
+                ts.deleteme.append(self)  # other thread, or mid-switch (I2): kill it later
+                return
+            _kill(self, ts)
+        except Exception:
+            pass
+
+    getcurrent = staticmethod(getcurrent)
+    error = error
+    GreenletExit = GreenletExit
+
+
+def _tp_name(g):
+    return "greenlet.greenlet" if type(g) is greenlet else type(g).__name__
+
+
+def _set_run(g, run):
+    if g._main:
+        raise AttributeError("Main greenlets do not have a run attribute.")
+    if g._c is not None:
+        raise AttributeError("run cannot be set after the start of the greenlet")
+    if run is not _MISSING:
+        g._run = run
+    else:
+        try:
+            del g._run
+        except AttributeError:
+            pass
+
+
+def _set_parent(g, parent):
+    if g._main:
+        raise AttributeError("cannot set the parent of a main greenlet")
+    if not isinstance(parent, greenlet):
+        raise TypeError("GreenletChecker: Expected any type of greenlet, not %s" % type(parent).__name__)
+    p = parent
+    while p is not None:
+        if p is g:
+            raise ValueError("cyclic parent chain")
+        root = p
+        p = p._parent
+    if not root._main:
+        raise ValueError("parent must not be garbage collected")
+    if g._c is not None and g._home.main is not root:
+        raise ValueError("parent cannot be on a different thread")
+    g._parent = parent
+
+
+def _make_exc(typ=GreenletExit, val=None, tb=None):
+    if tb is not None and not isinstance(tb, _TracebackType):
+        raise TypeError("throw() third argument must be a traceback object")
+    if isinstance(typ, type) and issubclass(typ, BaseException):
+        exc = _normalize_exc(typ, val)
+    elif isinstance(typ, BaseException):
+        if val is not None:
+            raise TypeError("instance exception may not have a separate value")
+        exc = typ
+    else:
+        raise TypeError("exceptions must be classes, or instances, not %s" % type(typ).__name__)
+    if tb is not None:
+        exc = exc.with_traceback(tb)
+    return exc
+
+
+# ____________________________________________________________ tracing
+
+
+def gettrace():
+    "gettrace() -> object\n\nReturns the currently set tracing function, or None."
+    return _tls.ts.trace
+
+
+def settrace(callback):
+    "settrace(callback) -> object\n\nSets a new tracing function and returns the previous one."
+    ts = _tls.ts
+    prev, ts.trace = ts.trace, callback
+    return prev
+
+
+def enable_optional_cleanup(flag):
+    """Accepted for compatibility; this implementation has no optional cleanup pass."""
+
+
+def get_clocks_used_doing_optional_cleanup():
+    return 0
+
+
+greenlet.settrace = staticmethod(settrace)
+_tls = _Local()  # per-thread state; _Local.__init__ runs once in each thread that uses greenlets
+greenlet.gettrace = staticmethod(gettrace)
+
+_INTERNAL_CODE = frozenset(
+    f.__code__ for f in (_transfer, _after, _deliver, _bootstrap, _kill, _kill_pending, getcurrent,
+                         greenlet.switch, greenlet.throw, greenlet.__del__)
+)
