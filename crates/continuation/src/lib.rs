@@ -1,0 +1,2 @@
+//! Filled by its own issue.
+#![forbid(unsafe_code)]

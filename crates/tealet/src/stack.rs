@@ -1,0 +1,267 @@
+//! Stack-slice bookkeeping: which parts of which suspended stacks are still on the C stack,
+//! and copying them to the heap and back.  No assembly here, so it is tested on plain buffers
+//! (see `src/tests/`).
+//!
+//! # State
+//!
+//! A [`Slice`] describes one suspended context's stack, `[start, stop)`.  Its lowest
+//! `saved.len()` bytes have been copied to `saved`; the rest, `[start + saved.len(), stop)`, is
+//! still in place on the C stack.  Slices whose in-place part is not empty are linked into the
+//! thread's [`Chain`] through `prev`, ordered by increasing `stop` (the head has the lowest).
+//!
+//! # Invariants
+//!
+//! * **S1** `start <= start + saved.len() <= stop`; `saved` holds exactly the bytes that were at
+//!   `[start, start + saved.len())` when the context was suspended.
+//! * **S2** A slice that is not fully saved is in the chain (`in_chain`), and the chain is sorted
+//!   by `stop`; a slice not in the chain has `prev == null`.
+//! * **S3** No running code writes to the in-place part of a slice in the chain: before a switch
+//!   lets a context run in a region, [`Chain::clear_for`] saves every in-place byte below that
+//!   region's far end.
+//!
+//! # Safety
+//!
+//! The functions here take raw addresses of stack memory.  They are `unsafe` and their callers
+//! (the switch callbacks in `lib.rs`, or tests over a `Vec<u8>` posing as a stack) promise that
+//! `[start, stop)` of every slice is readable memory and that S1-S3 hold on entry.
+
+use std::alloc::{self, Layout};
+use std::ptr;
+
+/// The heap could not provide the bytes to save a stack slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocError;
+
+impl std::fmt::Display for AllocError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("out of memory while saving a stack slice")
+    }
+}
+
+impl std::error::Error for AllocError {}
+
+/// One suspended stack (see the module docs).
+pub(crate) struct Slice {
+    pub(crate) start: *mut u8,
+    pub(crate) stop: *mut u8,
+    saved: Vec<u8>,
+    prev: *mut Slice,
+    in_chain: bool,
+}
+
+impl Slice {
+    /// Allocate a slice for `[start, stop)`, nothing saved yet, not in a chain.
+    pub(crate) fn alloc(start: *mut u8, stop: *mut u8) -> Result<*mut Slice, AllocError> {
+        debug_assert!(start <= stop);
+        let layout = Layout::new::<Slice>();
+        // SAFETY: `Slice` has a non-zero size.
+        let raw = unsafe { alloc::alloc(layout) }.cast::<Slice>();
+        if raw.is_null() {
+            return Err(AllocError);
+        }
+        let slice = Slice { start, stop, saved: Vec::new(), prev: ptr::null_mut(), in_chain: false };
+        // SAFETY: `raw` is a fresh allocation with the layout of `Slice`.
+        unsafe { raw.write(slice) };
+        Ok(raw)
+    }
+
+    /// Free a slice allocated by [`Slice::alloc`].
+    ///
+    /// # Safety
+    ///
+    /// `slice` came from [`Slice::alloc`], is not in a chain, and is not used afterwards.
+    pub(crate) unsafe fn free(slice: *mut Slice) {
+        // SAFETY: per the contract, `slice` is a live allocation of `Slice` owned by the caller.
+        unsafe {
+            debug_assert!(!(*slice).in_chain);
+            ptr::drop_in_place(slice);
+            alloc::dealloc(slice.cast(), Layout::new::<Slice>());
+        }
+    }
+
+    /// Bytes copied to the heap so far.
+    pub(crate) fn saved_len(&self) -> usize {
+        self.saved.len()
+    }
+
+    /// Bytes of the whole slice, `stop - start`.
+    pub(crate) fn size(&self) -> usize {
+        self.stop as usize - self.start as usize
+    }
+
+    /// Make room to have saved everything below `upto` (no copying).
+    pub(crate) fn reserve_upto_pub(&mut self, upto: *mut u8) -> Result<(), AllocError> {
+        self.reserve_upto(upto)
+    }
+
+    fn reserve_upto(&mut self, upto: *mut u8) -> Result<(), AllocError> {
+        let want = upto as usize - self.start as usize;
+        if want > self.saved.len() {
+            self.saved.try_reserve_exact(want - self.saved.len()).map_err(|_| AllocError)?;
+        }
+        Ok(())
+    }
+
+    /// Copy the in-place bytes of `[start, upto)` that are not saved yet.  Never allocates when
+    /// [`Slice::reserve_upto`] succeeded for the same `upto`.
+    ///
+    /// # Safety
+    ///
+    /// `[start + saved_len, upto)` is readable and still holds this slice's bytes (S3).
+    pub(crate) unsafe fn save_upto(&mut self, upto: *mut u8) {
+        debug_assert!(upto <= self.stop);
+        let have = self.saved.len();
+        let want = upto as usize - self.start as usize;
+        if want > have {
+            // SAFETY: the caller guarantees the source range is readable; `extend_from_slice`
+            // copies it into `saved` (room was reserved, so no reallocation can fail here).
+            unsafe {
+                let src = std::slice::from_raw_parts(self.start.add(have), want - have);
+                self.saved.extend_from_slice(src);
+            }
+        }
+    }
+
+    /// Copy the saved bytes back to `[start, start + saved_len)`.
+    ///
+    /// # Safety
+    ///
+    /// That range is writable stack memory that nothing live uses any more (the context that
+    /// owned it was switched away from, and the code doing the restore runs below `start`).
+    pub(crate) unsafe fn restore(&self) {
+        // SAFETY: per the contract; `saved` and the stack never overlap (heap vs stack).
+        unsafe { ptr::copy_nonoverlapping(self.saved.as_ptr(), self.start, self.saved.len()) };
+    }
+
+    /// Where the byte at stack address `addr` of this suspended slice lives now.
+    pub(crate) fn translate(&self, addr: *const u8) -> *const u8 {
+        let a = addr as usize;
+        let s = self.start as usize;
+        if a >= s && a < s + self.saved.len() {
+            self.saved[a - s..].as_ptr()
+        } else {
+            addr
+        }
+    }
+}
+
+/// The thread's list of slices that still have bytes in place on the C stack.
+pub(crate) struct Chain {
+    head: *mut Slice,
+}
+
+impl Chain {
+    pub(crate) const fn new() -> Chain {
+        Chain { head: ptr::null_mut() }
+    }
+
+    /// Link a freshly allocated source slice at the head (it has the lowest `stop`).
+    ///
+    /// # Safety
+    ///
+    /// `slice` is live, not in a chain, and its `stop` is `<=` the head's (S2).
+    pub(crate) unsafe fn push(&mut self, slice: *mut Slice) {
+        // SAFETY: per the contract.
+        unsafe {
+            debug_assert!(self.head.is_null() || (*slice).stop <= (*self.head).stop);
+            (*slice).prev = self.head;
+            (*slice).in_chain = true;
+        }
+        self.head = slice;
+    }
+
+    /// Undo the last [`Chain::push`] (used when a switch fails after allocating its source).
+    ///
+    /// # Safety
+    ///
+    /// `slice` is the head.
+    pub(crate) unsafe fn pop(&mut self, slice: *mut Slice) {
+        debug_assert!(self.head == slice);
+        // SAFETY: per the contract `slice` is the live head.
+        unsafe {
+            self.head = (*slice).prev;
+            (*slice).prev = ptr::null_mut();
+            (*slice).in_chain = false;
+        }
+    }
+
+    /// Save every in-place byte below `target_stop` so a context whose stack is
+    /// `[.., target_stop)` may run; slices that become fully saved leave the chain.  `target`
+    /// itself (if in the chain) is unlinked without saving: it is about to be restored.
+    ///
+    /// All allocation happens first, so on `Err` nothing was copied or unlinked.
+    ///
+    /// # Safety
+    ///
+    /// S1-S3 hold for every slice in the chain, and their in-place bytes are readable.
+    pub(crate) unsafe fn clear_for(&mut self, target: *mut Slice, target_stop: *mut u8) -> Result<(), AllocError> {
+        // SAFETY: the chain links live slices (S2), per the contract.
+        unsafe {
+            // Pass 1: reserve.
+            let mut cur = self.head;
+            while !cur.is_null() && (*cur).stop <= target_stop {
+                if cur != target {
+                    (*cur).reserve_upto((*cur).stop)?;
+                }
+                cur = (*cur).prev;
+            }
+            if !cur.is_null() && (*cur).start < target_stop {
+                (*cur).reserve_upto(target_stop)?;
+            }
+            // Pass 2: copy and unlink; cannot fail.
+            let mut cur = self.head;
+            while !cur.is_null() && (*cur).stop <= target_stop {
+                let prev = (*cur).prev;
+                (*cur).prev = ptr::null_mut();
+                (*cur).in_chain = false;
+                if cur != target {
+                    let stop = (*cur).stop;
+                    (*cur).save_upto(stop);
+                }
+                cur = prev;
+            }
+            if !cur.is_null() && (*cur).start < target_stop {
+                (*cur).save_upto(target_stop);
+            }
+            self.head = cur;
+        }
+        Ok(())
+    }
+
+    /// Remove `slice` from the chain if it is there (destroying a suspended context).
+    ///
+    /// # Safety
+    ///
+    /// `slice` and every slice in the chain are live.
+    pub(crate) unsafe fn unlink(&mut self, slice: *mut Slice) {
+        // SAFETY: per the contract, every pointer followed is a live chain member.
+        unsafe {
+            if !(*slice).in_chain {
+                return;
+            }
+            let mut link: *mut *mut Slice = &raw mut self.head;
+            while !(*link).is_null() {
+                if *link == slice {
+                    *link = (*slice).prev;
+                    (*slice).prev = ptr::null_mut();
+                    (*slice).in_chain = false;
+                    return;
+                }
+                link = &raw mut (**link).prev;
+            }
+            unreachable!("tealet: slice marked in_chain but not found in the chain");
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        let mut n = 0;
+        let mut cur = self.head;
+        while !cur.is_null() {
+            n += 1;
+            // SAFETY: test helper; the chain links live slices.
+            cur = unsafe { (*cur).prev };
+        }
+        n
+    }
+}
