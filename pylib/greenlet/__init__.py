@@ -141,6 +141,10 @@ def _transfer(ts, cur, target, op, arg):
     return arg
 
 
+def _cthrow_tb(cc, exc, to):
+    return _cthrow(cc, exc, None, exc.__traceback__, to=to)
+
+
 def _after(ts, event):
     """Receiver side of a switch: clear ``origin``, run deferred kills, call the tracer."""
     origin = ts.origin
@@ -202,7 +206,7 @@ def _deliver(target, args, kwargs, exc):
             return _pack(args, kwargs)
         if target._ts is ts:
             if exc is not None:
-                return _transfer(ts, ts.current, target, _cthrow, exc)
+                return _transfer(ts, ts.current, target, _cthrow_tb, exc)
             return _transfer(ts, ts.current, target, _cswitch, _pack(args, kwargs))
         if target._c is None:
             run = target.run  # may run arbitrary code (subclass properties)
@@ -366,7 +370,7 @@ started yet.  Returns the value passed when switching back."""
         exc = _make_exc(*args)
         ts = _tls.ts
         if self._ts is ts and ts.current is not self:
-            return _transfer(ts, ts.current, self, _cthrow, exc)
+            return _transfer(ts, ts.current, self, _cthrow_tb, exc)
         return _deliver(self, None, None, exc)
 
     def __bool__(self):
@@ -571,6 +575,6 @@ _tls = _Local()  # per-thread state; _Local.__init__ runs once in each thread th
 greenlet.gettrace = staticmethod(gettrace)
 
 _INTERNAL_CODE = frozenset(
-    f.__code__ for f in (_transfer, _after, _deliver, _bootstrap, _kill, _kill_pending, getcurrent,
+    f.__code__ for f in (_transfer, _cthrow_tb, _after, _deliver, _bootstrap, _kill, _kill_pending, getcurrent,
                          greenlet.switch, greenlet.throw, greenlet.__del__)
 )
