@@ -1,0 +1,180 @@
+"""Collection of greenlets: suspended ones get GreenletExit (finally runs), others just go away."""
+import gc
+import weakref
+
+import pytest
+
+from greenlet import GreenletExit, getcurrent
+from greenlet import greenlet as G
+
+from conftest import differs
+
+NO_KILL = "lib_pypy greenlet frees suspended greenlets silently (no GreenletExit, finally not run)"
+MESSAGE = "Killing the greenlet because all references have vanished."
+
+
+def _collect():
+    for _ in range(3):
+        gc.collect()
+    getcurrent()  # run any kill greenlet deferred to this thread
+
+
+def _parked(log):
+    main = getcurrent()
+
+    def run():
+        try:
+            main.switch()
+        except GreenletExit as e:
+            log.append(("exit", str(e), getcurrent().parent is main))
+            raise
+        finally:
+            log.append("finally")
+
+    g = G(run)
+    g.switch()
+    return g
+
+
+@differs("pypy-oracle", reason=NO_KILL)
+def test_suspended_greenlet_is_killed_on_collection():
+    log = []
+    g = _parked(log)
+    r = weakref.ref(g)
+    del g
+    _collect()
+    assert log == [("exit", MESSAGE, True), "finally"]
+    assert r() is None
+
+
+def test_unstarted_greenlet_is_just_freed():
+    ran = []
+    g = G(lambda: ran.append(1))
+    r = weakref.ref(g)
+    del g
+    _collect()
+    assert r() is None
+    assert ran == []
+
+
+def test_dead_greenlet_is_freed():
+    g = G(lambda: None)
+    g.switch()
+    r = weakref.ref(g)
+    del g
+    _collect()
+    assert r() is None
+
+
+@differs("pypy-oracle", reason=NO_KILL)
+def test_kill_runs_in_current_greenlet_context():
+    main = getcurrent()
+    log = []
+
+    def victim_run():
+        try:
+            d.switch()
+        except GreenletExit:
+            log.append(("parent during kill", getcurrent().parent))
+            raise
+
+    def dropper():
+        v = G(victim_run, parent=main)
+        v.switch()
+        del v
+        _collect()
+        return "dropper done"
+
+    d = G(dropper)
+    assert d.switch() == "dropper done"
+    assert log == [("parent during kill", d)]
+
+
+@differs("pypy-oracle", reason=NO_KILL)
+def test_parent_restored_after_kill():
+    main = getcurrent()
+    keep = []
+    original_parent = G(lambda: None)
+
+    def run():
+        try:
+            main.switch()
+        except GreenletExit:
+            me = getcurrent()
+            keep.append(me)  # resurrects the greenlet...
+            parent_during = me.parent
+            keep.append(parent_during)
+            # ...and dies normally, back into the killer
+
+    g = G(run, parent=original_parent)
+    g.parent = main
+    g.switch()
+    g.parent = original_parent
+    del g
+    _collect()
+    assert len(keep) == 2
+    g, parent_during = keep
+    assert parent_during is main
+    assert g.parent is original_parent
+    assert g.dead
+
+
+@differs("pypy-oracle", reason=NO_KILL)
+def test_greenlet_catching_exit_and_returning():
+    log = []
+    main = getcurrent()
+
+    def run():
+        try:
+            main.switch()
+        except GreenletExit:
+            log.append("caught")
+            return "ignored result"
+
+    g = G(run)
+    g.switch()
+    del g
+    _collect()
+    assert log == ["caught"]
+
+
+@differs("pypy-oracle", reason=NO_KILL)
+def test_many_suspended_greenlets_collected():
+    log = []
+    gs = [_parked(log) for _ in range(50)]
+    del gs
+    _collect()
+    assert log.count("finally") == 50
+
+
+def test_weakref_callback_after_death():
+    called = []
+    g = G(lambda: None)
+    r = weakref.ref(g, lambda ref: called.append(True))
+    g.switch()
+    del g
+    _collect()
+    assert called == [True]
+    assert r() is None
+
+
+@differs("pypy-oracle", reason=NO_KILL)
+def test_greenlet_refusing_to_die(capfd):
+    main = getcurrent()
+    state = []
+
+    def stubborn():
+        while True:
+            try:
+                main.switch()
+            except GreenletExit:
+                state.append("refused")
+                main.switch()  # while being killed, main is the parent: go back there
+
+    g = G(stubborn)
+    g.switch()
+    del g
+    _collect()
+    assert state == ["refused"]
+    err = capfd.readouterr().err
+    assert "GreenletExit did not kill <greenlet.greenlet object at " in err
