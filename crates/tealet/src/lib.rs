@@ -157,6 +157,98 @@ thread_local! {
     };
 }
 
+/// Recently freed slices of this thread, reused by the next switches so that a steady stream of
+/// switches allocates nothing.  Separate from `ThreadCtx` because it has a destructor.
+struct SliceCache {
+    slices: Cell<[*mut Slice; CACHE_SLOTS]>,
+    len: Cell<usize>,
+}
+
+const CACHE_SLOTS: usize = 8;
+/// Buffers larger than this are not kept (a deep switch should not pin its memory).
+const CACHE_MAX_CAPACITY: usize = 16 * 1024;
+
+impl Drop for SliceCache {
+    fn drop(&mut self) {
+        let slices = self.slices.get();
+        for &s in &slices[..self.len.get()] {
+            // SAFETY: cached slices are owned by the cache, out of any chain.
+            unsafe { Slice::free(s) };
+        }
+        self.len.set(0);
+    }
+}
+
+thread_local! {
+    static CACHE: SliceCache = const {
+        SliceCache { slices: Cell::new([ptr::null_mut(); CACHE_SLOTS]), len: Cell::new(0) }
+    };
+}
+
+/// A slice for `[start, stop)`: recycled if the cache has one, else freshly allocated.
+fn new_slice(start: *mut u8, stop: *mut u8) -> Result<*mut Slice, AllocError> {
+    let cached = CACHE
+        .try_with(|c| {
+            let n = c.len.get();
+            if n == 0 {
+                return None;
+            }
+            c.len.set(n - 1);
+            Some(c.slices.get()[n - 1])
+        })
+        .ok()
+        .flatten();
+    match cached {
+        Some(s) => {
+            // SAFETY: the cache owns `s`, out of any chain; now we do.
+            unsafe { Slice::reset(s, start, stop) };
+            Ok(s)
+        }
+        None => Slice::alloc(start, stop),
+    }
+}
+
+/// Give back a slice that is out of any chain: cached for reuse, or freed.
+///
+/// # Safety
+///
+/// The caller owns `slice` and does not use it afterwards.
+unsafe fn drop_slice(slice: *mut Slice) {
+    // SAFETY: per the contract.
+    let small = unsafe { (*slice).capacity() } <= CACHE_MAX_CAPACITY;
+    let kept = small
+        && CACHE
+            .try_with(|c| {
+                let n = c.len.get();
+                if n == CACHE_SLOTS {
+                    return false;
+                }
+                let mut slots = c.slices.get();
+                slots[n] = slice;
+                c.slices.set(slots);
+                c.len.set(n + 1);
+                true
+            })
+            .unwrap_or(false);
+    if !kept {
+        // SAFETY: per the contract.
+        unsafe { Slice::free(slice) };
+    }
+}
+
+/// Free the slices this thread keeps for reuse (at most 8, each at most 16 KiB).  Switching
+/// keeps working afterwards; the next switches allocate again.
+pub fn trim_cache() {
+    let _ = CACHE.try_with(|c| {
+        let slices = c.slices.get();
+        for &s in &slices[..c.len.get()] {
+            // SAFETY: cached slices are owned by the cache, out of any chain.
+            unsafe { Slice::free(s) };
+        }
+        c.len.set(0);
+    });
+}
+
 fn ctx() -> *const ThreadCtx {
     CTX.with(|c| ptr::from_ref(c))
 }
@@ -214,7 +306,7 @@ unsafe extern "C" fn save_state(sp: *mut u8, ctx: *mut u8) -> *mut u8 {
     // from a live handle consumed by the caller (I1), and the chain invariants hold (S1-S3).
     unsafe {
         let ctx = &*ctx.cast::<ThreadCtx>();
-        let Ok(source) = Slice::alloc(sp, ctx.current_stop.get()) else {
+        let Ok(source) = new_slice(sp, ctx.current_stop.get()) else {
             ctx.failed.set(true);
             return ptr::null_mut();
         };
@@ -223,7 +315,7 @@ unsafe extern "C" fn save_state(sp: *mut u8, ctx: *mut u8) -> *mut u8 {
         let target = ctx.target.get();
         if chain.clear_for(target, (*target).stop).is_err() {
             chain.pop(source);
-            Slice::free(source);
+            drop_slice(source);
             ctx.failed.set(true);
             return ptr::null_mut();
         }
@@ -237,14 +329,14 @@ unsafe extern "C" fn initial_save_state(sp: *mut u8, ctx: *mut u8) -> *mut u8 {
     // SAFETY: as in `save_state`; `[sp, marker)` is the live frame of the spawning call chain.
     unsafe {
         let ctx = &*ctx.cast::<ThreadCtx>();
-        let Ok(source) = Slice::alloc(sp, ctx.current_stop.get()) else {
+        let Ok(source) = new_slice(sp, ctx.current_stop.get()) else {
             ctx.failed.set(true);
             return ptr::null_mut();
         };
         // Save what the new tealet will overwrite right away: the frames below the marker.
         let saved = (*source).save_upto_checked(ctx.marker.get());
         if saved.is_err() {
-            Slice::free(source);
+            drop_slice(source);
             ctx.failed.set(true);
             return ptr::null_mut();
         }
@@ -278,7 +370,7 @@ unsafe extern "C" fn restore_state(_new_sp: *mut u8, ctx: *mut u8) -> *mut u8 {
         let target = ctx.target.get();
         (*target).restore();
         ctx.current_stop.set((*target).stop);
-        Slice::free(target);
+        drop_slice(target);
         ptr::dangling_mut::<u8>()
     }
 }
@@ -493,7 +585,7 @@ impl Drop for Suspended {
         // chain, then freed exactly once.
         unsafe {
             (*(*ctx()).chain.get()).unlink(slice);
-            Slice::free(slice);
+            drop_slice(slice);
         }
     }
 }

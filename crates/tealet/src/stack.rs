@@ -65,6 +65,27 @@ impl Slice {
         Ok(raw)
     }
 
+    /// Reuse a slice that is no longer in use for `[start, stop)`, keeping its buffer's capacity.
+    ///
+    /// # Safety
+    ///
+    /// `slice` came from [`Slice::alloc`], is not in a chain and is owned by the caller.
+    pub(crate) unsafe fn reset(slice: *mut Slice, start: *mut u8, stop: *mut u8) {
+        // SAFETY: per the contract.
+        unsafe {
+            debug_assert!(!(*slice).in_chain);
+            (*slice).start = start;
+            (*slice).stop = stop;
+            (*slice).saved.clear();
+            (*slice).prev = ptr::null_mut();
+        }
+    }
+
+    /// Capacity of the heap buffer, for the recycling policy.
+    pub(crate) fn capacity(&self) -> usize {
+        self.saved.capacity()
+    }
+
     /// Free a slice allocated by [`Slice::alloc`].
     ///
     /// # Safety
