@@ -168,6 +168,24 @@ def test_continulet_hashable_by_identity():
     assert {a: 1, b: 2}[a] == 1
 
 
+def test_continulet_base_not_weakrefable():
+    import weakref
+
+    with pytest.raises(TypeError) as ei:
+        weakref.ref(continulet(ret1))
+    assert str(ei.value) == "cannot create weak reference to '_continuation.continulet' object"
+
+
+def test_continulet_subclass_weakrefable():
+    import weakref
+
+    class Sub(continulet):
+        pass
+
+    s = Sub(ret1)
+    assert weakref.ref(s)() is s
+
+
 def test_continulet_default_repr():
     c = continulet(ret1)
     r = repr(c)
