@@ -156,7 +156,7 @@ def test_weakref_callback_after_death():
     r = weakref.ref(g, lambda ref: called.append(True))
     g.switch()
     del g
-    _collect()
+    _collect(lambda: called)
     assert called == [True]
     assert r() is None
 
