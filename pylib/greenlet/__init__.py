@@ -122,15 +122,16 @@ def _alive(ts):
 
 def _transfer(ts, cur, target, op, arg):
     """Switch from ``cur`` (running) to the active ``target``; ``op`` is switch or throw."""
+    ts.origin = cur  # first: from here on a __del__ defers its kill (I2)
     cur._context = _get_ctx()
     _set_ctx(target._context)
     target._context = None
-    ts.origin = cur
     ts.current = target
     cc = cur._c
-    del cur  # I3
+    tc = target._c
+    del cur, target  # I3; and PyPy may keep this frame alive as the f_back of the target's stack
     try:
-        arg = op(cc, arg, to=target._c)
+        arg = op(cc, arg, to=tc)
     except BaseException:
         _after(ts, "throw")
         raise
@@ -247,6 +248,7 @@ def _bootstrap(c, box):
     del run, args, kwargs
     # Dying: find the parent to return into (skipping dead ones, starting an unstarted one).
     g = ts.current
+    ts.origin = g  # first: from here on a __del__ defers its kill (I2)
     g._context = _get_ctx()
     g._ts = None
     p = g._parent
@@ -270,7 +272,6 @@ def _bootstrap(c, box):
         p = p._parent
     _set_ctx(p._context)
     p._context = None
-    ts.origin = g
     ts.current = p
     _permute(c, p._c)
     del g, p
