@@ -31,33 +31,43 @@ one-shot continuation stored in two (or more) continulets.
 from continulet._native import _p, continulet, error, permute  # noqa: F401
 
 
-class generator(object):
-    def __init__(self, callable):
-        self.__func__ = callable
+def _make_generator():
+    # Mirrors PyPy's app_continuation.py: `genlet` is reachable only through `generator` (it
+    # is not a module attribute there), so it is built in this closure.  Class attributes
+    # match PyPy 3.9's (`vars()` of both classes), except `send`: PyPy 3 binds it to the
+    # builtin `next` and is broken (SPEC §1.8); ours is `__next__`, a documented fix.
 
-    def __get__(self, obj, type=None):
-        return generator(self.__func__.__get__(obj, type))
+    class genlet(continulet):
+        __qualname__ = "genlet"
 
-    def __call__(self, *args, **kwds):
-        return genlet(self.__func__, *args, **kwds)
+        def __iter__(self):
+            return self
+
+        def __next__(self, value=None):
+            res = self.switch(value)
+            if self.is_pending():
+                return res
+            else:
+                if res is not None:
+                    raise TypeError("_continuation.generator must return None")
+                raise StopIteration
+
+        send = __next__
+
+    class generator(object):
+        __qualname__ = "generator"
+
+        def __init__(self, callable):
+            self.__func__ = callable
+
+        def __get__(self, obj, type=None):
+            return generator(self.__func__.__get__(obj, type))
+
+        def __call__(self, *args, **kwds):
+            return genlet(self.__func__, *args, **kwds)
+
+    return generator
 
 
-class genlet(continulet):
-    __module__ = "_continuation"
-
-    def __iter__(self):
-        return self
-
-    def __next__(self, value=None):
-        res = self.switch(value)
-        if self.is_pending():
-            return res
-        else:
-            if res is not None:
-                raise TypeError("_continuation.generator must return None")
-            raise StopIteration
-
-    # PyPy 3's genlet.send calls builtin next(value) and is broken (SPEC §1.8); ours works.
-    send = __next__
-
-
+generator = _make_generator()
+del _make_generator
