@@ -1,0 +1,734 @@
+"""Scheduling core of the pure-Python ``stackless``: run queues, switching, channels, watchdogs.
+
+This module is the boundary a native core (``stackless-core`` behind the pybind extension) is
+meant to replace: ``__init__`` only calls the functions below and reads the per-object fields
+documented here.  Everything is modelled on C Stackless 3.x (``Stackless/module/scheduling.c``,
+``channelobject.c``, ``taskletobject.c``); function names cite their C counterparts.
+
+# State
+One ``_Sched`` per OS thread (``threading.local``), created lazily together with the thread's
+main tasklet.  Tasklet fields: ``_sched`` (owner thread), ``_next``/``_prev`` (links: run queue
+*or* channel queue, ``None`` when floating), ``_blocked`` (0, 1 = send, -1 = receive), ``_chan``
+(channel while blocked), ``_cont`` (continulet, created at the first switch into the tasklet,
+``None`` before and after), ``_alive``, ``tempval`` (value/bomb handed over by the next switch).
+Channel fields: ``_next``/``_prev`` (the channel is the sentinel of its circular queue),
+``_balance``.
+
+# Invariants
+I1. The run queue is a circular doubly linked list through ``_next``/``_prev``; ``s.chain`` is
+    its head and equals ``s.current`` whenever the running tasklet is scheduled.  All queue and
+    channel mutations happen under ``_lock`` (other threads insert into our queue).
+I2. Continuation passing: every suspended tasklet's continuation is stored in its own ``_cont``;
+    the running tasklet's ``_cont`` holds a *spare* continuation (the unstarted start of the main
+    tasklet's continulet).  ``prev._cont.switch(to=nxt._cont)`` and, for a dying tasklet,
+    ``permute(dying, nxt)`` + return both preserve this.
+I3. Only a thread switches its own tasklets; other threads only move tasklets into its queue
+    and wake it (``_wake``).
+I4. No user code (callbacks, tracers) runs while ``_lock`` is held.
+"""
+
+import sys
+import threading
+
+from _continuation import continulet, permute
+
+THREADBLOCK, SOFT, IGNORE_NESTING, TOTALTIMEOUT = 1, 2, 4, 8
+
+_lock = threading.RLock()
+_tls = threading.local()
+_threads = {}  # thread id -> _Sched (guarded by _lock)
+hooks = {"schedule": None, "channel": None, "error": None}
+tasklet_type = None  # set by __init__
+_OUR_GLOBALS = []  # globals dicts of our modules (frames to hide / not to trace)
+
+
+class TaskletExit(SystemExit):
+    """Raised in a tasklet to kill it; silently ends the tasklet when it escapes."""
+
+
+class bomb(object):
+    """Holds an exception; it explodes when a tasklet receives it as its value."""
+
+    __slots__ = ("_type", "_value", "_tb")
+
+    def __init__(self, type=None, value=None, traceback=None):
+        if isinstance(type, tuple) and value is None and traceback is None:
+            type, value, traceback = (type + (None, None, None))[:3]
+        self._type, self._value, self._tb = type, value, traceback
+
+    type = property(lambda self: self._type)
+    value = property(lambda self: self._value)
+    traceback = property(lambda self: self._tb)
+
+    def _exception(self):
+        t, v = self._type, self._value
+        if isinstance(t, BaseException):
+            e = t
+        elif isinstance(v, BaseException):
+            e = v
+        elif v is None:
+            e = t()
+        elif isinstance(v, tuple):
+            e = t(*v)
+        else:
+            e = t(v)
+        if self._tb is not None:
+            e = e.with_traceback(self._tb)
+        return e
+
+
+def exc_to_bomb(exc, val=None, tb=None):
+    """slp_exc_to_bomb: validate ``raise``-style arguments now, raise later."""
+    if tb is not None and type(tb).__name__ != "traceback":
+        raise TypeError("third argument must be a traceback object")
+    if isinstance(exc, type) and issubclass(exc, BaseException):
+        pass
+    elif isinstance(exc, BaseException):
+        if val is not None:
+            raise TypeError("instance exception may not have a separate value")
+        exc, val = type(exc), exc
+    else:
+        raise TypeError("exceptions must be classes, or instances, not %s" % type(exc).__name__)
+    return bomb(exc, val, tb)
+
+
+def make_bomb(klass, args, what):
+    """slp_make_bomb: ``klass(*args)`` raised in the receiver."""
+    if not (isinstance(klass, type) and issubclass(klass, BaseException)) and not isinstance(klass, str):
+        raise TypeError("%s needs Exception or string subclass as first parameter" % what)
+    return bomb(klass, tuple(args))
+
+
+def init_fields(t, s):
+    t._sched = s
+    t._next = t._prev = t._chan = t._cont = t._func = t._args = t._kwargs = None
+    t._blocked = 0
+    t._alive = t._atomic = t._ignore_nesting = t._block_trap = t._pending_irq = False
+    t.tempval = None
+
+
+def _spare(c):
+    raise SystemError("stackless: the spare continuation was resumed (internal error)")
+
+
+class _Sched(object):
+    """Per-thread scheduler state (PyThreadState.st in C Stackless)."""
+
+    def __init__(self):
+        self.thread_id = threading.get_ident()
+        self.thread = threading.current_thread()
+        self.initial = self.thread is threading.main_thread()
+        self.cond = threading.Condition(_lock)
+        self.chain = None
+        self.runcount = 0
+        self.watchdogs = [None]  # [interrupt watchdog or None, run() callers...]
+        self.interrupted = None
+        self.blocked = False  # thread waits for other threads (schedule_thread_block)
+        self.switch_trap = 0
+        self.schedlock = False
+        self.interval = 0
+        self.ticks = 0
+        self.watermark = 0
+        self.runflags = 0
+        self.tracing = False
+        self.glob_tracer, self.local_tracer = _make_tracers(self)
+        main = object.__new__(tasklet_type)
+        init_fields(main, self)
+        main._alive = True
+        main._cont = continulet(_spare)
+        self.main = self.current = main
+        _insert(self, main)
+
+    def alive(self):
+        return self.thread.is_alive() or self.thread is threading.current_thread()
+
+
+def get():
+    try:
+        return _tls.sched
+    except AttributeError:
+        pass
+    s = _Sched()
+    _tls.sched = s
+    with _lock:
+        _threads[s.thread_id] = s
+    return s
+
+
+def find_thread(tid):
+    with _lock:
+        s = _threads.get(tid)
+    if s is None or not s.alive():
+        return None
+    return s
+
+
+def all_threads():
+    with _lock:
+        return [tid for tid, s in _threads.items() if s.alive()]
+
+
+# ---- run queue and channel queue primitives (O(1); caller holds _lock) ----------------------
+
+def _insert(s, t):
+    """SLP_CHAIN_INSERT: put ``t`` before the head, i.e. at the end of the run queue."""
+    h = s.chain
+    if h is None:
+        t._next = t._prev = t
+        s.chain = t
+    else:
+        p = h._prev
+        t._prev, t._next = p, h
+        p._next = h._prev = t
+    s.runcount += 1
+
+
+def _insert_after_head(s, t):
+    hold = s.chain
+    s.chain = hold._next
+    _insert(s, t)
+    s.chain = hold
+
+
+def _remove(s, t):
+    """slp_current_remove_tasklet: unlink ``t``; if it was the head, its successor becomes head."""
+    n = t._next
+    if n is t:
+        s.chain = None
+    else:
+        p = t._prev
+        p._next, n._prev = n, p
+        if s.chain is t:
+            s.chain = n
+    t._next = t._prev = None
+    s.runcount -= 1
+
+
+def _unremove(s, t):
+    if t._next is None:
+        _insert(s, t)
+    s.chain = t
+
+
+def chan_insert(ch, t, d, before=None):
+    node = ch if before is None else before
+    p = node._prev
+    t._prev, t._next = p, node
+    p._next = node._prev = t
+    ch._balance += d
+    t._blocked = d
+    t._chan = ch
+
+
+def chan_remove(t):
+    """slp_channel_remove(_slow): unlink a blocked tasklet; returns (channel, old successor)."""
+    ch, n, p = t._chan, t._next, t._prev
+    p._next, n._prev = n, p
+    ch._balance -= t._blocked
+    t._next = t._prev = t._chan = None
+    t._blocked = 0
+    return ch, n
+
+
+def _wake(s):
+    if s.blocked:
+        s.cond.notify_all()
+
+
+def insert(t):
+    """impl_tasklet_insert without the checks (they live in ``tasklet.insert``)."""
+    with _lock:
+        if t._next is None:
+            s = t._sched
+            _insert(s, t)
+            _wake(s)
+
+
+def remove(t):
+    with _lock:
+        if t._next is not None:
+            _remove(t._sched, t)
+
+
+def get_watchdog(s, interrupt=False):
+    w = s.watchdogs
+    if len(w) == 1:
+        return s.main
+    if interrupt:
+        return w[0] if w[0] is not None else s.main
+    return w[-1]
+
+
+# ---- callbacks --------------------------------------------------------------------------------
+
+def _notify_schedule(s, prev, nxt):
+    cb = hooks["schedule"]
+    if cb is not None:
+        if s.schedlock:
+            raise RuntimeError("Recursive scheduler call due to callbacks!")
+        s.schedlock = True
+        try:
+            cb(prev, nxt)
+        finally:
+            s.schedlock = False
+
+
+def _notify_channel(s, ch, t, d, cando):
+    cb = hooks["channel"]
+    if cb is not None:
+        if s.schedlock:
+            raise RuntimeError("Recursive channel call due to callbacks!")
+        s.schedlock = True
+        try:
+            cb(ch, t, 1 if d > 0 else 0, 0 if cando else 1)
+        finally:
+            s.schedlock = False
+
+
+# ---- switching --------------------------------------------------------------------------------
+
+def claim(t):
+    """TASKLET_CLAIMVAL + bomb explosion."""
+    v = t.tempval
+    t.tempval = None
+    if isinstance(v, bomb):
+        raise v._exception()
+    return v
+
+
+def schedule_task(s, prev, nxt):
+    """slp_schedule_task: make ``nxt`` run; returns ``prev``'s tempval when ``prev`` runs again."""
+    if nxt is None:
+        return _schedule_block(s, prev)
+    ns = nxt._sched
+    if ns is not s and nxt is not prev:  # schedule_task_interthread: wake it, we keep running
+        with _lock:
+            if nxt._blocked:
+                chan_remove(nxt)
+            if nxt._next is None:
+                _insert(ns, nxt)
+            _wake(ns)
+        return claim(prev)
+    if s.switch_trap and prev is not nxt:
+        raise RuntimeError("switch_trap")
+    u_chan = u_next = None
+    u_dir = 0
+    inserted = False
+    with _lock:
+        if nxt._blocked:
+            u_dir = nxt._blocked
+            u_chan, u_next = chan_remove(nxt)
+        if nxt._next is None:
+            _insert(s, nxt)
+            inserted = True
+    try:
+        nxt = _soft_irq(s, prev, nxt)
+        if prev is nxt:
+            return claim(prev)
+        _notify_schedule(s, prev, nxt)
+    except BaseException:
+        if inserted and prev is not nxt:
+            with _lock:
+                if nxt._next is not None and not nxt._blocked:
+                    _remove(s, nxt)
+                if u_chan is not None:
+                    chan_insert(u_chan, nxt, u_dir, u_next)
+        raise
+    _switch(s, prev, nxt)
+    return claim(prev)
+
+
+def _switch(s, prev, nxt):
+    with _lock:
+        s.current = s.chain = nxt
+    if not s.runflags & TOTALTIMEOUT:
+        s.watermark = s.ticks + s.interval
+    c = nxt._cont
+    if c is None:
+        c = nxt._cont = continulet(_tasklet_main, nxt)
+    prev._cont.switch(to=c)
+    if s.tracing:
+        _retrace(s, sys._getframe(1))
+
+
+def _deadlock(s):
+    """check_for_deadlock: True if no other thread could ever wake us."""
+    for th in threading.enumerate():
+        tid = th.ident
+        if tid is None or tid == s.thread_id or not th.is_alive():
+            continue
+        o = _threads.get(tid)
+        if o is None or not o.blocked or o.thread is not th:
+            return False
+    return True
+
+
+def _schedule_block(s, prev):
+    """schedule_task_block: nothing is runnable; wake the watchdog, wait for a thread, or fail."""
+    wakeup = get_watchdog(s)
+    revive = not (s.runflags & THREADBLOCK) and wakeup._next is None
+    if not revive:
+        nxt = None
+        with _lock:
+            if not _deadlock(s):
+                s.blocked = True
+                try:
+                    while s.chain is None and not _deadlock(s):
+                        s.cond.wait(0.05)
+                finally:
+                    s.blocked = False
+            nxt = s.chain
+        if nxt is not None:
+            return schedule_task(s, prev, nxt)
+    if revive or (s.initial and wakeup._next is None):
+        if isinstance(prev.tempval, bomb):
+            wakeup.tempval = prev.tempval
+        return schedule_task(s, prev, wakeup)
+    prev.tempval = bomb(RuntimeError, "Deadlock: the last runnable tasklet cannot be blocked.")
+    return schedule_task(s, prev, prev)
+
+
+def schedule(s, retval, remove_current):
+    """PyStackless_Schedule."""
+    prev = s.current
+    with _lock:
+        nxt = prev._next if prev._next is not None else s.chain
+        old, prev.tempval = prev.tempval, retval
+        if remove_current and prev._next is not None:
+            _remove(s, prev)
+            if nxt is prev:
+                nxt = None
+    try:
+        return schedule_task(s, prev, nxt)
+    except BaseException:
+        if prev.tempval is retval:
+            prev.tempval = old
+        if remove_current:
+            with _lock:
+                if prev._next is None:
+                    _unremove(s, prev)
+        raise
+
+
+def run_task(s, task, remove_current):
+    """impl_tasklet_run_remove: tasklet.run() / tasklet.switch()."""
+    prev = s.current
+    if task._sched is s:
+        with _lock:
+            inserted = task._next is None
+            if inserted:
+                _insert(s, task)
+            if remove_current and prev is not task:
+                _remove(s, prev)
+        try:
+            return schedule_task(s, prev, task)
+        except BaseException:
+            with _lock:
+                if remove_current and prev._next is None:
+                    _unremove(s, prev)
+                if inserted and task._next is not None and s.current is not task:
+                    _remove(s, task)
+            raise
+    if remove_current:
+        raise RuntimeError("can't switch to a different thread.")
+    rs = task._sched
+    with _lock:  # interthread: run it next in its own thread
+        if task._next is None:
+            if rs.blocked or rs.chain is None:
+                _insert(rs, task)
+                rs.chain = task
+            else:
+                _insert_after_head(rs, task)
+        _wake(rs)
+    return claim(prev)
+
+
+def throw_bomb(s, t, b, pending):
+    """_impl_tasklet_throw_bomb."""
+    if s.current is t:
+        raise b._exception()
+    if not t._alive:
+        if not issubclass(b.type, TaskletExit):
+            raise RuntimeError("You cannot throw to a dead tasklet")
+        with _lock:
+            if t._blocked:
+                chan_remove(t)
+            if t._next is not None:
+                _remove(t._sched, t)
+        return None
+    old, t.tempval = t.tempval, b
+    if pending:
+        with _lock:
+            if t._blocked:
+                chan_remove(t)
+            if t._next is None:
+                _insert(t._sched, t)
+            _wake(t._sched)
+        return None
+    try:
+        return schedule_task(s, s.current, t)
+    except BaseException:
+        if t.tempval is b:
+            t.tempval = old
+        raise
+
+
+def _tasklet_main(cont, t):
+    """Bottom of every tasklet: run the function, then tasklet_end."""
+    err = None
+    try:
+        claim(t)  # a pending throw/kill before the first run explodes here
+        func, args, kwargs = t._func, t._args, t._kwargs
+        t._args = t._kwargs = None
+        func(*args, **kwargs)
+    except TaskletExit:
+        pass
+    except BaseException:
+        err = bomb(*sys.exc_info())
+        handler = hooks["error"]
+        if handler is not None and not isinstance(err.value, SystemExit):
+            try:
+                handler(err.type, err.value, err.traceback)
+                err = None
+            except BaseException:
+                err = bomb(*sys.exc_info())
+    _tasklet_end(t._sched, t, cont, err)
+    return None  # resumes the tasklet permuted in by _tasklet_end
+
+
+def _tasklet_end(s, t, cont, err):
+    """tasklet_end + schedule_task_destruct: pick the next tasklet and hand our stack to it."""
+    with _lock:
+        t._alive = False
+        if t._next is not None:
+            _remove(s, t)
+        nxt = s.chain
+        if nxt is None:
+            wake = get_watchdog(s)
+            if wake._blocked and err is None:
+                txt = ("the main tasklet is receiving without a sender available." if wake._blocked < 0
+                       else "the main tasklet is sending without a receiver available.")
+                err = bomb(RuntimeError, txt)
+            nxt = wake
+        if err is not None:
+            nxt = get_watchdog(s)
+            nxt.tempval = err
+        if nxt._blocked:
+            chan_remove(nxt)
+        if nxt._next is None:
+            _insert(s, nxt)
+    try:
+        _notify_schedule(s, t, nxt)
+    except BaseException:
+        pass  # a dying tasklet has nobody to report to
+    with _lock:
+        s.current = s.chain = nxt
+    if not s.runflags & TOTALTIMEOUT:
+        s.watermark = s.ticks + s.interval
+    if nxt._cont is None:
+        nxt._cont = continulet(_tasklet_main, nxt)
+    t._cont = None
+    permute(cont, nxt._cont)
+
+
+# ---- channels ---------------------------------------------------------------------------------
+
+def channel_action(ch, arg, d):
+    """generic_channel_action: d = 1 send, -1 receive."""
+    s = get()
+    source = s.current
+    with _lock:
+        cando = ch._balance < 0 if d > 0 else ch._balance > 0
+        interthread = cando and ch._next._sched is not s
+    old, source.tempval = source.tempval, arg
+    try:
+        if not interthread:
+            _notify_channel(s, ch, source, d, cando)
+        with _lock:
+            cando = ch._balance < 0 if d > 0 else ch._balance > 0
+            if cando:
+                target = ch._next
+                interthread = target._sched is not s
+                chan_remove(target)
+                source.tempval, target.tempval = target.tempval, source.tempval
+                if interthread:
+                    switchto = target
+                elif ch._schedule_all:
+                    _insert(s, target)
+                    switchto = source._next
+                elif ch._preference == -d:
+                    _insert_after_head(s, target)
+                    switchto = target
+                else:
+                    _insert(s, target)
+                    switchto = source
+            else:
+                if source._block_trap:
+                    raise RuntimeError("this tasklet does not like to be blocked.")
+                if ch._closing:
+                    raise ValueError("Send/receive operation on a closed channel")
+                _remove(s, source)
+                chan_insert(ch, source, d)
+                switchto = s.chain
+    except BaseException:
+        source.tempval = old
+        raise
+    try:
+        ret = schedule_task(s, source, switchto)
+    except BaseException:
+        with _lock:  # undo a failed block (the switch did not happen)
+            if source._chan is ch:
+                chan_remove(source)
+            if source._next is None:
+                _unremove(s, source)
+        raise
+    if interthread:
+        _notify_channel(s, ch, source, d, True)
+    return ret
+
+
+# ---- run() and preemption ----------------------------------------------------------------------
+
+def run_watchdog(s, timeout, flags):
+    """PyStackless_RunWatchdogEx."""
+    cur = s.current
+    interrupt = timeout > 0
+    if interrupt and s.watchdogs[0] is not None:
+        interrupt = False
+    if interrupt:
+        s.watchdogs[0] = cur
+    s.watchdogs.append(cur)
+    saved = (s.interval, s.watermark, s.runflags, s.tracing)
+    old_trace = None
+    if interrupt:
+        s.interval, s.watermark, s.runflags = timeout, s.ticks + timeout, flags
+        old_trace = sys.gettrace()
+        sys.settrace(s.glob_tracer)
+        s.tracing = True
+    elif len(s.watchdogs) == 2:
+        s.runflags = flags & THREADBLOCK  # deviation: threadblock also works without timeout
+    s.interrupted = None
+    try:
+        with _lock:
+            if cur._next is not None:
+                _remove(s, cur)
+            nxt = s.chain
+        try:
+            schedule_task(s, cur, nxt)
+        except BaseException:
+            with _lock:
+                if cur._next is None:
+                    _unremove(s, cur)
+            raise
+    finally:
+        if cur in s.watchdogs[1:]:
+            while True:
+                popped = s.watchdogs.pop()
+                if s.watchdogs[0] is popped:
+                    s.watchdogs[0] = None
+                if popped._next is None and popped is not cur:
+                    insert(popped)
+                if popped is cur:
+                    break
+        if interrupt:
+            sys.settrace(old_trace)
+        if interrupt or len(s.watchdogs) == 1:
+            s.interval, s.watermark, s.runflags, s.tracing = saved
+    victim, s.interrupted = s.interrupted, None
+    if victim is not None and not flags & SOFT:
+        remove(victim)
+        return victim
+    return None
+
+
+def _soft_irq(s, prev, nxt):
+    """slp_schedule_soft_irq: in soft mode, a pending interrupt returns to the watchdog."""
+    if not (prev._pending_irq and s.runflags & SOFT):
+        return nxt
+    prev._pending_irq = False
+    wd = get_watchdog(s, True)
+    if wd._next is not None or prev is wd or nxt is wd:
+        return nxt
+    s.interrupted = nxt
+    with _lock:
+        hold = s.chain
+        s.chain = nxt
+        _insert(s, wd)
+        s.chain = hold
+    return wd
+
+
+def _in_core(frame):
+    while frame is not None:
+        if frame.f_globals is _OUR_GLOBALS[0] or frame.f_globals is _OUR_GLOBALS[-1]:
+            return frame.f_code is not _tasklet_main.__code__  # the bottom of a tasklet is safe
+        frame = frame.f_back
+    return False
+
+
+def _tick_expired(s, frame):
+    """interrupt_timeout_return, called from the opcode tracer."""
+    cur = s.current
+    wd = get_watchdog(s, True)
+    if cur is wd or wd._next is not None or s.interval <= 0:
+        s.watermark = s.ticks + max(s.interval, 1)
+        return
+    if cur._atomic or s.schedlock or s.switch_trap:
+        return  # stays pending: re-checked at the next opcode
+    if s.runflags & SOFT:
+        s.watermark = s.ticks + s.interval
+        cur._pending_irq = True
+        return
+    if _in_core(frame):
+        s.watermark = s.ticks + 16
+        return
+    s.interrupted = cur
+    # switch inside call_tracing, so that the other tasklets run with tracing enabled
+    sys.call_tracing(schedule_task, (s, cur, wd))
+
+
+def _make_tracers(s):
+    def local(frame, event, arg):
+        if event == "opcode" and s.tracing:
+            s.ticks += 1
+            if s.ticks >= s.watermark:
+                _tick_expired(s, frame)
+        return local
+
+    def glob(frame, event, arg):
+        g = frame.f_globals
+        if g is _OUR_GLOBALS[0] or g is _OUR_GLOBALS[-1]:
+            return None
+        frame.f_trace_opcodes = True
+        return local
+
+    return glob, local
+
+
+def _retrace(s, frame):
+    """Frames that existed before run(timeout) started get the opcode tracer when resumed."""
+    local = s.local_tracer
+    while frame is not None:
+        g = frame.f_globals
+        if frame.f_trace is None and g is not _OUR_GLOBALS[0] and g is not _OUR_GLOBALS[-1]:
+            frame.f_trace = local
+            frame.f_trace_opcodes = True
+        frame = frame.f_back
+
+
+def tasklet_frame(t):
+    """Top user frame of a suspended tasklet (our own frames hidden)."""
+    s = t._sched
+    if t is s.current:
+        return None
+    c = t._cont
+    if c is None or t is s.main:
+        return None
+    f = c._get_frame()
+    f = f.f_back if f else None
+    while f is not None and (f.f_globals is _OUR_GLOBALS[0] or f.f_globals is _OUR_GLOBALS[-1]):
+        f = f.f_back
+    return f
+
+
+_OUR_GLOBALS.append(globals())
