@@ -769,7 +769,7 @@ def test_settrace_inside_continulet_is_per_thread():
     assert seen_in_body is None
 
 
-def test_trace_function_that_switches_is_not_required():
+def test_profile_sees_return_value_of_finishing_callable():
     # A profiler that runs while a continulet finishes must see the return to the switcher.
     seen = []
 
