@@ -1,0 +1,602 @@
+"""stackless.tasklet: life cycle, run queue placement, throw/kill, attributes (SPEC §3.2).
+
+Expected results follow C Stackless 3.x (taskletobject.c / scheduling.c); where PyPy's
+lib_pypy stackless lacks the API or behaves differently the test is a documented deviation.
+"""
+
+import sys
+import threading
+
+import pytest
+
+from conftest import IMPL, differs
+
+stackless = pytest.importorskip("stackless")
+
+NO_ATTRS = "lib_pypy tasklets lack this attribute (SPEC §3.4)"
+NO_THROW = "lib_pypy tasklets have no throw()/raise_exception() (SPEC §3.4)"
+KILL_NOW = "lib_pypy kill() has no pending= and no Stackless queue placement (SPEC §3.4)"
+
+
+@pytest.fixture(autouse=True)
+def clean_scheduler():
+    stackless.set_schedule_callback(None)
+    stackless.set_channel_callback(None)
+    yield
+    stackless.set_schedule_callback(None)
+    stackless.set_channel_callback(None)
+    for _ in range(10):
+        if stackless.getruncount() <= 1:
+            break
+        try:
+            stackless.run()
+        except BaseException:
+            pass
+    if IMPL == "pypy-oracle":  # lib_pypy keeps one global queue; a failed (xfail) test may corrupt it
+        stackless._run_calls[:] = []
+        stackless._init()
+
+
+def test_call_creates_alive_scheduled_tasklet():
+    got = []
+    t = stackless.tasklet(got.append)(1)
+    assert t.alive is True
+    assert stackless.getruncount() == 2
+    stackless.run()
+    assert got == [1]
+    assert t.alive is False
+
+
+def test_setup_is_call():
+    got = []
+    t = stackless.tasklet(got.append)
+    assert t.setup(7) is t
+    stackless.run()
+    assert got == [7]
+
+
+def test_kwargs_are_passed():
+    got = []
+    stackless.tasklet(lambda a, b=0: got.append((a, b)))(1, b=2)
+    stackless.run()
+    assert got == [(1, 2)]
+
+
+def test_function_runs_only_when_scheduled():
+    got = []
+    stackless.tasklet(got.append)("x")
+    assert got == []
+    stackless.run()
+    assert got == ["x"]
+
+
+@differs("pypy-oracle", reason="lib_pypy tasklet() takes (func, label), not (func, args, kwargs)")
+def test_bind_with_args_makes_paused_tasklet():
+    got = []
+    t = stackless.tasklet(got.append, (5,))
+    assert (t.alive, t.paused, t.scheduled) == (True, True, False)
+    assert stackless.getruncount() == 1
+    t.insert()
+    stackless.run()
+    assert got == [5]
+
+
+@differs("pypy-oracle", reason="lib_pypy bind(func) takes no args/kwargs")
+def test_bind_none_keeps_function_and_sets_args():
+    got = []
+    t = stackless.tasklet(got.append)
+    assert t.bind(None, (3,)) is t
+    t.insert()
+    stackless.run()
+    assert got == [3]
+
+
+@differs("pypy-oracle", reason="lib_pypy bind(func) takes no kwargs")
+def test_bind_kwargs_only():
+    got = []
+    t = stackless.tasklet(lambda x=1: got.append(x))
+    t.bind(kwargs={"x": 9})
+    t.insert()
+    stackless.run()
+    assert got == [9]
+
+
+@differs("pypy-oracle", reason="lib_pypy bind(func) cannot unbind (None is not callable)")
+def test_bind_all_none_unbinds():
+    t = stackless.tasklet(lambda: None)
+    t.bind(None)
+    with pytest.raises(RuntimeError) as e:
+        t.setup()
+    assert str(e.value) == "the tasklet was not bound to a function"
+
+
+@differs("pypy-oracle", reason="lib_pypy does not distinguish alive before setup")
+def test_bound_but_not_setup_is_not_alive():
+    t = stackless.tasklet(lambda: None)
+    assert (t.alive, t.scheduled) == (False, False)
+
+
+def test_rebind_finished_tasklet_keeps_identity():
+    got = []
+    t = stackless.tasklet(got.append)(1)
+    stackless.run()
+    t.bind(got.append)
+    t.setup(2)
+    stackless.run()
+    assert got == [1, 2]
+
+
+@differs("pypy-oracle", reason="lib_pypy insert() appends a scheduled tasklet a second time")
+def test_insert_is_idempotent():
+    t = stackless.tasklet(lambda: None)()
+    t.insert()
+    t.insert()
+    assert stackless.getruncount() == 2
+    stackless.run()
+
+
+@differs("pypy-oracle", reason="lib_pypy remove() returns None and has no paused attribute")
+def test_remove_pauses_and_returns_self():
+    t = stackless.tasklet(lambda: None)()
+    assert t.remove() is t
+    assert (t.alive, t.paused, t.scheduled) == (True, True, False)
+    assert stackless.getruncount() == 1
+    t.remove()  # not scheduled: no-op
+    t.insert()
+    assert t.scheduled
+    stackless.run()
+    assert not t.alive
+
+
+def test_removed_tasklet_does_not_run():
+    got = []
+    t = stackless.tasklet(got.append)(1)
+    t.remove()
+    stackless.run()
+    assert got == []
+    t.insert()
+    stackless.run()
+    assert got == [1]
+
+
+def test_run_switches_immediately_and_returns_to_caller():
+    log = []
+
+    def f():
+        log.append("f")
+
+    t = stackless.tasklet(f)()
+    log.append("before")
+    t.run()
+    log.append("after")
+    assert log == ["before", "f", "after"]
+    assert t.alive is False
+
+
+@differs("pypy-oracle", reason="lib_pypy run() appends the target instead of making it current")
+def test_run_upsets_fifo_order():
+    # run() makes the target current; the caller runs right after it, ahead of older tasklets
+    log = []
+
+    def w(name):
+        log.append(name)
+        stackless.schedule()
+        log.append(name + "2")
+
+    a = stackless.tasklet(w)("a")
+    b = stackless.tasklet(w)("b")
+    b.run()
+    log.append("main")
+    stackless.run()
+    assert log == ["b", "main", "a", "b2", "a2"]
+    assert not a.alive and not b.alive
+
+
+@differs("pypy-oracle", reason="lib_pypy switch() is a raw coroutine switch without queue bookkeeping")
+def test_switch_pauses_the_caller():
+    log = []
+    main = stackless.getmain()
+
+    def f():
+        log.append(("f", main.paused, main.scheduled))
+        main.insert()
+
+    t = stackless.tasklet(f)()
+    t.switch()
+    log.append("main back")
+    assert log == [("f", True, False), "main back"]
+    assert not t.alive
+
+
+@differs("pypy-oracle", reason="lib_pypy TaskletExit derives from Exception")
+def test_taskletexit_is_systemexit():
+    assert issubclass(stackless.TaskletExit, SystemExit)
+    assert not issubclass(stackless.TaskletExit, Exception)
+
+
+def test_taskletexit_ends_tasklet_silently():
+    def f():
+        raise stackless.TaskletExit
+
+    t = stackless.tasklet(f)()
+    stackless.run()
+    assert t.alive is False
+
+
+def test_uncaught_exception_propagates_out_of_run():
+    def f():
+        raise ValueError("boom")
+
+    stackless.tasklet(f)()
+    with pytest.raises(ValueError) as e:
+        stackless.run()
+    assert str(e.value) == "boom"
+
+
+def test_kill_runs_finally_and_ends_tasklet():
+    log = []
+
+    def f():
+        try:
+            stackless.schedule_remove()
+        finally:
+            log.append("finally")
+
+    t = stackless.tasklet(f)()
+    stackless.run()
+    assert t.alive
+    t.kill()
+    assert log == ["finally"]
+    assert t.alive is False
+
+
+@differs("pypy-oracle", reason="lib_pypy kill() skips a never-started tasklet as a zombie incorrectly")
+def test_kill_never_started_tasklet_does_not_call_it():
+    got = []
+    t = stackless.tasklet(got.append)(1)
+    t.kill()
+    assert got == []
+    assert (t.alive, t.scheduled) == (False, False)
+    assert stackless.getruncount() == 1
+
+
+def test_kill_dead_tasklet_is_noop():
+    t = stackless.tasklet(lambda: None)()
+    stackless.run()
+    t.kill()
+    assert t.alive is False
+
+
+def test_kill_can_be_caught():
+    log = []
+
+    def f():
+        try:
+            stackless.schedule_remove()
+        except stackless.TaskletExit:
+            log.append("caught")
+        log.append("continues")
+
+    t = stackless.tasklet(f)()
+    stackless.run()
+    t.kill()
+    assert log == ["caught", "continues"]
+    assert not t.alive
+
+
+@differs("pypy-oracle", reason=KILL_NOW)
+def test_kill_pending_defers_until_run():
+    log = []
+
+    def f():
+        try:
+            stackless.schedule_remove()
+        finally:
+            log.append("finally")
+
+    t = stackless.tasklet(f)()
+    stackless.run()
+    assert t.kill(pending=True) is None
+    assert log == []
+    assert t.scheduled and t.alive
+    stackless.run()
+    assert log == ["finally"]
+    assert not t.alive
+
+
+@differs("pypy-oracle", reason="lib_pypy kill() leaves a blocked tasklet counted in balance")
+def test_kill_blocked_tasklet_unblocks_channel():
+    ch = stackless.channel()
+    log = []
+
+    def f():
+        try:
+            ch.receive()
+        except stackless.TaskletExit:
+            log.append("exit")
+            raise
+
+    t = stackless.tasklet(f)()
+    stackless.run()
+    assert ch.balance == -1 and t.blocked
+    t.kill()
+    assert log == ["exit"]
+    assert ch.balance == 0
+    assert not t.blocked and not t.alive
+
+
+@differs("pypy-oracle", reason=NO_THROW)
+def test_throw_switches_to_target_now():
+    log = []
+
+    def f():
+        try:
+            stackless.schedule_remove()
+        except ValueError as e:
+            log.append(("caught", e.args))
+
+    t = stackless.tasklet(f)()
+    stackless.run()
+    t.throw(ValueError, "v")
+    assert log == [("caught", ("v",))]
+
+
+@differs("pypy-oracle", reason=NO_THROW)
+def test_throw_instance_and_tuple_value():
+    log = []
+
+    def f():
+        for _ in range(2):
+            try:
+                stackless.schedule_remove()
+            except KeyError as e:
+                log.append(e.args)
+
+    t = stackless.tasklet(f)()
+    stackless.run()
+    t.throw(KeyError("k"))
+    t.throw(KeyError, (1, 2))
+    assert log == [("k",), (1, 2)]
+
+
+@differs("pypy-oracle", reason=NO_THROW)
+def test_throw_pending_makes_runnable_without_switch():
+    log = []
+
+    def f():
+        try:
+            stackless.schedule_remove()
+        except ValueError:
+            log.append("caught")
+
+    t = stackless.tasklet(f)()
+    stackless.run()
+    assert t.throw(ValueError, pending=True) is None
+    assert log == [] and t.scheduled
+    stackless.run()
+    assert log == ["caught"]
+
+
+@differs("pypy-oracle", reason=NO_THROW)
+def test_throw_into_current_raises_immediately():
+    with pytest.raises(KeyError):
+        stackless.getcurrent().throw(KeyError)
+
+
+@differs("pypy-oracle", reason=NO_THROW)
+def test_throw_into_unstarted_tasklet_skips_function():
+    got = []
+    t = stackless.tasklet(got.append)(1)
+    with pytest.raises(ValueError):
+        t.throw(ValueError)
+    assert got == [] and not t.alive
+
+
+@differs("pypy-oracle", reason=NO_THROW)
+def test_throw_with_traceback_keeps_it():
+    try:
+        raise IndexError("x")
+    except IndexError:
+        tb = sys.exc_info()[2]
+    seen = []
+
+    def f():
+        try:
+            stackless.schedule_remove()
+        except IndexError as e:
+            seen.append(tb in _tb_chain(e.__traceback__))
+
+    t = stackless.tasklet(f)()
+    stackless.run()
+    t.throw(IndexError, IndexError("x"), tb)
+    assert seen == [True]
+
+
+def _tb_chain(tb):
+    out = []
+    while tb is not None:
+        out.append(tb)
+        tb = tb.tb_next
+    return out
+
+
+@differs("pypy-oracle", reason=NO_THROW)
+def test_raise_exception_builds_from_args():
+    log = []
+
+    def f():
+        try:
+            stackless.schedule_remove()
+        except ValueError as e:
+            log.append(e.args)
+
+    t = stackless.tasklet(f)()
+    stackless.run()
+    t.raise_exception(ValueError, 1, 2)
+    assert log == [(1, 2)]
+
+
+@differs("pypy-oracle", reason="lib_pypy has no set_atomic / atomic attribute")
+def test_set_atomic_returns_previous():
+    cur = stackless.getcurrent()
+    assert cur.atomic is False
+    assert cur.set_atomic(True) is False
+    assert cur.atomic is True
+    assert cur.set_atomic(0) is True
+    assert cur.atomic is False
+
+
+@differs("pypy-oracle", reason="lib_pypy has no atomic context manager")
+def test_atomic_context_manager_restores():
+    cur = stackless.getcurrent()
+    with stackless.atomic():
+        assert cur.atomic is True
+        with stackless.atomic():
+            assert cur.atomic is True
+        assert cur.atomic is True
+    assert cur.atomic is False
+
+
+@differs("pypy-oracle", reason="lib_pypy has no set_ignore_nesting")
+def test_set_ignore_nesting_returns_previous():
+    t = stackless.tasklet(lambda: None)
+    assert t.set_ignore_nesting(1) is False
+    assert t.ignore_nesting is True
+    assert t.set_ignore_nesting(False) is True
+
+
+def test_tempval_is_writable():
+    t = stackless.tasklet(lambda: None)
+    t.tempval = 42
+    assert t.tempval == 42
+
+
+@differs("pypy-oracle", reason=NO_ATTRS)
+def test_main_tasklet_attributes():
+    main = stackless.getmain()
+    assert main is stackless.getcurrent()
+    assert (main.is_main, main.is_current, main.alive, main.scheduled) == (True, True, True, True)
+    assert main.blocked is False and main.paused is False
+    assert main.thread_id == threading.get_ident()
+
+
+@differs("pypy-oracle", reason=NO_ATTRS)
+def test_is_current_inside_tasklet():
+    seen = []
+
+    def f():
+        me = stackless.getcurrent()
+        seen.append((me is t, me.is_current, me.is_main, stackless.getmain().is_current))
+
+    t = stackless.tasklet(f)()
+    stackless.run()
+    assert seen == [(True, True, False, False)]
+
+
+@differs("pypy-oracle", reason=NO_ATTRS)
+def test_prev_next_follow_run_queue():
+    main = stackless.getmain()
+    assert main.next is main and main.prev is main
+    a = stackless.tasklet(lambda: None)()
+    b = stackless.tasklet(lambda: None)()
+    assert (main.next, a.next, b.next) == (a, b, main)
+    assert (main.prev, a.prev, b.prev) == (b, main, a)
+    a.remove()
+    assert (a.next, a.prev, main.next) == (None, None, b)
+    stackless.run()
+    a.insert()
+    stackless.run()
+
+
+@differs("pypy-oracle", reason=NO_ATTRS)
+def test_prev_next_in_channel_queue():
+    ch = stackless.channel()
+    a = stackless.tasklet(ch.receive)()
+    b = stackless.tasklet(ch.receive)()
+    stackless.run()
+    assert ch.queue is a
+    assert (a.prev, a.next, b.prev, b.next) == (None, b, a, None)
+    ch.send(1)
+    ch.send(2)
+    stackless.run()
+
+
+@differs("pypy-oracle", reason=NO_ATTRS)
+def test_frame_of_current_and_suspended_tasklet():
+    assert stackless.getcurrent().frame is sys._getframe()
+
+    def worker_body():
+        stackless.schedule_remove()
+
+    t = stackless.tasklet(worker_body)()
+    assert t.frame is None  # not started yet
+    stackless.run()
+    assert t.frame.f_code.co_name == "worker_body"
+    t.insert()
+    stackless.run()
+    assert t.frame is None
+
+
+@differs("pypy-oracle", reason=NO_ATTRS)
+def test_restorable_before_start():
+    t = stackless.tasklet(lambda: None)()
+    assert t.restorable is True
+    stackless.run()
+
+
+@differs("pypy-oracle", reason=NO_ATTRS)
+def test_dead_tasklet_state():
+    t = stackless.tasklet(lambda: None)()
+    stackless.run()
+    assert (t.alive, t.paused, t.scheduled, t.blocked) == (False, False, False, False)
+    assert (t.next, t.prev, t.frame) == (None, None, None)
+
+
+def test_tasklet_subclass_with_attributes():
+    class Named(stackless.tasklet):
+        def __init__(self, func, name):
+            super().__init__(func)
+            self.name = name
+
+    got = []
+    t = Named(lambda: got.append(stackless.getcurrent().name), "n1")()
+    stackless.run()
+    assert got == ["n1"]
+    assert t.name == "n1"
+
+
+@differs("pypy-oracle", reason="lib_pypy has no bind_thread")
+def test_bind_thread_to_current_thread_is_noop():
+    t = stackless.tasklet(lambda: None)
+    assert t.bind_thread() is None
+    assert t.thread_id == threading.get_ident()
+
+
+def test_exceptions_do_not_leak_between_tasklets():
+    seen = []
+
+    def f():
+        seen.append(sys.exc_info()[0])
+
+    try:
+        raise KeyError
+    except KeyError:
+        stackless.tasklet(f)()
+        stackless.run()
+        seen.append(sys.exc_info()[0])
+    assert seen == [None, KeyError]
+
+
+def test_many_tasklets_round_robin():
+    log = []
+
+    def w(i):
+        for k in range(3):
+            log.append((k, i))
+            stackless.schedule()
+
+    for i in range(50):
+        stackless.tasklet(w)(i)
+    stackless.run()
+    assert log == [(k, i) for k in range(3) for i in range(50)]
+
