@@ -1,2 +1,302 @@
-//! Filled by its own issue.
+//! # continuation: one-shot continuation containers
+//!
+//! PyPy's `_continuation.continulet` semantics, written over [`tealet`] and generic over the
+//! interpreter ([`Host`]).  A continulet *stores* one one-shot continuation at all times (there
+//! is no "running" state): either its suspended callable, or whoever switched into it.
+//! `switch` exchanges the stored continuation with the current one; `switch(to=)` is PyPy's
+//! double switch; `permute` rotates stored continuations without switching.
+//!
+//! The algorithm is PyPy's `interp_continuation.py`: before a switch the running context's
+//! interpreter state is saved and the target's reinstated ([`Host::save`] / [`Host::restore`]);
+//! after it, the resumed side runs `post_switch`, which does
+//! `destination.h, origin.h = origin.h, <handle of the context we came from>`.
+//!
+//! # State
+//!
+//! Each continulet owns a [`Slot`]: `Uninit` until `start`, then `Pending(frame)` while it
+//! stores a continuation, `InFlight` for the instant between taking that continuation and the
+//! resumed side's `post_switch`, and `Finished` once its callable returned or raised.
+//!
+//! # Invariants
+//!
+//! * **C1** A `Frame` (a suspended tealet plus the interpreter state to reinstate) is in
+//!   exactly one slot, or inside a message crossing a switch, never both.
+//! * **C2** `InFlight` is only ever seen by the two ends of one switch.
+//! * **C3** Slots are only touched on their owner thread; the host checks threads before
+//!   calling in (see `tealet::ThreadBound`).
+//!
+//! No `unsafe` here: everything unsafe is in `tealet` (stacks) and the host (interpreter).
+
 #![forbid(unsafe_code)]
+
+use std::cell::RefCell;
+use std::fmt;
+
+pub use tealet::AllocError;
+
+/// The interpreter a continulet runs: how to save and reinstate its per-context state, and
+/// how to run a continulet's body.  Implemented by the Python binding.
+pub trait Host: 'static {
+    /// Interpreter state of a suspended context.
+    type State: 'static;
+    /// What a switch delivers: a value or an exception.
+    type Payload: 'static;
+    /// A shared reference to a continulet object.
+    type Obj: Clone + 'static;
+
+    /// The slot of `obj` (the host checked that `obj` belongs to this thread).
+    fn slot(obj: &Self::Obj) -> &Slot<Self>;
+    /// Capture the running context's state before it is suspended.
+    fn save() -> Self::State;
+    /// Reinstate a saved state (the resumed context's) into the interpreter.
+    fn restore(state: Self::State);
+    /// Give the interpreter a fresh state for the context of `obj`, which is starting (the
+    /// spawner's state was saved just before).
+    fn enter_new(obj: &Self::Obj);
+    /// Release what the finished context still holds (its interpreter stack).
+    fn leave_finished();
+    /// Called on the resumed side right after every switch, before anything else.
+    fn resumed();
+    /// `obj` just became finished.
+    fn on_finished(obj: &Self::Obj);
+    /// The body of a continulet: called in the new context with what its first switch
+    /// delivered; returns what the finished continulet delivers to whoever is stored in it.
+    fn run(obj: &Self::Obj, first: Self::Payload) -> Self::Payload;
+    /// The payload of a plain `switch()`: what the new context's first switch back sends.
+    fn none() -> Self::Payload;
+}
+
+/// What a continulet stores.
+pub enum Stored<H: Host + ?Sized> {
+    /// Made by `__new__`, not `__init__`ialized yet.
+    Uninit,
+    /// Holds a suspended context.
+    Pending(Frame<H>),
+    /// Its continuation is being resumed right now (C2).
+    InFlight,
+    /// Its callable returned or raised.
+    Finished,
+}
+
+/// A suspended context: the tealet and the interpreter state to reinstate when resuming it.
+pub struct Frame<H: Host + ?Sized> {
+    handle: tealet::Suspended,
+    state: H::State,
+}
+
+impl<H: Host + ?Sized> Frame<H> {
+    /// Bytes of C stack this context has saved to the heap.
+    pub fn saved_bytes(&self) -> usize {
+        self.handle.saved_bytes()
+    }
+    /// The interpreter state that will be reinstated.
+    pub fn state(&self) -> &H::State {
+        &self.state
+    }
+}
+
+/// A continulet's storage (see the module docs).
+pub struct Slot<H: Host + ?Sized> {
+    stored: RefCell<Stored<H>>,
+}
+
+impl<H: Host + ?Sized> Default for Slot<H> {
+    fn default() -> Self {
+        Slot { stored: RefCell::new(Stored::Uninit) }
+    }
+}
+
+/// What kind of thing a slot holds (for checks and introspection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Not initialized.
+    Uninit,
+    /// Holds a continuation (`is_pending()` is true).
+    Pending,
+    /// Finished.
+    Finished,
+}
+
+impl<H: Host + ?Sized> Slot<H> {
+    /// A fresh, uninitialized slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What it holds.
+    pub fn status(&self) -> Status {
+        match &*self.stored.borrow() {
+            Stored::Uninit => Status::Uninit,
+            Stored::Pending(_) | Stored::InFlight => Status::Pending,
+            Stored::Finished => Status::Finished,
+        }
+    }
+
+    /// Look at the stored frame, if any.
+    pub fn with_frame<R>(&self, f: impl FnOnce(Option<&Frame<H>>) -> R) -> R {
+        match &*self.stored.borrow() {
+            Stored::Pending(frame) => f(Some(frame)),
+            _ => f(None),
+        }
+    }
+
+    /// Take the stored frame out, leaving `Finished` (used to destroy a suspended context
+    /// without resuming it).
+    pub fn take_frame(&self) -> Option<Frame<H>> {
+        match self.stored.replace(Stored::Finished) {
+            Stored::Pending(frame) => Some(frame),
+            other => {
+                *self.stored.borrow_mut() = other;
+                None
+            }
+        }
+    }
+
+    fn replace(&self, s: Stored<H>) -> Stored<H> {
+        self.stored.replace(s)
+    }
+}
+
+/// Misuse detected by the algorithm (the host maps these to its exceptions; messages are
+/// PyPy's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// `continulet already __init__ialized`
+    AlreadyInitialized,
+    /// `continulet already finished`
+    AlreadyFinished,
+    /// `got an already-finished continulet` (permute)
+    PermuteFinished,
+    /// Out of memory while saving a stack slice.
+    NoMemory,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::AlreadyInitialized => "continulet already __init__ialized",
+            Error::AlreadyFinished => "continulet already finished",
+            Error::PermuteFinished => "got an already-finished continulet",
+            Error::NoMemory => "out of memory while saving a stack slice",
+        })
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The message crossing a switch (PyPy's `global_state`).
+struct Msg<H: Host> {
+    origin: H::Obj,
+    destination: H::Obj,
+    /// The switching context's saved state (unused when it finished).
+    from_state: Option<H::State>,
+    payload: H::Payload,
+}
+
+/// On the resumed side: store the continuation we came from and return the payload.
+fn post_switch<H: Host>(r: tealet::Resumed<Msg<H>>) -> H::Payload {
+    H::resumed();
+    let Msg { origin, destination, from_state, payload } = r.value;
+    let finished = r.from.is_none();
+    let came_from = match r.from {
+        Some(handle) => Stored::Pending(Frame { handle, state: from_state.expect("a suspended context has a state") }),
+        None => Stored::Finished,
+    };
+    // destination.h, origin.h = origin.h, came_from
+    if std::ptr::eq(H::slot(&origin), H::slot(&destination)) {
+        let old = H::slot(&origin).replace(came_from);
+        debug_assert!(matches!(old, Stored::InFlight));
+    } else {
+        let old_origin = H::slot(&origin).replace(came_from);
+        let old_dest = H::slot(&destination).replace(old_origin);
+        debug_assert!(matches!(old_dest, Stored::InFlight));
+    }
+    if finished {
+        H::on_finished(&origin);
+    }
+    payload
+}
+
+/// `__init__`: create the context and run it up to its first (immediate) switch back, as
+/// PyPy's hidden `start` frame does.  The body ([`Host::run`]) starts at the first switch in.
+pub fn start<H: Host>(obj: &H::Obj) -> Result<(), Error> {
+    if H::slot(obj).status() != Status::Uninit {
+        return Err(Error::AlreadyInitialized);
+    }
+    let o = obj.clone();
+    let spawned = tealet::spawn(move |creator: tealet::Suspended| {
+        // The interpreter still holds the spawner's state: save it, then start afresh.
+        let from_state = H::save();
+        H::enter_new(&o);
+        // new_stacklet_callback: self.h = the creator.
+        H::slot(&o).replace(Stored::Pending(Frame { handle: creator, state: from_state }));
+        // The hidden `start` frame first switches straight back to its creator.
+        let first = match switch::<H>(&o, &o, H::none()) {
+            Ok(p) => p,
+            Err((_, p)) => p,
+        };
+        let result = H::run(&o, first);
+        H::leave_finished();
+        // Finish: deliver the result to whoever is stored now.
+        let frame = match H::slot(&o).replace(Stored::InFlight) {
+            Stored::Pending(frame) => frame,
+            _ => unreachable!("continuation: a running continulet always stores its resumer"),
+        };
+        H::restore(frame.state);
+        (frame.handle, Msg::<H> { origin: o.clone(), destination: o, from_state: None, payload: result })
+    });
+    match spawned {
+        Ok(r) => {
+            drop(post_switch::<H>(r));
+            Ok(())
+        }
+        Err(AllocError) => Err(Error::NoMemory),
+    }
+}
+
+/// The switch itself, after the host's checks (PyPy `switch`, from "pre-switch" on):
+/// `origin` is `self`, `destination` is `self` for a simple switch or `to` for a double
+/// switch.  Returns what is delivered back to us later.
+///
+/// On failure nothing happened and the payload is handed back.
+pub fn switch<H: Host>(origin: &H::Obj, destination: &H::Obj, payload: H::Payload) -> Result<H::Payload, (Error, H::Payload)> {
+    let frame = match H::slot(destination).replace(Stored::InFlight) {
+        Stored::Pending(frame) => frame,
+        other => {
+            H::slot(destination).replace(other);
+            return Err((Error::AlreadyFinished, payload));
+        }
+    };
+    let from_state = H::save();
+    let Frame { handle, state } = frame;
+    H::restore(state);
+    let msg = Msg::<H> { origin: origin.clone(), destination: destination.clone(), from_state: Some(from_state), payload };
+    match handle.switch(msg) {
+        Ok(r) => Ok(post_switch::<H>(r)),
+        Err(e) => {
+            // Nothing ran: put everything back where it was.
+            let msg = e.value;
+            let target_state = H::save();
+            H::slot(destination).replace(Stored::Pending(Frame { handle: e.target, state: target_state }));
+            H::restore(msg.from_state.expect("set above"));
+            Err((Error::NoMemory, msg.payload))
+        }
+    }
+}
+
+/// `permute(*continulets)`: rotate the stored continuations (the host filtered out
+/// uninitialized ones and checked threads).  `c1` gets `cn`'s, `c2` gets `c1`'s, ...
+pub fn permute<H: Host>(objs: &[H::Obj]) -> Result<(), Error> {
+    if objs.iter().any(|o| H::slot(o).status() == Status::Finished) {
+        return Err(Error::PermuteFinished);
+    }
+    if objs.len() < 2 {
+        return Ok(());
+    }
+    let mut carry = H::slot(&objs[objs.len() - 1]).replace(Stored::InFlight);
+    for o in objs {
+        carry = H::slot(o).replace(carry);
+    }
+    debug_assert!(matches!(carry, Stored::InFlight));
+    Ok(())
+}

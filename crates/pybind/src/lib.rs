@@ -1,1 +1,421 @@
-//! The CPython binding.
+//! # The CPython binding: `_continuation` (continulets) for CPython
+//!
+//! A pyo3 extension module, `continulet._native`, re-exported as `_continuation` by
+//! `pylib/_continuation/__init__.py`.  It is the only crate that knows CPython; interpreter
+//! thread state is touched only in [`pystate`].  The continulet algorithm itself is in the
+//! `continuation` crate; this file maps it to Python objects, checks arguments in PyPy's order
+//! with PyPy's messages, and turns values and exceptions into payloads.
+//!
+//! # State
+//!
+//! A `continulet` object holds, once `__init__`ialized, a [`Core`] bound to its thread
+//! (`tealet::ThreadBound`): the continuation slot and a weak view of its own context's
+//! resources.  `status` mirrors the slot (uninit / pending / finished) in an atomic so that
+//! checks that PyPy makes before its thread check work from any thread.
+//!
+//! # Invariants
+//!
+//! * **B1** Every path into `continuation` first checks that the objects involved belong to
+//!   the current thread (`ThreadBound::get`), so `Bind::slot` never fails.
+//! * **B2** No switch happens while a Rust borrow or pyo3 guard of the switching frame must
+//!   be released in LIFO order by another context (rule 10 of the style guide): the switch
+//!   is called with only owned values and `Bound` references kept alive by Python objects.
+
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)] // the one module allowed to touch interpreter internals (style rule 2)
+mod pystate;
+
+use continuation::{Host, Slot, Status};
+use pyo3::exceptions::{PyMemoryError, PyNotImplementedError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::{PyTraverseError, PyVisit};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
+use tealet::ThreadBound;
+
+#[allow(non_camel_case_types)] // PyPy spells it `error`
+mod exc {
+    pyo3::create_exception!(_continuation, error, pyo3::exceptions::PyException, "Usage error of the _continuation module.");
+}
+use exc::error;
+
+const ST_UNINIT: u8 = 0;
+const ST_PENDING: u8 = 1;
+const ST_FINISHED: u8 = 2;
+
+/// The thread-bound part of a continulet.
+struct Core {
+    slot: Slot<Bind>,
+    own_ctx: RefCell<pystate::OwnedRef>,
+}
+
+type Call = (Py<PyAny>, Py<PyTuple>, Option<Py<PyDict>>);
+
+/// `_continuation.continulet`.
+#[pyclass(subclass, frozen, name = "continulet", module = "_continuation")]
+pub struct Continulet {
+    core: OnceLock<ThreadBound<Core>>,
+    status: AtomicU8,
+    /// The callable and its arguments, until the body starts.
+    call: Mutex<Option<Call>>,
+}
+
+/// A reference to a continulet object, as the `continuation` crate passes them around.
+struct ObjRef(Py<Continulet>);
+
+impl Clone for ObjRef {
+    fn clone(&self) -> Self {
+        ObjRef(self.0.clone_ref(pystate::attached()))
+    }
+}
+
+/// What a switch delivers.
+enum Payload {
+    Value(Py<PyAny>),
+    Exc(PyErr),
+}
+
+/// The `continuation::Host` for CPython.
+struct Bind;
+
+impl Host for Bind {
+    type State = pystate::PyState;
+    type Payload = Payload;
+    type Obj = ObjRef;
+
+    fn slot(obj: &ObjRef) -> &Slot<Bind> {
+        &obj.0.get().core.get().and_then(ThreadBound::get).expect("thread checked before the switch (B1)").slot
+    }
+    fn save() -> pystate::PyState {
+        pystate::save()
+    }
+    fn restore(state: pystate::PyState) {
+        pystate::restore(state);
+    }
+    fn enter_new(obj: &ObjRef) {
+        let own = pystate::enter_new();
+        if let Some(core) = obj.0.get().core.get().and_then(ThreadBound::get) {
+            *core.own_ctx.borrow_mut() = own;
+        }
+    }
+    fn leave_finished() {
+        pystate::leave_finished();
+    }
+    fn resumed() {
+        pystate::resumed();
+    }
+    fn on_finished(obj: &ObjRef) {
+        obj.0.get().status.store(ST_FINISHED, Ordering::Release);
+    }
+    fn none() -> Payload {
+        Payload::Value(pystate::attached().None())
+    }
+    fn run(obj: &ObjRef, first: Payload) -> Payload {
+        let py = pystate::attached();
+        match first {
+            Payload::Exc(e) => return Payload::Exc(e),
+            Payload::Value(v) if !v.is_none(py) => {
+                return Payload::Exc(PyTypeError::new_err("can't send non-None value to a just-started continulet"));
+            }
+            Payload::Value(_) => {}
+        }
+        let call = obj.0.get().call.lock().unwrap().take();
+        let Some((callable, args, kwargs)) = call else {
+            return Payload::Exc(error::new_err("continulet has nothing to run"));
+        };
+        let result = (|| -> PyResult<Py<PyAny>> {
+            let mut full: Vec<Py<PyAny>> = Vec::with_capacity(args.bind(py).len() + 1);
+            full.push(obj.0.clone_ref(py).into_any());
+            full.extend(args.bind(py).iter().map(Bound::unbind));
+            let full = PyTuple::new(py, full)?;
+            Ok(callable.bind(py).call(full, kwargs.as_ref().map(|k| k.bind(py)))?.unbind())
+        })();
+        match result {
+            Ok(v) => Payload::Value(v),
+            Err(e) => Payload::Exc(e),
+        }
+    }
+}
+
+fn type_error_expected(obj: &Bound<'_, PyAny>) -> PyErr {
+    let name = obj.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string());
+    PyTypeError::new_err(format!("'_continuation.continulet' object expected, got '{name}' instead"))
+}
+
+fn deliver(py: Python<'_>, p: Payload) -> PyResult<Py<PyAny>> {
+    let _ = py;
+    match p {
+        Payload::Value(v) => Ok(v),
+        Payload::Exc(e) => Err(e),
+    }
+}
+
+impl Continulet {
+    fn status(&self) -> u8 {
+        self.status.load(Ordering::Acquire)
+    }
+
+    fn thread_core(&self) -> Option<&Core> {
+        self.core.get().and_then(ThreadBound::get)
+    }
+
+    /// PyPy's `switch` checks, in PyPy's order, then the switch.
+    fn do_switch(slf: &Bound<'_, Self>, payload: Payload, to: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        // 1. `to` must be a continulet; an uninitialized one counts as None.
+        let mut to: Option<Bound<'_, Continulet>> = match to {
+            None => None,
+            Some(t) if t.is_none() => None,
+            Some(t) => Some(t.cast::<Continulet>().map_err(|_| type_error_expected(t))?.clone()),
+        };
+        if to.as_ref().is_some_and(|t| t.get().status() == ST_UNINIT) {
+            to = None;
+        }
+        // 2. Uninitialized self: use `to`, or do nothing.
+        let mut this = slf.clone();
+        if this.get().status() == ST_UNINIT {
+            match to.take() {
+                Some(t) => this = t,
+                None => return deliver(py, payload),
+            }
+        }
+        // 3. Finished self (before the thread check).
+        if this.get().status() == ST_FINISHED {
+            return Err(error::new_err("continulet already finished"));
+        }
+        let owner = this.get().core.get().map(ThreadBound::owner);
+        // 4. Checks on `to`.
+        if let Some(t) = &to {
+            if t.get().core.get().map(ThreadBound::owner) != owner {
+                return Err(error::new_err("cross-thread double switch"));
+            }
+            if t.is(&this) {
+                return deliver(py, payload);
+            }
+            if t.get().status() == ST_FINISHED {
+                return Err(error::new_err("continulet already finished"));
+            }
+        }
+        // 5. Thread check.
+        if this.get().thread_core().is_none() {
+            return Err(error::new_err("cannot switch to a different thread"));
+        }
+        let origin = ObjRef(this.clone().unbind());
+        let destination = match &to {
+            Some(t) => ObjRef(t.clone().unbind()),
+            None => origin.clone(),
+        };
+        match continuation::switch::<Bind>(&origin, &destination, payload) {
+            Ok(p) => deliver(py, p),
+            Err((continuation::Error::NoMemory, _)) => Err(PyMemoryError::new_err("out of memory while switching continulets")),
+            Err((e, _)) => Err(error::new_err(e.to_string())),
+        }
+    }
+}
+
+/// Build the exception `throw(type, value, tb)` raises, in the caller, before switching.
+fn make_exception(py: Python<'_>, typ: &Bound<'_, PyAny>, value: Option<&Bound<'_, PyAny>>, tb: Option<&Bound<'_, PyAny>>) -> PyResult<PyErr> {
+    let tb = tb.filter(|t| !t.is_none());
+    if let Some(t) = tb {
+        if !t.is_instance_of::<pyo3::types::PyTraceback>() {
+            return Err(PyTypeError::new_err("throw() third argument must be a traceback object"));
+        }
+    }
+    let value = value.filter(|v| !v.is_none());
+    let exc: Bound<'_, PyAny> = if typ.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+        if value.is_some() {
+            return Err(PyTypeError::new_err("instance exception may not have a separate value"));
+        }
+        typ.clone()
+    } else if let Ok(cls) = typ.cast::<PyType>() {
+        if !cls.is_subclass_of::<pyo3::exceptions::PyBaseException>()? {
+            return Err(PyTypeError::new_err(format!("exceptions must derive from BaseException, not {}", cls.name()?)));
+        }
+        match value {
+            Some(v) if v.is_instance(cls)? => v.clone(),
+            Some(v) => match v.cast::<PyTuple>() {
+                Ok(t) => cls.call1(t.clone())?,
+                Err(_) => cls.call1((v,))?,
+            },
+            None => cls.call0()?,
+        }
+    } else {
+        let name = typ.get_type().name()?;
+        return Err(PyTypeError::new_err(format!("exceptions must derive from BaseException, not {name}")));
+    };
+    if let Some(t) = tb {
+        exc.setattr("__traceback__", t)?;
+    }
+    Ok(PyErr::from_value(exc).clone_ref(py))
+}
+
+#[pymethods]
+impl Continulet {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwds))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwds: Option<&Bound<'_, PyDict>>) -> Self {
+        Continulet { core: OnceLock::new(), status: AtomicU8::new(ST_UNINIT), call: Mutex::new(None) }
+    }
+
+    #[pyo3(signature = (callable, *args, **kwds))]
+    fn __init__(slf: &Bound<'_, Self>, callable: Py<PyAny>, args: Py<PyTuple>, kwds: Option<Py<PyDict>>) -> PyResult<()> {
+        let me = slf.get();
+        if me.status() != ST_UNINIT || me.core.get().is_some() {
+            return Err(error::new_err("continulet already __init__ialized"));
+        }
+        *me.call.lock().unwrap() = Some((callable, args, kwds));
+        let core = Core { slot: Slot::new(), own_ctx: RefCell::new(std::rc::Weak::new()) };
+        if me.core.set(ThreadBound::new(core)).is_err() {
+            return Err(error::new_err("continulet already __init__ialized"));
+        }
+        me.status.store(ST_PENDING, Ordering::Release);
+        match continuation::start::<Bind>(&ObjRef(slf.clone().unbind())) {
+            Ok(()) => Ok(()),
+            Err(continuation::Error::NoMemory) => Err(PyMemoryError::new_err("out of memory while starting a continulet")),
+            Err(e) => Err(error::new_err(e.to_string())),
+        }
+    }
+
+    #[pyo3(signature = (value=None, to=None))]
+    fn switch(slf: &Bound<'_, Self>, value: Option<Py<PyAny>>, to: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        Self::do_switch(slf, Payload::Value(value.unwrap_or_else(|| py.None())), to)
+    }
+
+    #[pyo3(signature = (r#type, value=None, tb=None, to=None))]
+    fn throw(
+        slf: &Bound<'_, Self>,
+        r#type: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+        to: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let exc = make_exception(slf.py(), r#type, value, tb)?;
+        Self::do_switch(slf, Payload::Exc(exc), to)
+    }
+
+    fn is_pending(&self) -> bool {
+        self.status() == ST_PENDING
+    }
+
+    fn _get_frame(&self, py: Python<'_>) -> Py<PyAny> {
+        match self.status() {
+            ST_UNINIT => false.into_pyobject(py).unwrap().to_owned().into_any().unbind(),
+            ST_FINISHED => py.None(),
+            _ => {
+                let Some(core) = self.thread_core() else { return py.None() };
+                let f = pystate::bottom_frame(&core.own_ctx.borrow());
+                pystate::frame_into_py(py, f)
+            }
+        }
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(PyNotImplementedError::new_err("continulet's pickle support is currently disabled"))
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __setstate__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        Err(PyNotImplementedError::new_err("continulet's pickle support is currently disabled"))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(call) = self.call.try_lock() {
+            if let Some((c, a, k)) = call.as_ref() {
+                visit.call(c)?;
+                visit.call(a)?;
+                if let Some(k) = k {
+                    visit.call(k)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        if let Ok(mut call) = self.call.try_lock() {
+            call.take();
+        }
+    }
+}
+
+/// `permute(*continulets)`.
+#[pyfunction]
+#[pyo3(signature = (*args))]
+fn permute(args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    let mut objs = Vec::with_capacity(args.len());
+    for a in args.iter() {
+        let c = a.cast::<Continulet>().map_err(|_| type_error_expected(&a))?;
+        match c.get().status() {
+            ST_UNINIT => continue,
+            _ if c.get().thread_core().is_none() => return Err(error::new_err("inter-thread support is missing")),
+            ST_FINISHED => return Err(error::new_err("got an already-finished continulet")),
+            _ => objs.push(ObjRef(c.clone().unbind())),
+        }
+    }
+    continuation::permute::<Bind>(&objs).map_err(|e| error::new_err(e.to_string()))
+}
+
+/// `_p(subtype)`: an uninitialized instance (PyPy's unpickling helper).
+#[pyfunction]
+fn _p(subtype: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
+    let object = subtype.py().get_type::<pyo3::types::PyAny>();
+    let _ = object;
+    Ok(subtype.call_method1("__new__", (subtype,))?.unbind())
+}
+
+/// The thread's current `contextvars.Context`, or None (the compat seam for greenlet).
+#[pyfunction]
+fn get_contextvar_context(py: Python<'_>) -> Py<PyAny> {
+    pystate::frame_into_py(py, pystate::get_context())
+}
+
+/// Make `ctx` (a `contextvars.Context` or None) the thread's current context.
+#[pyfunction]
+fn set_contextvar_context(ctx: &Bound<'_, PyAny>) -> PyResult<()> {
+    if ctx.is_none() {
+        pystate::set_context(std::ptr::null_mut());
+        return Ok(());
+    }
+    let is_ctx = ctx.get_type().name()? == "Context" && ctx.get_type().module()? == "_contextvars";
+    if !is_ctx {
+        return Err(PyTypeError::new_err("a contextvars.Context or None is required"));
+    }
+    pystate::set_context(ctx.clone().into_ptr());
+    Ok(())
+}
+
+/// The frame at which a suspended continulet's stored context resumes, or None (greenlet's
+/// `gr_frame` on CPython; PyPy gets it from `_get_frame().f_back`).
+#[pyfunction]
+fn suspended_frame(py: Python<'_>, c: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let c = c.cast::<Continulet>().map_err(|_| type_error_expected(c))?;
+    let Some(core) = c.get().thread_core() else { return Ok(py.None()) };
+    let f = core.slot.with_frame(|frame| frame.map_or(std::ptr::null_mut(), |fr| pystate::top_frame(fr.state())));
+    Ok(pystate::frame_into_py(py, f))
+}
+
+/// Saved C-stack bytes of what a continulet stores (greenlet's `_stack_saved`).
+#[pyfunction]
+fn stack_saved(c: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let c = c.cast::<Continulet>().map_err(|_| type_error_expected(c))?;
+    Ok(c.get().thread_core().map_or(0, |core| core.slot.with_frame(|f| f.map_or(0, continuation::Frame::saved_bytes))))
+}
+
+#[pymodule(gil_used = true)]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    pystate::check_runtime_version(m.py())?;
+    m.add_class::<Continulet>()?;
+    m.add("error", m.py().get_type::<error>())?;
+    m.add_function(wrap_pyfunction!(permute, m)?)?;
+    m.add_function(wrap_pyfunction!(_p, m)?)?;
+    m.add_function(wrap_pyfunction!(get_contextvar_context, m)?)?;
+    m.add_function(wrap_pyfunction!(set_contextvar_context, m)?)?;
+    m.add_function(wrap_pyfunction!(suspended_frame, m)?)?;
+    m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
+    let _ = Status::Pending;
+    Ok(())
+}

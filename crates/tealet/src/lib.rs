@@ -69,6 +69,7 @@
 
 mod arch;
 mod stack;
+mod thread_bound;
 #[cfg(test)]
 mod tests;
 
@@ -81,12 +82,13 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
 pub use stack::AllocError;
+pub use thread_bound::{current_thread_token, ThreadBound};
 use stack::{Chain, Slice};
 
 const _: () = assert!(arch::STACK_GROWS_DOWN, "stack.rs assumes a downward-growing stack");
 
 /// Largest value (in bytes) that [`Suspended::switch`] carries without boxing.
-pub const MAX_VALUE_SIZE: usize = 64;
+pub const MAX_VALUE_SIZE: usize = 256;
 
 /// A suspended context: a one-shot continuation (invariants I1, I2).
 ///

@@ -1,0 +1,80 @@
+//! # pystate: the CPython thread state of one continulet context
+//!
+//! The only place that reads or writes CPython's `PyThreadState` fields (and the only module
+//! of this crate with `unsafe`).  Field offsets come from the interpreter's real headers at
+//! build time (`build.rs`, `offsets.c` → `OUT_DIR/offsets.rs`).  One file per CPython minor
+//! version holds what differs; 3.11 is `py311.rs`.
+//!
+//! # State
+//!
+//! A [`PyState`] is what a *suspended* context needs back when it resumes: its C-stack
+//! `_PyCFrame` pointer (whose `current_frame` is its top interpreter frame), its Python
+//! recursion depth, its handled-exception state (`exc_info`, `exc_state`: `sys.exc_info()` is
+//! per context), its trashcan state, and its data stack (`datastack_chunk/top/limit`: the
+//! heap chunks holding its interpreter frames).  The contextvars context is *not* switched:
+//! PyPy's continulets share the thread's context (checked on PyPy 3.9); greenlet switches it
+//! itself through `get/set_contextvar_context`.
+//!
+//! Contexts started by a continulet own their resources ([`Owned`]: a heap `_PyCFrame` and a
+//! small root data-stack chunk); the thread's original context owns nothing (CPython does).
+//! While a context runs, its `Owned` sits in the thread-local `CURRENT_OWNED`.
+//!
+//! # Invariants
+//!
+//! * **P1** `save()` moves the handled exception's reference out of the thread state into the
+//!   `PyState`; `restore()` moves it back.  A `PyState` dropped without being restored
+//!   releases it.
+//! * **P2** Between `restore()` of a target and the stack switch, no Python API is called and
+//!   nothing dereferences the thread state's frame pointers: they point into the target's
+//!   stack, which is not back in place yet.
+//! * **P3** A context's data-stack chunks are freed exactly once: by `leave_finished` when it
+//!   finishes, or by dropping its `PyState` when it is destroyed while suspended.
+//! * **P4** All of this happens with the GIL held, on the thread the state belongs to.
+
+#[cfg(all(Py_3_11, not(Py_3_12)))]
+mod py311;
+#[cfg(all(Py_3_11, not(Py_3_12)))]
+pub(crate) use py311::*;
+
+#[cfg(not(all(Py_3_11, not(Py_3_12))))]
+compile_error!("continulet: only CPython 3.11 has a src/pystate/ file so far");
+
+#[allow(dead_code, clippy::unreadable_literal)]
+pub(crate) mod offsets {
+    include!(concat!(env!("OUT_DIR"), "/offsets.rs"));
+}
+
+use pyo3::Python;
+
+/// A GIL token for code that runs inside a continulet context.
+///
+/// Our contexts only ever run while the thread holds the GIL: they are entered from a
+/// Python call (`switch`, `__init__`) and leave through one.
+pub(crate) fn attached() -> Python<'static> {
+    // SAFETY: P4 - every continulet context runs with the GIL held by this thread, since it is
+    // only entered from and left through Python calls on this thread.
+    unsafe { Python::assume_attached() }
+}
+
+/// Turn a new reference (or null) into a Python object (None for null).
+pub(crate) fn frame_into_py(py: Python<'_>, p: *mut pyo3::ffi::PyObject) -> pyo3::Py<pyo3::PyAny> {
+    if p.is_null() {
+        return py.None();
+    }
+    // SAFETY: `p` is a new (owned) reference produced by this module.
+    unsafe { pyo3::Bound::from_owned_ptr(py, p) }.unbind()
+}
+
+/// Refuse to load into an interpreter other than the one whose headers we were built with.
+pub(crate) fn check_runtime_version(py: Python<'_>) -> pyo3::PyResult<()> {
+    let v = py.version_info();
+    let built = offsets::PY_VERSION_HEX;
+    let (maj, min) = ((built >> 24) & 0xff, (built >> 16) & 0xff);
+    if u32::from(v.major) != maj || u32::from(v.minor) != min {
+        return Err(pyo3::exceptions::PyImportError::new_err(format!(
+            "continulet._native was built for CPython {maj}.{min} but this is {}.{}",
+            v.major, v.minor
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! CPython 3.11: `cframe` (with `use_tracing`), `recursion_remaining/limit`, `exc_info` +
+//! `exc_state`, `trash_delete_nesting/later`, `datastack_chunk/top/limit`.
+//! All interpreter frames of 3.11 live in data-stack chunks on the heap (none on the C stack),
+//! so a suspended context's frames are readable in place.
+
+use super::offsets as off;
+use pyo3::ffi;
+use std::cell::{Cell, RefCell};
+use std::os::raw::c_int;
+use std::ptr;
+use std::rc::{Rc, Weak};
+
+const _: () = assert!(off::PY_VERSION_HEX >> 16 == 0x030B, "py311.rs built against another CPython");
+
+/// Bytes of the root data-stack chunk of a new context.  CPython's own chunks are 16 KiB; a
+/// continulet whose frames outgrow this gets further (16 KiB) chunks from CPython as usual.
+const ROOT_CHUNK_BYTES: usize = 2048;
+
+const CFRAME_WORDS: usize = off::SIZEOF_CFRAME.div_ceil(8);
+
+/// What a context started by a continulet owns (see the module docs of `pystate`).
+pub(crate) struct OwnedCtx {
+    /// Owned storage the thread state's `cframe` points at while this context runs.
+    _cframe: Box<[u64; CFRAME_WORDS]>,
+    root_chunk: *mut u8,
+    /// Top interpreter frame when last suspended (null while running or before any frame).
+    suspended_top: Cell<*mut u8>,
+}
+
+/// Resources of a context: shared with its continulet so that `_get_frame()` can find them.
+pub(crate) type Owned = Rc<OwnedCtx>;
+/// The continulet's weak view of its own context.
+pub(crate) type OwnedRef = Weak<OwnedCtx>;
+
+thread_local! {
+    static CURRENT_OWNED: RefCell<Option<Owned>> = const { RefCell::new(None) };
+    static USE_TRACING: Cell<u8> = const { Cell::new(0) };
+}
+
+/// The saved interpreter state of a suspended context.
+pub(crate) struct PyState {
+    cframe: *mut u8,
+    current_frame: *mut u8,
+    recursion_depth: c_int,
+    exc_info: *mut u8,
+    exc_value: *mut ffi::PyObject,
+    exc_previous: *mut u8,
+    trash_nesting: c_int,
+    trash_later: *mut ffi::PyObject,
+    chunk: *mut u8,
+    top: *mut u8,
+    limit: *mut u8,
+    owned: Option<Owned>,
+}
+
+/// # Safety
+/// `base + offset` is a field of type `T` of a live structure.
+unsafe fn at<T>(base: *mut u8, offset: usize) -> *mut T {
+    // SAFETY: per the contract.
+    unsafe { base.add(offset).cast::<T>() }
+}
+
+fn tstate() -> *mut u8 {
+    // SAFETY: P4 - called with the GIL held, so there is a current thread state.
+    unsafe { ffi::PyThreadState_Get().cast() }
+}
+
+/// Capture the running context's state (before it is suspended).
+pub(crate) fn save() -> PyState {
+    let ts = tstate();
+    // SAFETY: `ts` is the live thread state; every offset comes from the real 3.11 headers.
+    unsafe {
+        let cframe = *at::<*mut u8>(ts, off::TS_CFRAME);
+        let current_frame = *at::<*mut u8>(cframe, off::CFRAME_CURRENT_FRAME);
+        USE_TRACING.with(|u| u.set(*at::<u8>(cframe, off::CFRAME_USE_TRACING)));
+        let limit = *at::<c_int>(ts, off::TS_RECURSION_LIMIT);
+        let remaining = *at::<c_int>(ts, off::TS_RECURSION_REMAINING);
+        let exc_state = ts.add(off::TS_EXC_STATE);
+        let exc_info = *at::<*mut u8>(ts, off::TS_EXC_INFO);
+        // P1: the reference moves into the saved state.
+        let exc_value = ptr::replace(at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE), ptr::null_mut());
+        let owned = CURRENT_OWNED.with(|c| c.borrow_mut().take());
+        if let Some(o) = &owned {
+            o.suspended_top.set(current_frame);
+        }
+        PyState {
+            cframe,
+            current_frame,
+            recursion_depth: limit - remaining,
+            exc_info: if exc_info == exc_state { ptr::null_mut() } else { exc_info },
+            exc_value,
+            exc_previous: *at::<*mut u8>(exc_state, off::EXC_ITEM_PREVIOUS),
+            trash_nesting: *at::<c_int>(ts, off::TS_TRASH_DELETE_NESTING),
+            trash_later: *at::<*mut ffi::PyObject>(ts, off::TS_TRASH_DELETE_LATER),
+            chunk: *at::<*mut u8>(ts, off::TS_DATASTACK_CHUNK),
+            top: *at::<*mut u8>(ts, off::TS_DATASTACK_TOP),
+            limit: *at::<*mut u8>(ts, off::TS_DATASTACK_LIMIT),
+            owned,
+        }
+    }
+}
+
+/// Reinstate a saved state (before the stack switch: P2, nothing is dereferenced).
+pub(crate) fn restore(mut s: PyState) {
+    let ts = tstate();
+    // SAFETY: `ts` is the live thread state; offsets from the real headers; only pointer
+    // values are stored (P2).
+    unsafe {
+        *at::<*mut u8>(ts, off::TS_CFRAME) = s.cframe;
+        let limit = *at::<c_int>(ts, off::TS_RECURSION_LIMIT);
+        *at::<c_int>(ts, off::TS_RECURSION_REMAINING) = limit - s.recursion_depth;
+        let exc_state = ts.add(off::TS_EXC_STATE);
+        let old = ptr::replace(at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE), s.exc_value);
+        debug_assert!(old.is_null(), "exc_state was saved before");
+        s.exc_value = ptr::null_mut();
+        *at::<*mut u8>(exc_state, off::EXC_ITEM_PREVIOUS) = s.exc_previous;
+        *at::<*mut u8>(ts, off::TS_EXC_INFO) = if s.exc_info.is_null() { exc_state } else { s.exc_info };
+        *at::<c_int>(ts, off::TS_TRASH_DELETE_NESTING) = s.trash_nesting;
+        *at::<*mut ffi::PyObject>(ts, off::TS_TRASH_DELETE_LATER) = s.trash_later;
+        *at::<*mut u8>(ts, off::TS_DATASTACK_CHUNK) = s.chunk;
+        *at::<*mut u8>(ts, off::TS_DATASTACK_TOP) = s.top;
+        *at::<*mut u8>(ts, off::TS_DATASTACK_LIMIT) = s.limit;
+        s.chunk = ptr::null_mut();
+        let owned = s.owned.take();
+        if let Some(o) = &owned {
+            o.suspended_top.set(ptr::null_mut());
+        }
+        CURRENT_OWNED.with(|c| *c.borrow_mut() = owned);
+    }
+}
+
+/// After the stack switch, on the resumed side: carry `use_tracing` over from the context we
+/// came from, so `sys.settrace`/`setprofile` keep working (3.11 caches it in the cframe).
+pub(crate) fn resumed() {
+    let ts = tstate();
+    // SAFETY: the stack is back in place, so the thread state's cframe is valid again.
+    unsafe {
+        let cframe = *at::<*mut u8>(ts, off::TS_CFRAME);
+        *at::<u8>(cframe, off::CFRAME_USE_TRACING) = USE_TRACING.with(Cell::get);
+    }
+}
+
+/// Give the interpreter a fresh state for a starting context: its own cframe (no current
+/// frame, so its bottom frame's `f_back` is None), a small root data-stack chunk, no handled
+/// exception, an empty trashcan.  The recursion depth continues from the spawn point (the C
+/// stack does too).  Returns the context's resources, for its continulet to watch.
+pub(crate) fn enter_new() -> OwnedRef {
+    let ts = tstate();
+    // SAFETY: live thread state; the new cframe and chunk are ours, laid out as the headers
+    // say; the previous state was moved out by `save()` (P1).
+    unsafe {
+        let old_cframe = *at::<*mut u8>(ts, off::TS_CFRAME);
+        let use_tracing = *at::<u8>(old_cframe, off::CFRAME_USE_TRACING);
+        let mut cframe = Box::new([0u64; CFRAME_WORDS]);
+        let cf = cframe.as_mut_ptr().cast::<u8>();
+        *at::<u8>(cf, off::CFRAME_USE_TRACING) = use_tracing;
+        *at::<*mut u8>(cf, off::CFRAME_CURRENT_FRAME) = ptr::null_mut();
+        *at::<*mut u8>(cf, off::CFRAME_PREVIOUS) = ts.add(off::TS_ROOT_CFRAME);
+        let chunk = ffi::PyMem_RawMalloc(ROOT_CHUNK_BYTES).cast::<u8>();
+        assert!(!chunk.is_null(), "out of memory for a continulet's data stack");
+        *at::<*mut u8>(chunk, off::CHUNK_PREVIOUS) = ptr::null_mut();
+        *at::<usize>(chunk, off::CHUNK_SIZE) = ROOT_CHUNK_BYTES;
+        *at::<usize>(chunk, off::CHUNK_TOP) = 0;
+        *at::<*mut u8>(ts, off::TS_CFRAME) = cf;
+        *at::<*mut u8>(ts, off::TS_DATASTACK_CHUNK) = chunk;
+        // As CPython does for a root chunk: skip data[0], so the root is never popped.
+        *at::<*mut u8>(ts, off::TS_DATASTACK_TOP) = chunk.add(off::CHUNK_DATA + 8);
+        *at::<*mut u8>(ts, off::TS_DATASTACK_LIMIT) = chunk.add(ROOT_CHUNK_BYTES);
+        let exc_state = ts.add(off::TS_EXC_STATE);
+        *at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE) = ptr::null_mut();
+        *at::<*mut u8>(exc_state, off::EXC_ITEM_PREVIOUS) = ptr::null_mut();
+        *at::<*mut u8>(ts, off::TS_EXC_INFO) = exc_state;
+        *at::<c_int>(ts, off::TS_TRASH_DELETE_NESTING) = 0;
+        *at::<*mut ffi::PyObject>(ts, off::TS_TRASH_DELETE_LATER) = ptr::null_mut();
+        let owned = Rc::new(OwnedCtx { _cframe: cframe, root_chunk: chunk, suspended_top: Cell::new(ptr::null_mut()) });
+        let weak = Rc::downgrade(&owned);
+        CURRENT_OWNED.with(|c| *c.borrow_mut() = Some(owned));
+        weak
+    }
+}
+
+/// The running context finished (all its frames returned): free its data stack and cframe
+/// (P3).  The caller reinstates the next context's state right after.
+pub(crate) fn leave_finished() {
+    let ts = tstate();
+    // SAFETY: live thread state; the chunks in it belong to the finishing context.
+    unsafe {
+        let chunk = *at::<*mut u8>(ts, off::TS_DATASTACK_CHUNK);
+        free_chunks(chunk);
+        *at::<*mut u8>(ts, off::TS_DATASTACK_CHUNK) = ptr::null_mut();
+        *at::<*mut u8>(ts, off::TS_DATASTACK_TOP) = ptr::null_mut();
+        *at::<*mut u8>(ts, off::TS_DATASTACK_LIMIT) = ptr::null_mut();
+        let exc_state = ts.add(off::TS_EXC_STATE);
+        let v = ptr::replace(at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE), ptr::null_mut());
+        ffi::Py_XDECREF(v);
+    }
+    CURRENT_OWNED.with(|c| drop(c.borrow_mut().take()));
+}
+
+/// Free a chain of data-stack chunks: CPython's own ones with its arena allocator (as it
+/// allocated them), our root chunk with `PyMem_RawFree`.
+///
+/// # Safety
+/// `chunk` heads a chain that nothing uses any more.
+unsafe fn free_chunks(mut chunk: *mut u8) {
+    // SAFETY: per the contract; `PyObject_GetArenaAllocator` fills the allocator CPython uses
+    // for data-stack chunks (`_PyObject_VirtualAlloc`).
+    unsafe {
+        while !chunk.is_null() {
+            let prev = *at::<*mut u8>(chunk, off::CHUNK_PREVIOUS);
+            if prev.is_null() {
+                ffi::PyMem_RawFree(chunk.cast());
+            } else {
+                let mut alloc = std::mem::zeroed::<ffi::PyObjectArenaAllocator>();
+                ffi::PyObject_GetArenaAllocator(&raw mut alloc);
+                if let Some(free) = alloc.free {
+                    free(alloc.ctx, chunk.cast(), *at::<usize>(chunk, off::CHUNK_SIZE));
+                }
+            }
+            chunk = prev;
+        }
+    }
+}
+
+impl Drop for PyState {
+    fn drop(&mut self) {
+        // A suspended context destroyed without resuming (P1, P3).  Its frames are abandoned;
+        // their data-stack chunks are kept (leaked) if any frame has a frame object that may
+        // still be referenced, since freeing them would leave that object dangling.
+        // SAFETY: GIL held (P4); the state is not installed in the thread state.
+        unsafe {
+            ffi::Py_XDECREF(self.exc_value);
+            if self.owned.is_some() && !self.chunk.is_null() && !frames_have_objects(self.current_frame) {
+                free_chunks(self.chunk);
+            }
+        }
+    }
+}
+
+/// Whether any frame of the chain starting at `iframe` has a frame object.
+///
+/// # Safety
+/// `iframe` heads a chain of live interpreter frames (3.11: on the heap).
+unsafe fn frames_have_objects(mut iframe: *mut u8) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        while !iframe.is_null() {
+            if !(*at::<*mut ffi::PyObject>(iframe, off::IFRAME_FRAME_OBJ)).is_null() {
+                return true;
+            }
+            iframe = *at::<*mut u8>(iframe, off::IFRAME_PREVIOUS);
+        }
+    }
+    false
+}
+
+/// A frame object for interpreter frame `iframe` of a context that is not running, made the
+/// way `PyEval_GetFrame` makes one for the running frame (with the GC off, so no finalizer
+/// can run while the thread state points at a foreign frame).
+///
+/// # Safety
+/// `iframe` is a live interpreter frame of a suspended context of this thread (3.11: in a
+/// heap chunk that stays allocated while the context exists).
+unsafe fn frame_object_of(iframe: *mut u8) -> *mut ffi::PyObject {
+    // SAFETY: per the contract; the swap is undone before returning.
+    unsafe {
+        let existing = *at::<*mut ffi::PyObject>(iframe, off::IFRAME_FRAME_OBJ);
+        if !existing.is_null() {
+            ffi::Py_INCREF(existing);
+            return existing;
+        }
+        let ts = tstate();
+        let cframe = *at::<*mut u8>(ts, off::TS_CFRAME);
+        let cur = at::<*mut u8>(cframe, off::CFRAME_CURRENT_FRAME);
+        let saved = *cur;
+        let gc_was_enabled = ffi::PyGC_Disable();
+        *cur = iframe;
+        let f = ffi::PyEval_GetFrame();
+        *cur = saved;
+        if gc_was_enabled != 0 {
+            ffi::PyGC_Enable();
+        }
+        let f = f.cast::<ffi::PyObject>();
+        ffi::Py_XINCREF(f);
+        f
+    }
+}
+
+/// The top frame object of a suspended state (for greenlet's `gr_frame`), or null.
+pub(crate) fn top_frame(s: &PyState) -> *mut ffi::PyObject {
+    if s.current_frame.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: `s` is a suspended context's state, its frames are alive in its chunks.
+    unsafe { frame_object_of(s.current_frame) }
+}
+
+/// The bottom frame object of the context `owned` (the continulet's own), or null: walks from
+/// its top frame (live if it is running, saved if suspended) to the first one.
+pub(crate) fn bottom_frame(owned: &OwnedRef) -> *mut ffi::PyObject {
+    let Some(o) = owned.upgrade() else { return ptr::null_mut() };
+    let running = CURRENT_OWNED.with(|c| c.borrow().as_ref().is_some_and(|cur| Rc::ptr_eq(cur, &o)));
+    // SAFETY: the context is alive (`upgrade` succeeded), so its frames are in its chunks.
+    unsafe {
+        let mut iframe = if running {
+            let cframe = *at::<*mut u8>(tstate(), off::TS_CFRAME);
+            *at::<*mut u8>(cframe, off::CFRAME_CURRENT_FRAME)
+        } else {
+            o.suspended_top.get()
+        };
+        if iframe.is_null() {
+            return ptr::null_mut();
+        }
+        loop {
+            let prev = *at::<*mut u8>(iframe, off::IFRAME_PREVIOUS);
+            if prev.is_null() {
+                break;
+            }
+            iframe = prev;
+        }
+        if running {
+            // Our own frames: PyEval_GetFrame-style creation is fine without swapping.
+            return frame_object_of(iframe);
+        }
+        frame_object_of(iframe)
+    }
+}
+
+/// The thread's current contextvars context (a new reference), or null.
+pub(crate) fn get_context() -> *mut ffi::PyObject {
+    // SAFETY: live thread state; `context` is a strong reference owned by it.
+    unsafe {
+        let c = *at::<*mut ffi::PyObject>(tstate(), off::TS_CONTEXT);
+        ffi::Py_XINCREF(c);
+        c
+    }
+}
+
+/// Make `ctx` (a new reference, or null) the thread's current context, as PyContext_Enter
+/// does without keeping a "previous" link, and invalidate the ContextVar caches.
+pub(crate) fn set_context(ctx: *mut ffi::PyObject) {
+    let ts = tstate();
+    // SAFETY: live thread state; we move `ctx`'s reference in and release the old one.
+    unsafe {
+        let old = ptr::replace(at::<*mut ffi::PyObject>(ts, off::TS_CONTEXT), ctx);
+        *at::<u64>(ts, off::TS_CONTEXT_VER) += 1;
+        ffi::Py_XDECREF(old);
+    }
+}
+
+impl std::fmt::Debug for OwnedCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedCtx").field("root_chunk", &self.root_chunk).finish_non_exhaustive()
+    }
+}

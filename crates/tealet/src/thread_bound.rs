@@ -1,0 +1,131 @@
+//! [`ThreadBound`]: a value that may be *referenced* from any thread but only *used* on the
+//! thread that made it.
+//!
+//! Tealet handles are `!Send` because a suspended stack exists only on its own thread.  Objects
+//! of an interpreter (a Python `continulet`) are shared between threads nevertheless, and must
+//! answer a use from the wrong thread with an error, not a crash.  `ThreadBound` gives exactly
+//! that: `Send + Sync`, with [`ThreadBound::get`] returning `None` off the owner thread.
+//!
+//! # Invariants
+//!
+//! * **T1** Every thread gets a token from a global counter the first time it asks; tokens are
+//!   never reused, so a value of a thread that has exited is never taken for the value of a
+//!   new thread.
+//! * **T2** The inner value is only touched (borrowed or dropped) on the owner thread.  Dropped
+//!   elsewhere, it is leaked instead (and counted by [`ThreadBound::leaked_count`]).
+
+use std::cell::Cell;
+use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+static LEAKED: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static TOKEN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// This thread's token (T1): unique for the life of the process.  `0` only while the thread's
+/// thread-locals are being destroyed and it never asked before.
+pub fn current_thread_token() -> u64 {
+    TOKEN
+        .try_with(|t| {
+            let mut v = t.get();
+            if v == 0 {
+                v = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+                t.set(v);
+            }
+            v
+        })
+        .unwrap_or(0)
+}
+
+/// A value usable only on the thread that created it (see the module docs).
+pub struct ThreadBound<T> {
+    owner: u64,
+    value: ManuallyDrop<T>,
+}
+
+// SAFETY: the inner value is only reached through `get`/`get_mut`/`into_inner`/`drop`, which
+// all check that the current thread is the owner (T2); other threads only move the wrapper.
+unsafe impl<T> Send for ThreadBound<T> {}
+// SAFETY: as above: `&ThreadBound<T>` on another thread gives no access to the inner value.
+unsafe impl<T> Sync for ThreadBound<T> {}
+
+impl<T> ThreadBound<T> {
+    /// Bind `value` to the current thread.
+    pub fn new(value: T) -> Self {
+        ThreadBound { owner: current_thread_token(), value: ManuallyDrop::new(value) }
+    }
+
+    /// The owner thread's token.
+    pub fn owner(&self) -> u64 {
+        self.owner
+    }
+
+    /// Whether the current thread owns the value.
+    pub fn is_owner(&self) -> bool {
+        self.owner == current_thread_token()
+    }
+
+    /// The value, on the owner thread only.
+    pub fn get(&self) -> Option<&T> {
+        if self.is_owner() {
+            Some(&self.value)
+        } else {
+            None
+        }
+    }
+
+    /// The value, on the owner thread only.
+    pub fn get_mut(&mut self) -> Option<&mut T> {
+        if self.is_owner() {
+            Some(&mut self.value)
+        } else {
+            None
+        }
+    }
+
+    /// How many values were leaked because they were dropped off their owner thread.
+    pub fn leaked_count() -> u64 {
+        LEAKED.load(Ordering::Relaxed)
+    }
+}
+
+impl<T> Drop for ThreadBound<T> {
+    fn drop(&mut self) {
+        if self.is_owner() {
+            // SAFETY: dropped once, here, on the owner thread (T2).
+            unsafe { ManuallyDrop::drop(&mut self.value) };
+        } else {
+            LEAKED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ThreadBound;
+    use std::sync::Arc;
+
+    #[test]
+    fn other_threads_see_nothing_and_tokens_are_unique() {
+        let tb = Arc::new(ThreadBound::new(std::rc::Rc::new(5)));
+        assert_eq!(**tb.get().unwrap(), 5);
+        let tb2 = tb.clone();
+        let (seen, token) = std::thread::spawn(move || (tb2.get().is_none(), super::current_thread_token())).join().unwrap();
+        assert!(seen);
+        assert_ne!(token, tb.owner());
+        // A new thread never reuses the token of the exited one.
+        let token2 = std::thread::spawn(super::current_thread_token).join().unwrap();
+        assert_ne!(token2, token);
+    }
+
+    #[test]
+    fn dropped_on_another_thread_is_leaked_not_touched() {
+        let before = ThreadBound::<()>::leaked_count();
+        let tb = ThreadBound::new(std::rc::Rc::new(1));
+        std::thread::spawn(move || drop(tb)).join().unwrap();
+        assert_eq!(ThreadBound::<()>::leaked_count(), before + 1);
+    }
+}
