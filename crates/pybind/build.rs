@@ -15,7 +15,11 @@ fn main() {
     println!("cargo:rerun-if-changed=src/pystate/offsets.c");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     let cfg = pyo3_build_config::get();
-    let python = cfg.executable().map(ToOwned::to_owned).or_else(|| env::var("PYO3_PYTHON").ok()).unwrap_or_else(|| "python3".into());
+    let python = cfg
+        .executable()
+        .map(ToOwned::to_owned)
+        .or_else(|| env::var("PYO3_PYTHON").ok())
+        .unwrap_or_else(|| "python3".into());
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let dest = out.join("offsets.rs");
     if cfg.implementation() != pyo3_build_config::PythonImplementation::CPython {
@@ -24,20 +28,41 @@ fn main() {
         return;
     }
     let include = Command::new(&python)
-        .args(["-c", "import sysconfig; print(sysconfig.get_paths()['include'])"])
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['include'])",
+        ])
         .output()
         .expect("run the target python for its include dir");
-    assert!(include.status.success(), "could not ask {python} for its include dir");
+    assert!(
+        include.status.success(),
+        "could not ask {python} for its include dir"
+    );
     let include = String::from_utf8(include.stdout).unwrap().trim().to_owned();
     let cc = env::var("CC").unwrap_or_else(|_| "cc".into());
     let exe = out.join("offsets");
     let status = Command::new(&cc)
-        .args(["-std=c11", "-O0", "-DPy_BUILD_CORE", "-I", &include, "-I", &format!("{include}/internal"), "src/pystate/offsets.c", "-o"])
+        .args([
+            "-std=c11",
+            "-O0",
+            "-DPy_BUILD_CORE",
+            "-I",
+            &include,
+            "-I",
+            &format!("{include}/internal"),
+            "src/pystate/offsets.c",
+            "-o",
+        ])
         .arg(&exe)
         .status()
         .expect("run the C compiler for src/pystate/offsets.c");
-    assert!(status.success(), "compiling src/pystate/offsets.c against {include} failed");
-    let res = Command::new(&exe).output().expect("run the offsets program");
+    assert!(
+        status.success(),
+        "compiling src/pystate/offsets.c against {include} failed"
+    );
+    let res = Command::new(&exe)
+        .output()
+        .expect("run the offsets program");
     assert!(res.status.success());
     std::fs::write(&dest, res.stdout).unwrap();
 }

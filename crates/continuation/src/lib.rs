@@ -102,7 +102,9 @@ pub struct Slot<H: Host + ?Sized> {
 
 impl<H: Host + ?Sized> Default for Slot<H> {
     fn default() -> Self {
-        Slot { stored: RefCell::new(Stored::Uninit) }
+        Slot {
+            stored: RefCell::new(Stored::Uninit),
+        }
     }
 }
 
@@ -196,10 +198,18 @@ struct Msg<H: Host> {
 /// On the resumed side: store the continuation we came from and return the payload.
 fn post_switch<H: Host>(r: tealet::Resumed<Msg<H>>) -> H::Payload {
     H::resumed();
-    let Msg { origin, destination, from_state, payload } = r.value;
+    let Msg {
+        origin,
+        destination,
+        from_state,
+        payload,
+    } = r.value;
     let finished = r.from.is_none();
     let came_from = match r.from {
-        Some(handle) => Stored::Pending(Frame { handle, state: from_state.expect("a suspended context has a state") }),
+        Some(handle) => Stored::Pending(Frame {
+            handle,
+            state: from_state.expect("a suspended context has a state"),
+        }),
         None => Stored::Finished,
     };
     // destination.h, origin.h = origin.h, came_from
@@ -217,6 +227,10 @@ fn post_switch<H: Host>(r: tealet::Resumed<Msg<H>>) -> H::Payload {
     payload
 }
 
+/// # Errors
+///
+/// [`Error::AlreadyInitialized`], or [`Error::NoMemory`] if the stack could not be saved.
+///
 /// `__init__`: create the context and run it up to its first (immediate) switch back, as
 /// PyPy's hidden `start` frame does.  The body ([`Host::run`]) starts at the first switch in.
 pub fn start<H: Host>(obj: &H::Obj) -> Result<(), Error> {
@@ -229,21 +243,28 @@ pub fn start<H: Host>(obj: &H::Obj) -> Result<(), Error> {
         let from_state = H::save();
         H::enter_new(&o);
         // new_stacklet_callback: self.h = the creator.
-        H::slot(&o).replace(Stored::Pending(Frame { handle: creator, state: from_state }));
+        H::slot(&o).replace(Stored::Pending(Frame {
+            handle: creator,
+            state: from_state,
+        }));
         // The hidden `start` frame first switches straight back to its creator.
-        let first = match switch::<H>(&o, &o, H::none()) {
-            Ok(p) => p,
-            Err((_, p)) => p,
-        };
+        let first = switch::<H>(&o, &o, H::none()).unwrap_or_else(|(_, p)| p);
         let result = H::run(&o, first);
         H::leave_finished();
         // Finish: deliver the result to whoever is stored now.
-        let frame = match H::slot(&o).replace(Stored::InFlight) {
-            Stored::Pending(frame) => frame,
-            _ => unreachable!("continuation: a running continulet always stores its resumer"),
+        let Stored::Pending(frame) = H::slot(&o).replace(Stored::InFlight) else {
+            unreachable!("continuation: a running continulet always stores its resumer")
         };
         H::restore(frame.state);
-        (frame.handle, Msg::<H> { origin: o.clone(), destination: o, from_state: None, payload: result })
+        (
+            frame.handle,
+            Msg::<H> {
+                origin: o.clone(),
+                destination: o,
+                from_state: None,
+                payload: result,
+            },
+        )
     });
     match spawned {
         Ok(r) => {
@@ -258,8 +279,15 @@ pub fn start<H: Host>(obj: &H::Obj) -> Result<(), Error> {
 /// `origin` is `self`, `destination` is `self` for a simple switch or `to` for a double
 /// switch.  Returns what is delivered back to us later.
 ///
-/// On failure nothing happened and the payload is handed back.
-pub fn switch<H: Host>(origin: &H::Obj, destination: &H::Obj, payload: H::Payload) -> Result<H::Payload, (Error, H::Payload)> {
+/// # Errors
+///
+/// On failure ([`Error::AlreadyFinished`], [`Error::NoMemory`]) nothing happened and the
+/// payload is handed back.
+pub fn switch<H: Host>(
+    origin: &H::Obj,
+    destination: &H::Obj,
+    payload: H::Payload,
+) -> Result<H::Payload, (Error, H::Payload)> {
     let frame = match H::slot(destination).replace(Stored::InFlight) {
         Stored::Pending(frame) => frame,
         other => {
@@ -270,14 +298,22 @@ pub fn switch<H: Host>(origin: &H::Obj, destination: &H::Obj, payload: H::Payloa
     let from_state = H::save();
     let Frame { handle, state } = frame;
     H::restore(state);
-    let msg = Msg::<H> { origin: origin.clone(), destination: destination.clone(), from_state: Some(from_state), payload };
+    let msg = Msg::<H> {
+        origin: origin.clone(),
+        destination: destination.clone(),
+        from_state: Some(from_state),
+        payload,
+    };
     match handle.switch(msg) {
         Ok(r) => Ok(post_switch::<H>(r)),
         Err(e) => {
             // Nothing ran: put everything back where it was.
             let msg = e.value;
             let target_state = H::save();
-            H::slot(destination).replace(Stored::Pending(Frame { handle: e.target, state: target_state }));
+            H::slot(destination).replace(Stored::Pending(Frame {
+                handle: e.target,
+                state: target_state,
+            }));
             H::restore(msg.from_state.expect("set above"));
             Err((Error::NoMemory, msg.payload))
         }
@@ -286,6 +322,10 @@ pub fn switch<H: Host>(origin: &H::Obj, destination: &H::Obj, payload: H::Payloa
 
 /// `permute(*continulets)`: rotate the stored continuations (the host filtered out
 /// uninitialized ones and checked threads).  `c1` gets `cn`'s, `c2` gets `c1`'s, ...
+///
+/// # Errors
+///
+/// [`Error::PermuteFinished`] if one of them is finished (nothing permuted).
 pub fn permute<H: Host>(objs: &[H::Obj]) -> Result<(), Error> {
     if objs.iter().any(|o| H::slot(o).status() == Status::Finished) {
         return Err(Error::PermuteFinished);

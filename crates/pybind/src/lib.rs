@@ -38,7 +38,12 @@ use tealet::ThreadBound;
 
 #[allow(non_camel_case_types)] // PyPy spells it `error`
 mod exc {
-    pyo3::create_exception!(_continuation, error, pyo3::exceptions::PyException, "Usage error of the _continuation module.");
+    pyo3::create_exception!(
+        _continuation,
+        error,
+        pyo3::exceptions::PyException,
+        "Usage error of the _continuation module."
+    );
 }
 use exc::error;
 
@@ -87,7 +92,13 @@ impl Host for Bind {
     type Obj = ObjRef;
 
     fn slot(obj: &ObjRef) -> &Slot<Bind> {
-        &obj.0.get().core.get().and_then(ThreadBound::get).expect("thread checked before the switch (B1)").slot
+        &obj.0
+            .get()
+            .core
+            .get()
+            .and_then(ThreadBound::get)
+            .expect("thread checked before the switch (B1)")
+            .slot
     }
     fn save() -> pystate::PyState {
         pystate::save()
@@ -118,7 +129,9 @@ impl Host for Bind {
         match first {
             Payload::Exc(e) => return Payload::Exc(e),
             Payload::Value(v) if !v.is_none(py) => {
-                return Payload::Exc(PyTypeError::new_err("can't send non-None value to a just-started continulet"));
+                return Payload::Exc(PyTypeError::new_err(
+                    "can't send non-None value to a just-started continulet",
+                ));
             }
             Payload::Value(_) => {}
         }
@@ -131,7 +144,10 @@ impl Host for Bind {
             full.push(obj.0.clone_ref(py).into_any());
             full.extend(args.bind(py).iter().map(Bound::unbind));
             let full = PyTuple::new(py, full)?;
-            Ok(callable.bind(py).call(full, kwargs.as_ref().map(|k| k.bind(py)))?.unbind())
+            Ok(callable
+                .bind(py)
+                .call(full, kwargs.as_ref().map(|k| k.bind(py)))?
+                .unbind())
         })();
         match result {
             Ok(v) => Payload::Value(v),
@@ -141,8 +157,13 @@ impl Host for Bind {
 }
 
 fn type_error_expected(obj: &Bound<'_, PyAny>) -> PyErr {
-    let name = obj.get_type().name().map_or_else(|_| "?".to_owned(), |n| n.to_string());
-    PyTypeError::new_err(format!("'_continuation.continulet' object expected, got '{name}' instead"))
+    let name = obj
+        .get_type()
+        .name()
+        .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+    PyTypeError::new_err(format!(
+        "'_continuation.continulet' object expected, got '{name}' instead"
+    ))
 }
 
 fn deliver(py: Python<'_>, p: Payload) -> PyResult<Py<PyAny>> {
@@ -163,13 +184,21 @@ impl Continulet {
     }
 
     /// PyPy's `switch` checks, in PyPy's order, then the switch.
-    fn do_switch(slf: &Bound<'_, Self>, payload: Payload, to: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn do_switch(
+        slf: &Bound<'_, Self>,
+        payload: Payload,
+        to: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         // 1. `to` must be a continulet; an uninitialized one counts as None.
         let mut to: Option<Bound<'_, Continulet>> = match to {
             None => None,
             Some(t) if t.is_none() => None,
-            Some(t) => Some(t.cast::<Continulet>().map_err(|_| type_error_expected(t))?.clone()),
+            Some(t) => Some(
+                t.cast::<Continulet>()
+                    .map_err(|_| type_error_expected(t))?
+                    .clone(),
+            ),
         };
         if to.as_ref().is_some_and(|t| t.get().status() == ST_UNINIT) {
             to = None;
@@ -210,29 +239,43 @@ impl Continulet {
         };
         match continuation::switch::<Bind>(&origin, &destination, payload) {
             Ok(p) => deliver(py, p),
-            Err((continuation::Error::NoMemory, _)) => Err(PyMemoryError::new_err("out of memory while switching continulets")),
+            Err((continuation::Error::NoMemory, _)) => Err(PyMemoryError::new_err(
+                "out of memory while switching continulets",
+            )),
             Err((e, _)) => Err(error::new_err(e.to_string())),
         }
     }
 }
 
 /// Build the exception `throw(type, value, tb)` raises, in the caller, before switching.
-fn make_exception(py: Python<'_>, typ: &Bound<'_, PyAny>, value: Option<&Bound<'_, PyAny>>, tb: Option<&Bound<'_, PyAny>>) -> PyResult<PyErr> {
+fn make_exception(
+    py: Python<'_>,
+    typ: &Bound<'_, PyAny>,
+    value: Option<&Bound<'_, PyAny>>,
+    tb: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyErr> {
     let tb = tb.filter(|t| !t.is_none());
     if let Some(t) = tb {
         if !t.is_instance_of::<pyo3::types::PyTraceback>() {
-            return Err(PyTypeError::new_err("throw() third argument must be a traceback object"));
+            return Err(PyTypeError::new_err(
+                "throw() third argument must be a traceback object",
+            ));
         }
     }
     let value = value.filter(|v| !v.is_none());
     let exc: Bound<'_, PyAny> = if typ.is_instance_of::<pyo3::exceptions::PyBaseException>() {
         if value.is_some() {
-            return Err(PyTypeError::new_err("instance exception may not have a separate value"));
+            return Err(PyTypeError::new_err(
+                "instance exception may not have a separate value",
+            ));
         }
         typ.clone()
     } else if let Ok(cls) = typ.cast::<PyType>() {
         if !cls.is_subclass_of::<pyo3::exceptions::PyBaseException>()? {
-            return Err(PyTypeError::new_err(format!("exceptions must derive from BaseException, not {}", cls.name()?)));
+            return Err(PyTypeError::new_err(format!(
+                "exceptions must derive from BaseException, not {}",
+                cls.name()?
+            )));
         }
         match value {
             Some(v) if v.is_instance(cls)? => v.clone(),
@@ -244,7 +287,9 @@ fn make_exception(py: Python<'_>, typ: &Bound<'_, PyAny>, value: Option<&Bound<'
         }
     } else {
         let name = typ.get_type().name()?;
-        return Err(PyTypeError::new_err(format!("exceptions must derive from BaseException, not {name}")));
+        return Err(PyTypeError::new_err(format!(
+            "exceptions must derive from BaseException, not {name}"
+        )));
     };
     if let Some(t) = tb {
         exc.setattr("__traceback__", t)?;
@@ -257,30 +302,48 @@ impl Continulet {
     #[new]
     #[pyo3(signature = (*_args, **_kwds))]
     fn new(_args: &Bound<'_, PyTuple>, _kwds: Option<&Bound<'_, PyDict>>) -> Self {
-        Continulet { core: OnceLock::new(), status: AtomicU8::new(ST_UNINIT), call: Mutex::new(None) }
+        Continulet {
+            core: OnceLock::new(),
+            status: AtomicU8::new(ST_UNINIT),
+            call: Mutex::new(None),
+        }
     }
 
     #[pyo3(signature = (callable, *args, **kwds))]
-    fn __init__(slf: &Bound<'_, Self>, callable: Py<PyAny>, args: Py<PyTuple>, kwds: Option<Py<PyDict>>) -> PyResult<()> {
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        callable: Py<PyAny>,
+        args: Py<PyTuple>,
+        kwds: Option<Py<PyDict>>,
+    ) -> PyResult<()> {
         let me = slf.get();
         if me.status() != ST_UNINIT || me.core.get().is_some() {
             return Err(error::new_err("continulet already __init__ialized"));
         }
         *me.call.lock().unwrap() = Some((callable, args, kwds));
-        let core = Core { slot: Slot::new(), own_ctx: RefCell::new(std::rc::Weak::new()) };
+        let core = Core {
+            slot: Slot::new(),
+            own_ctx: RefCell::new(std::rc::Weak::new()),
+        };
         if me.core.set(ThreadBound::new(core)).is_err() {
             return Err(error::new_err("continulet already __init__ialized"));
         }
         me.status.store(ST_PENDING, Ordering::Release);
         match continuation::start::<Bind>(&ObjRef(slf.clone().unbind())) {
             Ok(()) => Ok(()),
-            Err(continuation::Error::NoMemory) => Err(PyMemoryError::new_err("out of memory while starting a continulet")),
+            Err(continuation::Error::NoMemory) => Err(PyMemoryError::new_err(
+                "out of memory while starting a continulet",
+            )),
             Err(e) => Err(error::new_err(e.to_string())),
         }
     }
 
     #[pyo3(signature = (value=None, to=None))]
-    fn switch(slf: &Bound<'_, Self>, value: Option<Py<PyAny>>, to: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+    fn switch(
+        slf: &Bound<'_, Self>,
+        value: Option<Py<PyAny>>,
+        to: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         Self::do_switch(slf, Payload::Value(value.unwrap_or_else(|| py.None())), to)
     }
@@ -303,23 +366,36 @@ impl Continulet {
 
     fn _get_frame(&self, py: Python<'_>) -> Py<PyAny> {
         match self.status() {
-            ST_UNINIT => false.into_pyobject(py).unwrap().to_owned().into_any().unbind(),
+            ST_UNINIT => false
+                .into_pyobject(py)
+                .unwrap()
+                .to_owned()
+                .into_any()
+                .unbind(),
             ST_FINISHED => py.None(),
             _ => {
-                let Some(core) = self.thread_core() else { return py.None() };
+                let Some(core) = self.thread_core() else {
+                    return py.None();
+                };
                 let f = pystate::bottom_frame(&core.own_ctx.borrow());
                 pystate::frame_into_py(py, f)
             }
         }
     }
 
+    #[allow(clippy::unused_self)] // a method, as in PyPy
     fn __reduce__(&self) -> PyResult<()> {
-        Err(PyNotImplementedError::new_err("continulet's pickle support is currently disabled"))
+        Err(PyNotImplementedError::new_err(
+            "continulet's pickle support is currently disabled",
+        ))
     }
 
     #[pyo3(signature = (*_args))]
+    #[allow(clippy::unused_self)] // a method, as in PyPy
     fn __setstate__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
-        Err(PyNotImplementedError::new_err("continulet's pickle support is currently disabled"))
+        Err(PyNotImplementedError::new_err(
+            "continulet's pickle support is currently disabled",
+        ))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -348,10 +424,14 @@ impl Continulet {
 fn permute(args: &Bound<'_, PyTuple>) -> PyResult<()> {
     let mut objs = Vec::with_capacity(args.len());
     for a in args.iter() {
-        let c = a.cast::<Continulet>().map_err(|_| type_error_expected(&a))?;
+        let c = a
+            .cast::<Continulet>()
+            .map_err(|_| type_error_expected(&a))?;
         match c.get().status() {
-            ST_UNINIT => continue,
-            _ if c.get().thread_core().is_none() => return Err(error::new_err("inter-thread support is missing")),
+            ST_UNINIT => {}
+            _ if c.get().thread_core().is_none() => {
+                return Err(error::new_err("inter-thread support is missing"))
+            }
             ST_FINISHED => return Err(error::new_err("got an already-finished continulet")),
             _ => objs.push(ObjRef(c.clone().unbind())),
         }
@@ -382,7 +462,9 @@ fn set_contextvar_context(ctx: &Bound<'_, PyAny>) -> PyResult<()> {
     }
     let is_ctx = ctx.get_type().name()? == "Context" && ctx.get_type().module()? == "_contextvars";
     if !is_ctx {
-        return Err(PyTypeError::new_err("a contextvars.Context or None is required"));
+        return Err(PyTypeError::new_err(
+            "a contextvars.Context or None is required",
+        ));
     }
     pystate::set_context(ctx.clone().into_ptr());
     Ok(())
@@ -393,8 +475,12 @@ fn set_contextvar_context(ctx: &Bound<'_, PyAny>) -> PyResult<()> {
 #[pyfunction]
 fn suspended_frame(py: Python<'_>, c: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let c = c.cast::<Continulet>().map_err(|_| type_error_expected(c))?;
-    let Some(core) = c.get().thread_core() else { return Ok(py.None()) };
-    let f = core.slot.with_frame(|frame| frame.map_or(std::ptr::null_mut(), |fr| pystate::top_frame(fr.state())));
+    let Some(core) = c.get().thread_core() else {
+        return Ok(py.None());
+    };
+    let f = core.slot.with_frame(|frame| {
+        frame.map_or(std::ptr::null_mut(), |fr| pystate::top_frame(fr.state()))
+    });
     Ok(pystate::frame_into_py(py, f))
 }
 
@@ -402,7 +488,10 @@ fn suspended_frame(py: Python<'_>, c: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> 
 #[pyfunction]
 fn stack_saved(c: &Bound<'_, PyAny>) -> PyResult<usize> {
     let c = c.cast::<Continulet>().map_err(|_| type_error_expected(c))?;
-    Ok(c.get().thread_core().map_or(0, |core| core.slot.with_frame(|f| f.map_or(0, continuation::Frame::saved_bytes))))
+    Ok(c.get().thread_core().map_or(0, |core| {
+        core.slot
+            .with_frame(|f| f.map_or(0, continuation::Frame::saved_bytes))
+    }))
 }
 
 #[pymodule(gil_used = true)]

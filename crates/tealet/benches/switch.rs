@@ -17,7 +17,9 @@ fn echo_loop<const N: usize>(mut back: Suspended) -> (Suspended, u64) {
     loop {
         let r = back.switch(v).unwrap();
         back = r.from.unwrap();
-        v = r.value.wrapping_add(u64::from(pad.get(v as usize % N.max(1)).copied().unwrap_or(0)));
+        v = r.value.wrapping_add(u64::from(
+            pad.get(v as usize % N.max(1)).copied().unwrap_or(0),
+        ));
         if r.value == u64::MAX {
             return (back, v);
         }
@@ -50,7 +52,9 @@ fn generator_round_trip<const N: usize>(c: &mut Criterion, name: &str) {
         let mut v = 0u64;
         loop {
             let a = s.yield_(v).unwrap_or(0);
-            v = a.wrapping_add(u64::from(pad.get(v as usize % N.max(1)).copied().unwrap_or(0)));
+            v = a.wrapping_add(u64::from(
+                pad.get(v as usize % N.max(1)).copied().unwrap_or(0),
+            ));
         }
     });
     g.resume();
@@ -77,7 +81,14 @@ fn finish_at<const N: usize>(back: Suspended) -> (Suspended, u64) {
 
 fn create_finish(c: &mut Criterion) {
     let mut group = c.benchmark_group("create_finish");
-    for (name, f) in [("shallow", finish_at::<0> as fn(Suspended) -> (Suspended, u64)), ("1KiB", finish_at::<1024>), ("8KiB", finish_at::<8192>)] {
+    for (name, f) in [
+        (
+            "shallow",
+            finish_at::<0> as fn(Suspended) -> (Suspended, u64),
+        ),
+        ("1KiB", finish_at::<1024>),
+        ("8KiB", finish_at::<8192>),
+    ] {
         group.bench_function(BenchmarkId::new("tealet", name), |b| {
             b.iter(|| spawn(f).unwrap().value);
         });

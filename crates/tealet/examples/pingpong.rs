@@ -2,7 +2,10 @@
 use tealet::{spawn, Suspended};
 
 fn main() {
-    let rounds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+    let rounds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000_000);
     let r = spawn(|mut back: Suspended| {
         let mut n = 0u64;
         loop {
@@ -22,5 +25,11 @@ fn main() {
     }
     let dt = t.elapsed();
     let r = h.switch(0u64).unwrap();
-    println!("{} round trips in {:?}: {:.1} ns per round trip (ping sum {})", rounds, dt, dt.as_nanos() as f64 / rounds as f64, r.value);
+    println!(
+        "{} round trips in {:?}: {:.1} ns per round trip (ping sum {})",
+        rounds,
+        dt,
+        dt.as_secs_f64() * 1e9 / f64::from(u32::try_from(rounds).unwrap_or(u32::MAX)),
+        r.value
+    );
 }

@@ -69,9 +69,9 @@
 
 mod arch;
 mod stack;
-mod thread_bound;
 #[cfg(test)]
 mod tests;
+mod thread_bound;
 
 use std::any::TypeId;
 use std::cell::{Cell, UnsafeCell};
@@ -82,10 +82,13 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
 pub use stack::AllocError;
-pub use thread_bound::{current_thread_token, ThreadBound};
 use stack::{Chain, Slice};
+pub use thread_bound::{current_thread_token, ThreadBound};
 
-const _: () = assert!(arch::STACK_GROWS_DOWN, "stack.rs assumes a downward-growing stack");
+const _: () = assert!(
+    arch::STACK_GROWS_DOWN,
+    "stack.rs assumes a downward-growing stack"
+);
 
 /// Largest value (in bytes) that [`Suspended::switch`] carries without boxing.
 pub const MAX_VALUE_SIZE: usize = 256;
@@ -119,9 +122,14 @@ pub struct SwitchError<T> {
 
 impl<T> std::fmt::Debug for SwitchError<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SwitchError").field("error", &self.error).finish_non_exhaustive()
+        f.debug_struct("SwitchError")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
     }
 }
+
+/// `boot(source, arg) -> slice to resume`: the bootstrap of a tealet being spawned.
+type BootFn = unsafe fn(*mut Slice, *mut u8) -> *mut Slice;
 
 /// Per-thread switching state.  No destructor, so it stays valid while other thread-locals
 /// (which may hold [`Suspended`] handles) are destroyed.
@@ -138,7 +146,7 @@ struct ThreadCtx {
     /// Set by a save callback that could not allocate.
     failed: Cell<bool>,
     /// Bootstrap of the tealet being spawned: `boot(source, arg) -> slice to resume`.
-    boot: Cell<Option<unsafe fn(*mut Slice, *mut u8) -> *mut Slice>>,
+    boot: Cell<Option<BootFn>>,
     boot_arg: Cell<*mut u8>,
     transfer: Transfer,
 }
@@ -252,7 +260,7 @@ pub fn trim_cache() {
 }
 
 fn ctx() -> *const ThreadCtx {
-    CTX.with(|c| ptr::from_ref(c))
+    CTX.with(ptr::from_ref)
 }
 
 /// The value crossing a switch, in per-thread storage (never on a stack that is about to be
@@ -265,12 +273,19 @@ struct Transfer {
 
 impl Transfer {
     const fn new() -> Transfer {
-        Transfer { tag: Cell::new(None), drop_fn: Cell::new(None), buf: UnsafeCell::new(MaybeUninit::uninit()) }
+        Transfer {
+            tag: Cell::new(None),
+            drop_fn: Cell::new(None),
+            buf: UnsafeCell::new(MaybeUninit::uninit()),
+        }
     }
 
     fn put<T: 'static>(&self, value: T) {
         const { assert!(mem::size_of::<T>() <= MAX_VALUE_SIZE && mem::align_of::<T>() <= 8) };
-        assert!(self.tag.get().is_none(), "tealet: a value is already in transit");
+        assert!(
+            self.tag.get().is_none(),
+            "tealet: a value is already in transit"
+        );
         // SAFETY: the buffer is large and aligned enough for T (checked above) and empty.
         unsafe { self.buf.get().cast::<T>().write(value) };
         self.tag.set(Some(TypeId::of::<T>()));
@@ -355,7 +370,10 @@ unsafe extern "C" fn destroy_state(_sp: *mut u8, ctx: *mut u8) -> *mut u8 {
         let ctx = &*ctx.cast::<ThreadCtx>();
         ctx.source.set(ptr::null_mut());
         let target = ctx.target.get();
-        if (*ctx.chain.get()).clear_for(target, (*target).stop).is_err() {
+        if (*ctx.chain.get())
+            .clear_for(target, (*target).stop)
+            .is_err()
+        {
             abort_with("out of memory while leaving a finished tealet");
         }
         (*target).start
@@ -418,7 +436,13 @@ unsafe fn switch_raw(target: *mut Slice) -> Result<*mut Slice, AllocError> {
     c.failed.set(false);
     // SAFETY: the callbacks honour the step contract (arch/mod.rs); `target` is a live,
     // suspended slice of this thread (I1, I2).
-    let r = unsafe { arch::switch(save_state, restore_state, ptr::from_ref(c).cast_mut().cast()) };
+    let r = unsafe {
+        arch::switch(
+            save_state,
+            restore_state,
+            ptr::from_ref(c).cast_mut().cast(),
+        )
+    };
     // SAFETY: as above; re-read after the switch.
     let c = unsafe { &*ctx() };
     if r.is_null() {
@@ -429,7 +453,10 @@ unsafe fn switch_raw(target: *mut Slice) -> Result<*mut Slice, AllocError> {
 }
 
 #[inline(never)]
-unsafe fn spawn_raw(boot: unsafe fn(*mut Slice, *mut u8) -> *mut Slice, arg: *mut u8) -> Result<*mut Slice, AllocError> {
+unsafe fn spawn_raw(
+    boot: unsafe fn(*mut Slice, *mut u8) -> *mut Slice,
+    arg: *mut u8,
+) -> Result<*mut Slice, AllocError> {
     let marker = 0u8;
     // SAFETY: see `switch_raw`.
     let c = unsafe { &*ctx() };
@@ -451,7 +478,13 @@ unsafe fn initial_stub() -> Result<*mut Slice, AllocError> {
     c.failed.set(false);
     // SAFETY: `initial_save_state` saves the frames below the marker and returns null, so the
     // assembly returns at once without moving the stack pointer.
-    let r = unsafe { arch::switch(initial_save_state, restore_state, ptr::from_ref(c).cast_mut().cast()) };
+    let r = unsafe {
+        arch::switch(
+            initial_save_state,
+            restore_state,
+            ptr::from_ref(c).cast_mut().cast(),
+        )
+    };
     // SAFETY: see `switch_raw`.
     let c = unsafe { &*ctx() };
     if r.is_null() {
@@ -469,7 +502,13 @@ unsafe fn initial_stub() -> Result<*mut Slice, AllocError> {
         c.target.set(next);
         // SAFETY: `next` is a live suspended slice returned by `run` (I1); this stack is
         // finished and abandoned, nothing on it is used again.
-        unsafe { arch::switch(destroy_state, restore_state, ptr::from_ref(c).cast_mut().cast()) };
+        unsafe {
+            arch::switch(
+                destroy_state,
+                restore_state,
+                ptr::from_ref(c).cast_mut().cast(),
+            )
+        };
         abort_with("a finished tealet was resumed");
     }
     Ok(c.source.get())
@@ -477,12 +516,17 @@ unsafe fn initial_stub() -> Result<*mut Slice, AllocError> {
 
 /// The bootstrap frame of a new tealet: runs `run` with the spawner's handle, catches panics
 /// (I4), and hands back the slice to resume with the finishing value in transit.
-unsafe fn boot<T: 'static, F: FnOnce(Suspended) -> (Suspended, T) + 'static>(source: *mut Slice, arg: *mut u8) -> *mut Slice {
+unsafe fn boot<T: 'static, F: FnOnce(Suspended) -> (Suspended, T) + 'static>(
+    source: *mut Slice,
+    arg: *mut u8,
+) -> *mut Slice {
     // SAFETY: `arg` points at the spawner's `Option<F>`, which lies above the marker and is
     // still in place on the stack (S3); we take it before any switch.
     let run = unsafe { (*arg.cast::<Option<F>>()).take() }.expect("tealet: run already taken");
-    // SAFETY: `source` is the spawner's freshly saved slice, owned by nobody else.
-    let from = Suspended { slice: unsafe { NonNull::new_unchecked(source) }, _not_send: PhantomData };
+    let from = Suspended {
+        slice: NonNull::new(source).expect("tealet: the spawner's slice"),
+        _not_send: PhantomData,
+    };
     match panic::catch_unwind(AssertUnwindSafe(move || run(from))) {
         Ok((next, value)) => {
             // SAFETY: the value goes into this thread's transfer slot for the resumed side.
@@ -495,7 +539,9 @@ unsafe fn boot<T: 'static, F: FnOnce(Suspended) -> (Suspended, T) + 'static>(sou
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "<non-string panic payload>".to_owned());
-            abort_with(&format!("panic in a tealet's run(), which cannot unwind across a stack switch: {msg}"))
+            abort_with(&format!(
+                "panic in a tealet's run(), which cannot unwind across a stack switch: {msg}"
+            ))
         }
     }
 }
@@ -505,6 +551,10 @@ unsafe fn boot<T: 'static, F: FnOnce(Suspended) -> (Suspended, T) + 'static>(sou
 /// Returns when some context switches back to the current one (`from` is that context), or
 /// when a tealet whose `run` returned the current context's handle finishes (`from` is
 /// `None`).  `run` returns the handle of the context to resume and the value to give it.
+///
+/// # Errors
+///
+/// [`AllocError`] if the spawner's stack could not be saved; `run` was not started.
 pub fn spawn<T, F>(run: F) -> Result<Resumed<T>, AllocError>
 where
     T: 'static,
@@ -517,12 +567,18 @@ where
     let source = res?;
     // SAFETY: see `switch_raw`.
     let value = unsafe { (*ctx()).transfer.take::<T>() };
-    Ok(Resumed { from: Suspended::from_raw(source), value })
+    Ok(Resumed {
+        from: Suspended::from_raw(source),
+        value,
+    })
 }
 
 impl Suspended {
     fn from_raw(slice: *mut Slice) -> Option<Suspended> {
-        NonNull::new(slice).map(|slice| Suspended { slice, _not_send: PhantomData })
+        NonNull::new(slice).map(|slice| Suspended {
+            slice,
+            _not_send: PhantomData,
+        })
     }
 
     fn into_raw(self) -> *mut Slice {
@@ -533,8 +589,12 @@ impl Suspended {
 
     /// Suspend the current context and resume this one, which receives `value`.
     ///
-    /// Returns when the current context is resumed in turn, or an error (with everything
-    /// given back) if memory for saving the current stack ran out.
+    /// Returns when the current context is resumed in turn.
+    ///
+    /// # Errors
+    ///
+    /// A [`SwitchError`] (with the target and value given back) if memory for saving the
+    /// current stack ran out; nothing switched.
     pub fn switch<T: 'static>(self, value: T) -> Result<Resumed<T>, SwitchError<T>> {
         // SAFETY: see `switch_raw`.
         let c = unsafe { &*ctx() };
@@ -545,12 +605,19 @@ impl Suspended {
             Ok(source) => {
                 // SAFETY: see `switch_raw`.
                 let value = unsafe { (*ctx()).transfer.take::<T>() };
-                Ok(Resumed { from: Suspended::from_raw(source), value })
+                Ok(Resumed {
+                    from: Suspended::from_raw(source),
+                    value,
+                })
             }
             Err(error) => {
                 let value = c.transfer.take::<T>();
                 let target = Suspended::from_raw(target).expect("non-null");
-                Err(SwitchError { target, value, error })
+                Err(SwitchError {
+                    target,
+                    value,
+                    error,
+                })
             }
         }
     }

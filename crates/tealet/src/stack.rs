@@ -59,7 +59,13 @@ impl Slice {
         if raw.is_null() {
             return Err(AllocError);
         }
-        let slice = Slice { start, stop, saved: Vec::new(), prev: ptr::null_mut(), in_chain: false };
+        let slice = Slice {
+            start,
+            stop,
+            saved: Vec::new(),
+            prev: ptr::null_mut(),
+            in_chain: false,
+        };
         // SAFETY: `raw` is a fresh allocation with the layout of `Slice`.
         unsafe { raw.write(slice) };
         Ok(raw)
@@ -118,7 +124,9 @@ impl Slice {
     fn reserve_upto(&mut self, upto: *mut u8) -> Result<(), AllocError> {
         let want = upto as usize - self.start as usize;
         if want > self.saved.len() {
-            self.saved.try_reserve_exact(want - self.saved.len()).map_err(|_| AllocError)?;
+            self.saved
+                .try_reserve_exact(want - self.saved.len())
+                .map_err(|_| AllocError)?;
         }
         Ok(())
     }
@@ -173,7 +181,9 @@ pub(crate) struct Chain {
 
 impl Chain {
     pub(crate) const fn new() -> Chain {
-        Chain { head: ptr::null_mut() }
+        Chain {
+            head: ptr::null_mut(),
+        }
     }
 
     /// Link a freshly allocated source slice at the head (it has the lowest `stop`).
@@ -215,7 +225,11 @@ impl Chain {
     /// # Safety
     ///
     /// S1-S3 hold for every slice in the chain, and their in-place bytes are readable.
-    pub(crate) unsafe fn clear_for(&mut self, target: *mut Slice, target_stop: *mut u8) -> Result<(), AllocError> {
+    pub(crate) unsafe fn clear_for(
+        &mut self,
+        target: *mut Slice,
+        target_stop: *mut u8,
+    ) -> Result<(), AllocError> {
         // SAFETY: the chain links live slices (S2), per the contract.
         unsafe {
             // Pass 1: reserve.

@@ -55,7 +55,10 @@ unsafe impl<T> Sync for ThreadBound<T> {}
 impl<T> ThreadBound<T> {
     /// Bind `value` to the current thread.
     pub fn new(value: T) -> Self {
-        ThreadBound { owner: current_thread_token(), value: ManuallyDrop::new(value) }
+        ThreadBound {
+            owner: current_thread_token(),
+            value: ManuallyDrop::new(value),
+        }
     }
 
     /// The owner thread's token.
@@ -113,11 +116,16 @@ mod tests {
         let tb = Arc::new(ThreadBound::new(std::rc::Rc::new(5)));
         assert_eq!(**tb.get().unwrap(), 5);
         let tb2 = tb.clone();
-        let (seen, token) = std::thread::spawn(move || (tb2.get().is_none(), super::current_thread_token())).join().unwrap();
+        let (seen, token) =
+            std::thread::spawn(move || (tb2.get().is_none(), super::current_thread_token()))
+                .join()
+                .unwrap();
         assert!(seen);
         assert_ne!(token, tb.owner());
         // A new thread never reuses the token of the exited one.
-        let token2 = std::thread::spawn(super::current_thread_token).join().unwrap();
+        let token2 = std::thread::spawn(super::current_thread_token)
+            .join()
+            .unwrap();
         assert_ne!(token2, token);
     }
 

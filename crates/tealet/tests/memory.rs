@@ -79,7 +79,10 @@ fn ten_thousand_suspended_tealets_are_freed() {
         handles.push(r.from.unwrap());
     }
     let saved: usize = handles.iter().map(Suspended::saved_bytes).sum();
-    assert!(saved >= 10_000 * 512, "each holds its 512-byte frame: {saved}");
+    assert!(
+        saved >= 10_000 * 512,
+        "each holds its 512-byte frame: {saved}"
+    );
     let during = live();
     assert!(during - before >= saved as isize);
     drop(handles);
@@ -103,7 +106,11 @@ fn out_of_memory_is_an_error_value() {
     FAIL.store(false, Ordering::Relaxed);
     assert!(matches!(res, Err(AllocError)));
     assert!(!ran.get());
-    assert_eq!(std::rc::Rc::strong_count(&ran), 1, "the closure was dropped");
+    assert_eq!(
+        std::rc::Rc::strong_count(&ran),
+        1,
+        "the closure was dropped"
+    );
 
     // switch: the source slice cannot be allocated; the target and value come back intact.
     let r = spawn(|back| {

@@ -9,12 +9,19 @@ const CHILD: &str = "TEALET_PANIC_CHILD";
 #[test]
 fn panic_in_run_aborts_with_a_message() {
     if std::env::var_os(CHILD).is_some() {
-        let _ = tealet::spawn(|_back: tealet::Suspended| -> (tealet::Suspended, u8) { panic!("boom in run") });
+        let _ = tealet::spawn(|_back: tealet::Suspended| -> (tealet::Suspended, u8) {
+            panic!("boom in run")
+        });
         unreachable!("spawn must not return after a panic in run");
     }
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
-        .args(["--exact", "panic_in_run_aborts_with_a_message", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "panic_in_run_aborts_with_a_message",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, "1")
         .output()
         .unwrap();
@@ -23,7 +30,12 @@ fn panic_in_run_aborts_with_a_message() {
     #[cfg(unix)]
     {
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(out.status.signal(), Some(6), "SIGABRT expected, got {:?}; stderr:\n{stderr}", out.status);
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "SIGABRT expected, got {:?}; stderr:\n{stderr}",
+            out.status
+        );
     }
     assert!(
         stderr.contains("tealet: fatal: panic in a tealet's run(), which cannot unwind across a stack switch: boom in run"),
@@ -45,13 +57,21 @@ fn panic_after_switches_is_caught_the_same_way() {
     }
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
-        .args(["--exact", "panic_after_switches_is_caught_the_same_way", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "panic_after_switches_is_caught_the_same_way",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, "1")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("cannot unwind across a stack switch: late boom"), "stderr was:\n{stderr}");
+    assert!(
+        stderr.contains("cannot unwind across a stack switch: late boom"),
+        "stderr was:\n{stderr}"
+    );
 }
 
 #[test]

@@ -61,7 +61,11 @@ fn deep(depth: u32, tag: u64, mut back: Suspended, log: &mut Vec<u64>) -> Suspen
         back = deep(depth - 1, tag, back, log);
     }
     for (i, p) in std::hint::black_box(&pad).iter().enumerate() {
-        assert_eq!(*p, tag ^ (u64::from(depth) << 8) ^ i as u64, "stack frame corrupted");
+        assert_eq!(
+            *p,
+            tag ^ (u64::from(depth) << 8) ^ i as u64,
+            "stack frame corrupted"
+        );
     }
     back
 }

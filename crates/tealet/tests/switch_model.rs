@@ -33,12 +33,19 @@ type Shared = Rc<RefCell<World>>;
 #[inline(never)]
 fn switch_at_depth(depth: u32, target: Suspended, msg: Msg) -> Resumed<Msg> {
     let pad = std::hint::black_box([depth; 40]);
-    let r = if depth == 0 { target.switch(msg).unwrap() } else { switch_at_depth(depth - 1, target, msg) };
-    assert!(std::hint::black_box(pad).iter().all(|&x| x == depth), "frame corrupted");
+    let r = if depth == 0 {
+        target.switch(msg).unwrap()
+    } else {
+        switch_at_depth(depth - 1, target, msg)
+    };
+    assert!(
+        std::hint::black_box(pad).iter().all(|&x| x == depth),
+        "frame corrupted"
+    );
     r
 }
 
-fn worker(id: usize, world: Shared, first: Resumed<Msg>) -> (Suspended, Msg) {
+fn worker(id: usize, world: &Shared, first: Resumed<Msg>) -> (Suspended, Msg) {
     let n = world.borrow().table.len() - 1;
     let mut count = 0u64;
     let mut r = first;
@@ -54,10 +61,16 @@ fn worker(id: usize, world: Shared, first: Resumed<Msg>) -> (Suspended, Msg) {
             w.table[prev] = Some(from);
             assert_eq!(w.plan[i as usize], id, "resumed out of plan order");
             w.log.push((i, id));
-            if i as usize + 1 == w.plan.len() { n } else { w.plan[i as usize + 1] }
+            if i as usize + 1 == w.plan.len() {
+                n
+            } else {
+                w.plan[i as usize + 1]
+            }
         };
         assert_ne!(next, id, "the plan never repeats a worker");
-        let target = world.borrow_mut().table[next].take().expect("target is suspended");
+        let target = world.borrow_mut().table[next]
+            .take()
+            .expect("target is suspended");
         r = switch_at_depth(((i * 7 + id as u64) % 30) as u32, target, (i + 1, id));
     }
 }
@@ -75,13 +88,17 @@ fn random_switches_among_many_tealets_match_a_model() {
             plan.push(w);
         }
     }
-    let world: Shared = Rc::new(RefCell::new(World { plan: plan.clone(), table: (0..=N).map(|_| None).collect(), log: Vec::new() }));
+    let world: Shared = Rc::new(RefCell::new(World {
+        plan: plan.clone(),
+        table: (0..=N).map(|_| None).collect(),
+        log: Vec::new(),
+    }));
     for id in 0..N {
         let w = world.clone();
         let depth = (id % 4) as u32 * 15;
         let r = spawn(move |back| {
             let first = switch_at_depth(depth, back, (0, id));
-            worker(id, w, first)
+            worker(id, &w, first)
         })
         .unwrap();
         assert_eq!(r.value, (0, id));

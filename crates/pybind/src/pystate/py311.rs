@@ -10,7 +10,10 @@ use std::os::raw::c_int;
 use std::ptr;
 use std::rc::{Rc, Weak};
 
-const _: () = assert!(off::PY_VERSION_HEX >> 16 == 0x030B, "py311.rs built against another CPython");
+const _: () = assert!(
+    off::PY_VERSION_HEX >> 16 == 0x030B,
+    "py311.rs built against another CPython"
+);
 
 /// Bytes of the root data-stack chunk of a new context.  CPython's own chunks are 16 KiB; a
 /// continulet whose frames outgrow this gets further (16 KiB) chunks from CPython as usual.
@@ -78,7 +81,10 @@ pub(crate) fn save() -> PyState {
         let exc_state = ts.add(off::TS_EXC_STATE);
         let exc_info = *at::<*mut u8>(ts, off::TS_EXC_INFO);
         // P1: the reference moves into the saved state.
-        let exc_value = ptr::replace(at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE), ptr::null_mut());
+        let exc_value = ptr::replace(
+            at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE),
+            ptr::null_mut(),
+        );
         let owned = CURRENT_OWNED.with(|c| c.borrow_mut().take());
         if let Some(o) = &owned {
             o.suspended_top.set(current_frame);
@@ -87,7 +93,11 @@ pub(crate) fn save() -> PyState {
             cframe,
             current_frame,
             recursion_depth: limit - remaining,
-            exc_info: if exc_info == exc_state { ptr::null_mut() } else { exc_info },
+            exc_info: if exc_info == exc_state {
+                ptr::null_mut()
+            } else {
+                exc_info
+            },
             exc_value,
             exc_previous: *at::<*mut u8>(exc_state, off::EXC_ITEM_PREVIOUS),
             trash_nesting: *at::<c_int>(ts, off::TS_TRASH_DELETE_NESTING),
@@ -110,11 +120,18 @@ pub(crate) fn restore(mut s: PyState) {
         let limit = *at::<c_int>(ts, off::TS_RECURSION_LIMIT);
         *at::<c_int>(ts, off::TS_RECURSION_REMAINING) = limit - s.recursion_depth;
         let exc_state = ts.add(off::TS_EXC_STATE);
-        let old = ptr::replace(at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE), s.exc_value);
+        let old = ptr::replace(
+            at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE),
+            s.exc_value,
+        );
         debug_assert!(old.is_null(), "exc_state was saved before");
         s.exc_value = ptr::null_mut();
         *at::<*mut u8>(exc_state, off::EXC_ITEM_PREVIOUS) = s.exc_previous;
-        *at::<*mut u8>(ts, off::TS_EXC_INFO) = if s.exc_info.is_null() { exc_state } else { s.exc_info };
+        *at::<*mut u8>(ts, off::TS_EXC_INFO) = if s.exc_info.is_null() {
+            exc_state
+        } else {
+            s.exc_info
+        };
         *at::<c_int>(ts, off::TS_TRASH_DELETE_NESTING) = s.trash_nesting;
         *at::<*mut ffi::PyObject>(ts, off::TS_TRASH_DELETE_LATER) = s.trash_later;
         *at::<*mut u8>(ts, off::TS_DATASTACK_CHUNK) = s.chunk;
@@ -157,7 +174,10 @@ pub(crate) fn enter_new() -> OwnedRef {
         *at::<*mut u8>(cf, off::CFRAME_CURRENT_FRAME) = ptr::null_mut();
         *at::<*mut u8>(cf, off::CFRAME_PREVIOUS) = ts.add(off::TS_ROOT_CFRAME);
         let chunk = ffi::PyMem_RawMalloc(ROOT_CHUNK_BYTES).cast::<u8>();
-        assert!(!chunk.is_null(), "out of memory for a continulet's data stack");
+        assert!(
+            !chunk.is_null(),
+            "out of memory for a continulet's data stack"
+        );
         *at::<*mut u8>(chunk, off::CHUNK_PREVIOUS) = ptr::null_mut();
         *at::<usize>(chunk, off::CHUNK_SIZE) = ROOT_CHUNK_BYTES;
         *at::<usize>(chunk, off::CHUNK_TOP) = 0;
@@ -172,7 +192,11 @@ pub(crate) fn enter_new() -> OwnedRef {
         *at::<*mut u8>(ts, off::TS_EXC_INFO) = exc_state;
         *at::<c_int>(ts, off::TS_TRASH_DELETE_NESTING) = 0;
         *at::<*mut ffi::PyObject>(ts, off::TS_TRASH_DELETE_LATER) = ptr::null_mut();
-        let owned = Rc::new(OwnedCtx { _cframe: cframe, root_chunk: chunk, suspended_top: Cell::new(ptr::null_mut()) });
+        let owned = Rc::new(OwnedCtx {
+            _cframe: cframe,
+            root_chunk: chunk,
+            suspended_top: Cell::new(ptr::null_mut()),
+        });
         let weak = Rc::downgrade(&owned);
         CURRENT_OWNED.with(|c| *c.borrow_mut() = Some(owned));
         weak
@@ -191,7 +215,10 @@ pub(crate) fn leave_finished() {
         *at::<*mut u8>(ts, off::TS_DATASTACK_TOP) = ptr::null_mut();
         *at::<*mut u8>(ts, off::TS_DATASTACK_LIMIT) = ptr::null_mut();
         let exc_state = ts.add(off::TS_EXC_STATE);
-        let v = ptr::replace(at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE), ptr::null_mut());
+        let v = ptr::replace(
+            at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE),
+            ptr::null_mut(),
+        );
         ffi::Py_XDECREF(v);
     }
     CURRENT_OWNED.with(|c| drop(c.borrow_mut().take()));
@@ -214,7 +241,11 @@ unsafe fn free_chunks(mut chunk: *mut u8) {
                 let mut alloc = std::mem::zeroed::<ffi::PyObjectArenaAllocator>();
                 ffi::PyObject_GetArenaAllocator(&raw mut alloc);
                 if let Some(free) = alloc.free {
-                    free(alloc.ctx, chunk.cast(), *at::<usize>(chunk, off::CHUNK_SIZE));
+                    free(
+                        alloc.ctx,
+                        chunk.cast(),
+                        *at::<usize>(chunk, off::CHUNK_SIZE),
+                    );
                 }
             }
             chunk = prev;
@@ -230,7 +261,10 @@ impl Drop for PyState {
         // SAFETY: GIL held (P4); the state is not installed in the thread state.
         unsafe {
             ffi::Py_XDECREF(self.exc_value);
-            if self.owned.is_some() && !self.chunk.is_null() && !frames_have_objects(self.current_frame) {
+            if self.owned.is_some()
+                && !self.chunk.is_null()
+                && !frames_have_objects(self.current_frame)
+            {
                 free_chunks(self.chunk);
             }
         }
@@ -298,8 +332,11 @@ pub(crate) fn top_frame(s: &PyState) -> *mut ffi::PyObject {
 /// The bottom frame object of the context `owned` (the continulet's own), or null: walks from
 /// its top frame (live if it is running, saved if suspended) to the first one.
 pub(crate) fn bottom_frame(owned: &OwnedRef) -> *mut ffi::PyObject {
-    let Some(o) = owned.upgrade() else { return ptr::null_mut() };
-    let running = CURRENT_OWNED.with(|c| c.borrow().as_ref().is_some_and(|cur| Rc::ptr_eq(cur, &o)));
+    let Some(o) = owned.upgrade() else {
+        return ptr::null_mut();
+    };
+    let running =
+        CURRENT_OWNED.with(|c| c.borrow().as_ref().is_some_and(|cur| Rc::ptr_eq(cur, &o)));
     // SAFETY: the context is alive (`upgrade` succeeded), so its frames are in its chunks.
     unsafe {
         let mut iframe = if running {
@@ -350,6 +387,8 @@ pub(crate) fn set_context(ctx: *mut ffi::PyObject) {
 
 impl std::fmt::Debug for OwnedCtx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OwnedCtx").field("root_chunk", &self.root_chunk).finish_non_exhaustive()
+        f.debug_struct("OwnedCtx")
+            .field("root_chunk", &self.root_chunk)
+            .finish_non_exhaustive()
     }
 }

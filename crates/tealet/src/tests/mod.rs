@@ -71,7 +71,9 @@ fn unlink_from_middle_and_tail() {
     let base = mem.as_mut_ptr();
     // SAFETY: addresses inside `mem`.
     unsafe {
-        let s: Vec<_> = (0..4).map(|i| Slice::alloc(base.add(10 * i), base.add(500 - 100 * i)).unwrap()).collect();
+        let s: Vec<_> = (0..4)
+            .map(|i| Slice::alloc(base.add(10 * i), base.add(500 - 100 * i)).unwrap())
+            .collect();
         let mut chain = Chain::new();
         for &x in &s {
             chain.push(x);
