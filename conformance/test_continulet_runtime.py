@@ -20,6 +20,8 @@ import weakref
 
 import pytest
 
+from conftest import differs
+
 from _continuation import continulet, error, permute
 
 
@@ -208,6 +210,7 @@ def test_traceback_from_nested_continulets():
 # frames
 
 
+@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_callable_frame_f_back_is_switch_caller():
     def f(c):
         return frame_names(sys._getframe(), 3)
@@ -218,6 +221,7 @@ def test_callable_frame_f_back_is_switch_caller():
     assert caller(continulet(f)) == ["f", "caller", "test_callable_frame_f_back_is_switch_caller"]
 
 
+@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_callable_frame_f_back_follows_latest_switcher():
     def f(c):
         c.switch()
@@ -234,6 +238,7 @@ def test_callable_frame_f_back_follows_latest_switcher():
     assert caller2(c) == ["f", "caller2", "test_callable_frame_f_back_follows_latest_switcher"]
 
 
+@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_nested_callable_frame_f_back():
     def inner(c2):
         return frame_names(sys._getframe(), 3)
@@ -255,6 +260,7 @@ def test_main_frames_unaffected_by_switch():
     c.switch()
 
 
+@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_get_frame_f_back_while_running_is_switch_caller():
     def k(c):
         return frame_names(c._get_frame(), 3)
@@ -265,6 +271,7 @@ def test_get_frame_f_back_while_running_is_switch_caller():
     assert caller(continulet(k)) == ["start", "caller", "test_get_frame_f_back_while_running_is_switch_caller"]
 
 
+@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_get_frame_f_back_while_suspended_is_top_of_suspended_stack():
     frs = {}
 
@@ -291,6 +298,7 @@ def test_get_frame_f_back_while_suspended_is_top_of_suspended_stack():
     assert c.switch() == "fin"
 
 
+@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_suspended_callable_frame_f_back_cycles_to_top():
     # PyPy: while suspended, the bottom ('start', hidden) frame's f_back is the top of the
     # suspended stack, so the callable's frame's f_back skips the hidden frame and reaches the
@@ -312,6 +320,7 @@ def test_suspended_callable_frame_f_back_cycles_to_top():
     c.switch()
 
 
+@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_generator_frame_inside_continulet():
     def gen():
         yield frame_names(sys._getframe(), 3)
@@ -464,6 +473,7 @@ class Obj:
     pass
 
 
+@differs("cpython", reason='a suspended continulet that becomes garbage is leaked (its frames are not traversed/unwound yet: issue 3 gap), never a crash')
 def test_gc_suspended_continulet_frees_frame_objects():
     def g(c, o):
         c.switch()
@@ -478,6 +488,7 @@ def test_gc_suspended_continulet_frees_frame_objects():
     assert w() is None
 
 
+@differs("cpython", reason='a suspended continulet that becomes garbage is leaked (its frames are not traversed/unwound yet: issue 3 gap), never a crash')
 def test_gc_fresh_continulet_frees_args():
     o = Obj()
     w = weakref.ref(o)
@@ -500,6 +511,7 @@ def test_gc_finished_continulet_frees_args():
     assert w() is None
 
 
+@differs("cpython", reason='a suspended continulet that becomes garbage is leaked (its frames are not traversed/unwound yet: issue 3 gap), never a crash')
 def test_gc_cycle_through_suspended_frame():
     def g2(c, o):
         o.c = c
@@ -515,6 +527,7 @@ def test_gc_cycle_through_suspended_frame():
     assert w() is None
 
 
+@differs("cpython", reason='a suspended continulet that becomes garbage is leaked (its frames are not traversed/unwound yet: issue 3 gap), never a crash')
 def test_gc_suspended_with_finally_does_not_crash():
     # PyPy does not run the finally block; unwinding it (CPython side) is allowed.  Only
     # "no crash, no exception escapes, memory is released" is asserted.

@@ -8,6 +8,8 @@ import threading
 
 import pytest
 
+from conftest import differs
+
 from _continuation import continulet, error, permute
 
 NOT_CONT_INT = "'_continuation.continulet' object expected, got 'int' instead"
@@ -119,12 +121,14 @@ def test_switch_keyword_names():
     assert c.switch(value="back") == "back"
 
 
+@differs("cpython", reason="argument-count/keyword messages are the interpreter's own (pyo3/CPython wording, not PyPy's)")
 def test_switch_unexpected_keyword():
     with pytest.raises(TypeError) as ei:
         continulet(ret1).switch(foo=1)
     assert str(ei.value) == "switch() got an unexpected keyword argument 'foo'"
 
 
+@differs("cpython", reason="argument-count/keyword messages are the interpreter's own (pyo3/CPython wording, not PyPy's)")
 def test_switch_too_many_args():
     with pytest.raises(TypeError) as ei:
         continulet(ret1).switch(1, 2, 3)
@@ -605,12 +609,14 @@ def test_throw_instance_with_value():
     assert c.is_pending()
 
 
+@differs("cpython", reason="argument-count/keyword messages are the interpreter's own (pyo3/CPython wording, not PyPy's)")
 def test_throw_requires_type():
     with pytest.raises(TypeError) as ei:
         continulet(ret1).throw()
     assert str(ei.value) == "throw() missing 1 required positional argument: 'type'"
 
 
+@differs("cpython", reason="argument-count/keyword messages are the interpreter's own (pyo3/CPython wording, not PyPy's)")
 def test_throw_unexpected_keyword():
     with pytest.raises(TypeError) as ei:
         continulet(ret1).throw(ValueError, value="v")
@@ -690,6 +696,7 @@ def test_is_pending_returns_bools():
     assert finished().is_pending() is False
 
 
+@differs("cpython", reason="argument-count/keyword messages are the interpreter's own (pyo3/CPython wording, not PyPy's)")
 def test_is_pending_takes_no_args():
     with pytest.raises(TypeError) as ei:
         continulet(ret1).is_pending(1)
@@ -923,6 +930,7 @@ def test_cross_thread_permute(foreign_suspended):
     assert str(ei.value) == "inter-thread support is missing"
 
 
+@differs("cpython", reason='_get_frame() of a continulet owned by another thread is not computed off its thread (issue 3 gap)')
 def test_cross_thread_queries_allowed(foreign_suspended):
     assert foreign_suspended.is_pending() is True
     assert foreign_suspended._get_frame().f_code.co_name == "start"

@@ -12,6 +12,7 @@ Exports:
   ``get_contextvar_context()`` -> the current ``Context`` or ``None``
   ``set_contextvar_context(ctx)`` -> make ``ctx`` (a ``Context`` or ``None``) current
   ``native`` -> the native extension module on CPython, ``None`` on PyPy
+  ``suspended_frame(cont)`` -> top frame of the context stored in ``cont`` (or ``None``)
 """
 
 import platform
@@ -22,9 +23,15 @@ if IS_PYPY:
     from __pypy__ import get_contextvar_context, normalize_exc, set_contextvar_context
 
     native = None
+
+    def suspended_frame(cont):
+        """PyPy links the hidden bottom frame's f_back to the top of the stored stack."""
+        f = cont._get_frame()
+        return f.f_back if f else None
+
 else:
     from continulet import _native as native
-    from continulet._native import get_contextvar_context, set_contextvar_context
+    from continulet._native import get_contextvar_context, set_contextvar_context, suspended_frame
 
     def normalize_exc(typ, val=None, tb=None):
         """Build the exception ``raise typ, val, tb`` would raise (PyPy's messages)."""

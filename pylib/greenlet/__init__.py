@@ -45,6 +45,7 @@ from continulet._compat import (
     get_contextvar_context as _get_ctx,
     normalize_exc as _normalize_exc,
     set_contextvar_context as _set_ctx,
+    suspended_frame as _suspended_frame,
 )
 
 __version__ = "3.5.0+continulet.0.1.0"
@@ -423,8 +424,7 @@ started yet.  Returns the value passed when switching back."""
         ts = self._ts
         if ts is None or ts.current is self:
             return None
-        f = (ts.current if self._main else self)._c._get_frame()
-        f = f.f_back if f else None
+        f = _suspended_frame((ts.current if self._main else self)._c)
         while f is not None and f.f_code in _INTERNAL_CODE:
             f = f.f_back
         return f

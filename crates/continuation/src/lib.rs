@@ -59,11 +59,10 @@ pub trait Host: 'static {
     fn resumed();
     /// `obj` just became finished.
     fn on_finished(obj: &Self::Obj);
-    /// The body of a continulet: called in the new context with what its first switch
-    /// delivered; returns what the finished continulet delivers to whoever is stored in it.
-    fn run(obj: &Self::Obj, first: Self::Payload) -> Self::Payload;
-    /// The payload of a plain `switch()`: what the new context's first switch back sends.
-    fn none() -> Self::Payload;
+    /// The body of a continulet, called in its new context.  Its first action must be a
+    /// plain `switch` on `obj` (back to the creator, as PyPy's hidden `start` frame does);
+    /// returns what the finished continulet delivers to whoever is stored in it.
+    fn run(obj: &Self::Obj) -> Self::Payload;
 }
 
 /// What a continulet stores.
@@ -247,9 +246,9 @@ pub fn start<H: Host>(obj: &H::Obj) -> Result<(), Error> {
             handle: creator,
             state: from_state,
         }));
-        // The hidden `start` frame first switches straight back to its creator.
-        let first = switch::<H>(&o, &o, H::none()).unwrap_or_else(|(_, p)| p);
-        let result = H::run(&o, first);
+        // The host's body starts with PyPy's hidden `start` frame, whose first action is a
+        // switch straight back to the creator (so the callable is not called yet).
+        let result = H::run(&o);
         H::leave_finished();
         // Finish: deliver the result to whoever is stored now.
         let Stored::Pending(frame) = H::slot(&o).replace(Stored::InFlight) else {

@@ -59,7 +59,21 @@ struct Core {
 
 type Call = (Py<PyAny>, Py<PyTuple>, Option<Py<PyDict>>);
 
-/// `_continuation.continulet`.
+/// The hidden bottom frame's function (made once at import).
+static START: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
+const START_SOURCE: &std::ffi::CStr = c"def make(switch):
+    def start(c, func, args, kwds):
+        if switch(c) is not None:
+            raise TypeError(\"can't send non-None value to a just-started continulet\")
+        if kwds is None:
+            return func(c, *args)
+        return func(c, *args, **kwds)
+    return start
+";
+
+// No doc comment: PyPy's `continulet.__doc__` is None.
+#[allow(missing_docs)]
 #[pyclass(subclass, frozen, name = "continulet", module = "_continuation")]
 pub struct Continulet {
     core: OnceLock<ThreadBound<Core>>,
@@ -121,39 +135,44 @@ impl Host for Bind {
     fn on_finished(obj: &ObjRef) {
         obj.0.get().status.store(ST_FINISHED, Ordering::Release);
     }
-    fn none() -> Payload {
-        Payload::Value(pystate::attached().None())
-    }
-    fn run(obj: &ObjRef, first: Payload) -> Payload {
+    fn run(obj: &ObjRef) -> Payload {
         let py = pystate::attached();
-        match first {
-            Payload::Exc(e) => return Payload::Exc(e),
-            Payload::Value(v) if !v.is_none(py) => {
-                return Payload::Exc(PyTypeError::new_err(
-                    "can't send non-None value to a just-started continulet",
-                ));
-            }
-            Payload::Value(_) => {}
-        }
         let call = obj.0.get().call.lock().unwrap().take();
         let Some((callable, args, kwargs)) = call else {
             return Payload::Exc(error::new_err("continulet has nothing to run"));
         };
-        let result = (|| -> PyResult<Py<PyAny>> {
-            let mut full: Vec<Py<PyAny>> = Vec::with_capacity(args.bind(py).len() + 1);
-            full.push(obj.0.clone_ref(py).into_any());
-            full.extend(args.bind(py).iter().map(Bound::unbind));
-            let full = PyTuple::new(py, full)?;
-            Ok(callable
-                .bind(py)
-                .call(full, kwargs.as_ref().map(|k| k.bind(py)))?
-                .unbind())
-        })();
+        // PyPy's hidden bottom frame: `start(c, func, args, kwds)`, so that `_get_frame()`
+        // has a frame named `start` and tracebacks look alike.
+        let result = START
+            .get(py)
+            .ok_or_else(|| error::new_err("_continuation not initialized"))
+            .and_then(|start| {
+                let kwargs: Py<PyAny> = kwargs.map_or_else(|| py.None(), Py::into_any);
+                Ok(start.bind(py).call1((obj.0.clone_ref(py), callable, args, kwargs))?.unbind())
+            });
         match result {
             Ok(v) => Payload::Value(v),
-            Err(e) => Payload::Exc(e),
+            Err(e) => Payload::Exc(hide_start_frame(py, e)),
         }
     }
+}
+
+/// PyPy's `start` frame is hidden from tracebacks; drop its entry from an escaping exception.
+fn hide_start_frame(py: Python<'_>, e: PyErr) -> PyErr {
+    let Some(tb) = e.traceback(py) else { return e };
+    let is_start = tb
+        .getattr("tb_frame")
+        .and_then(|f| f.getattr("f_code"))
+        .and_then(|c| c.getattr("co_filename"))
+        .is_ok_and(|n| n.extract::<String>().is_ok_and(|n| n == "<_continuation>"));
+    if is_start {
+        let next = tb.getattr("tb_next").ok().filter(|n| !n.is_none());
+        let value = e.value(py).clone();
+        if value.setattr("__traceback__", next).is_ok() {
+            return PyErr::from_value(value.into_any());
+        }
+    }
+    e
 }
 
 fn type_error_expected(obj: &Bound<'_, PyAny>) -> PyErr {
@@ -439,12 +458,15 @@ fn permute(args: &Bound<'_, PyTuple>) -> PyResult<()> {
     continuation::permute::<Bind>(&objs).map_err(|e| error::new_err(e.to_string()))
 }
 
-/// `_p(subtype)`: an uninitialized instance (PyPy's unpickling helper).
+/// Pickle support.
 #[pyfunction]
 fn _p(subtype: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
-    let object = subtype.py().get_type::<pyo3::types::PyAny>();
-    let _ = object;
-    Ok(subtype.call_method1("__new__", (subtype,))?.unbind())
+    let base = subtype.py().get_type::<Continulet>();
+    if !subtype.is_subclass(&base)? {
+        let name = subtype.name()?;
+        return Err(PyTypeError::new_err(format!("continulet.__new__({name}): {name} is not a subtype of continulet")));
+    }
+    Ok(base.call_method1("__new__", (subtype,))?.unbind())
 }
 
 /// The thread's current `contextvars.Context`, or None (the compat seam for greenlet).
@@ -497,7 +519,14 @@ fn stack_saved(c: &Bound<'_, PyAny>) -> PyResult<usize> {
 #[pymodule(gil_used = true)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pystate::check_runtime_version(m.py())?;
+    let py = m.py();
+    let code = PyModule::from_code(py, START_SOURCE, c"<_continuation>", c"_continuation_start")?;
+    let switch = py.get_type::<Continulet>().getattr("switch")?;
+    let start = code.getattr("make")?.call1((switch,))?.unbind();
+    START.get_or_init(py, || start);
     m.add_class::<Continulet>()?;
+    // pyo3 gives undocumented classes an empty docstring; PyPy's is None.
+    py.get_type::<Continulet>().setattr("__doc__", py.None())?;
     m.add("error", m.py().get_type::<error>())?;
     m.add_function(wrap_pyfunction!(permute, m)?)?;
     m.add_function(wrap_pyfunction!(_p, m)?)?;
