@@ -231,7 +231,8 @@ def chan_remove(t):
 
 
 def _wake(s):
-    if s.blocked:
+    if s.blocked:  # schedule_thread_unblock: not blocked from now on (for _deadlock checks)
+        s.blocked = False
         s.cond.notify_all()
 
 
@@ -370,13 +371,12 @@ def _schedule_block(s, prev):
     if not revive:
         nxt = None
         with _lock:
-            if not _deadlock(s):
-                s.blocked = True
-                try:
-                    while s.chain is None and not _deadlock(s):
-                        s.cond.wait(0.05)
-                finally:
-                    s.blocked = False
+            try:
+                while s.chain is None and not _deadlock(s):
+                    s.blocked = True
+                    s.cond.wait(0.05)
+            finally:
+                s.blocked = False
             nxt = s.chain
         if nxt is not None:
             return schedule_task(s, prev, nxt)

@@ -1,0 +1,234 @@
+"""One scheduler per thread; channels between threads; deadlock detection (SPEC §3, threads)."""
+
+import threading
+import time
+
+import pytest
+
+from conftest import IMPL, only_on
+
+stackless = pytest.importorskip("stackless")
+
+# lib_pypy keeps one module-global scheduler (SPEC §3.4): these tests would hang or corrupt it.
+pytestmark = only_on("cpython", "cpython-pure", "pypy", reason="lib_pypy stackless is single-threaded")
+
+
+@pytest.fixture(autouse=True)
+def clean_scheduler():
+    stackless.set_schedule_callback(None)
+    stackless.set_channel_callback(None)
+    yield
+    stackless.set_schedule_callback(None)
+    stackless.set_channel_callback(None)
+    for _ in range(10):
+        if stackless.getruncount() <= 1:
+            break
+        try:
+            stackless.run()
+        except BaseException:
+            pass
+    if IMPL == "pypy-oracle":  # lib_pypy keeps one global queue; a failed (xfail) test may corrupt it
+        stackless._run_calls[:] = []
+        stackless._init()
+
+
+def _in_thread(fn):
+    out = {}
+
+    def wrap():
+        try:
+            out["result"] = fn()
+        except BaseException as e:  # reported to the test thread
+            out["error"] = e
+
+    th = threading.Thread(target=wrap)
+    th.start()
+    th.join(10)
+    assert not th.is_alive(), "thread did not finish"
+    if "error" in out:
+        raise out["error"]
+    return out.get("result")
+
+
+def test_each_thread_has_its_own_main():
+    main = stackless.getmain()
+    info = _in_thread(lambda: (stackless.getmain(), stackless.getcurrent(), stackless.getruncount(),
+                               stackless.getmain().thread_id, threading.get_ident()))
+    other_main, other_current, runcount, tid, ident = info
+    assert other_main is not main and other_current is other_main
+    assert runcount == 1 and tid == ident != threading.get_ident()
+    assert stackless.getmain() is main
+
+
+def test_scheduler_is_per_thread():
+    log = []
+    stackless.tasklet(log.append)("main-thread tasklet")
+
+    def worker():
+        stackless.tasklet(log.append)("worker tasklet")
+        n = stackless.getruncount()
+        stackless.run()
+        return n
+
+    assert _in_thread(worker) == 2
+    assert log == ["worker tasklet"]
+    assert stackless.getruncount() == 2
+    stackless.run()
+    assert log == ["worker tasklet", "main-thread tasklet"]
+
+
+def test_main_receive_waits_for_other_thread():
+    ch = stackless.channel()
+
+    def sender():
+        time.sleep(0.2)
+        ch.send("from thread")
+
+    th = threading.Thread(target=sender)
+    th.start()
+    t0 = time.time()
+    assert ch.receive() == "from thread"
+    assert time.time() - t0 >= 0.15
+    th.join(5)
+    assert ch.balance == 0
+
+
+def test_thread_receives_from_main_thread():
+    ch = stackless.channel()
+    got = []
+
+    def receiver():
+        got.append(ch.receive())
+
+    th = threading.Thread(target=receiver)
+    th.start()
+    for _ in range(200):
+        if ch.balance == -1:
+            break
+        time.sleep(0.01)
+    assert ch.balance == -1
+    ch.send(42)
+    th.join(5)
+    assert got == [42]
+
+
+def test_channel_ping_pong_between_threads():
+    a, b = stackless.channel(), stackless.channel()
+
+    def echo():
+        for _ in range(5):
+            b.send(a.receive() * 2)
+
+    th = threading.Thread(target=echo)
+    th.start()
+    results = []
+    for i in range(5):
+        a.send(i)
+        results.append(b.receive())
+    th.join(5)
+    assert results == [0, 2, 4, 6, 8]
+
+
+def test_deadlock_when_other_thread_ends_without_sending():
+    ch = stackless.channel()
+    th = threading.Thread(target=time.sleep, args=(0.2,))
+    th.start()
+    with pytest.raises(RuntimeError) as e:
+        ch.receive()
+    th.join(5)
+    assert str(e.value) == "Deadlock: the last runnable tasklet cannot be blocked."
+    assert ch.balance == 0
+
+
+def test_run_threadblock_waits_for_other_thread():
+    ch = stackless.channel()
+    got = []
+    ready = threading.Event()
+
+    def worker():
+        stackless.tasklet(lambda: got.append(ch.receive()))()
+        ready.set()
+        stackless.run(threadblock=True)
+        return stackless.getruncount()
+
+    out = {}
+    th = threading.Thread(target=lambda: out.setdefault("n", worker()))
+    th.start()
+    ready.wait(5)
+    for _ in range(200):
+        if ch.balance == -1:
+            break
+        time.sleep(0.01)
+    ch.send("wake")
+    th.join(5)
+    assert got == ["wake"] and out == {"n": 1}
+
+
+def test_run_without_threadblock_returns_when_blocked():
+    ch = stackless.channel()
+
+    def worker():
+        t = stackless.tasklet(ch.receive)()
+        stackless.run()
+        return t.blocked, ch.balance
+
+    assert _in_thread(worker) == (True, -1)
+
+
+def test_get_thread_info_of_other_thread():
+    box = {}
+    go = threading.Event()
+    done = threading.Event()
+
+    def worker():
+        box["main"] = stackless.getmain()
+        box["tid"] = threading.get_ident()
+        go.set()
+        done.wait(5)
+
+    th = threading.Thread(target=worker)
+    th.start()
+    go.wait(5)
+    try:
+        info = stackless.get_thread_info(box["tid"])
+        assert info == (box["main"], box["main"], 1)
+        assert box["tid"] in stackless.getthreads()
+    finally:
+        done.set()
+        th.join(5)
+
+
+def test_tasklet_belongs_to_creating_thread():
+    t = _in_thread(lambda: stackless.tasklet(lambda: None))
+    assert t.thread_id == -1  # that thread has ended
+
+
+def test_bind_thread_moves_unstarted_tasklet():
+    got = []
+    t = _in_thread(lambda: stackless.tasklet(lambda: got.append(threading.get_ident())))
+    t.bind_thread()
+    assert t.thread_id == threading.get_ident()
+    t.setup()
+    stackless.run()
+    assert got == [threading.get_ident()]
+
+
+def test_insert_from_other_thread_wakes_blocked_thread():
+    box = {}
+    ready = threading.Event()
+
+    def worker():
+        box["t"] = stackless.tasklet(lambda: box.setdefault("ran_in", threading.get_ident()))
+        box["tid"] = threading.get_ident()
+        ready.set()
+        stackless.run(threadblock=True)  # nothing runnable yet: waits for the insert
+
+    th = threading.Thread(target=worker)
+    # threadblock with an empty queue and no other activity would deadlock; main thread is alive
+    th.start()
+    ready.wait(5)
+    time.sleep(0.1)
+    box["t"].setup()
+    th.join(5)
+    assert not th.is_alive()
+    assert box["ran_in"] == box["tid"]
