@@ -148,7 +148,10 @@ impl Host for Bind {
             .ok_or_else(|| error::new_err("_continuation not initialized"))
             .and_then(|start| {
                 let kwargs: Py<PyAny> = kwargs.map_or_else(|| py.None(), Py::into_any);
-                Ok(start.bind(py).call1((obj.0.clone_ref(py), callable, args, kwargs))?.unbind())
+                Ok(start
+                    .bind(py)
+                    .call1((obj.0.clone_ref(py), callable, args, kwargs))?
+                    .unbind())
             });
         match result {
             Ok(v) => Payload::Value(v),
@@ -464,7 +467,9 @@ fn _p(subtype: &Bound<'_, PyType>) -> PyResult<Py<PyAny>> {
     let base = subtype.py().get_type::<Continulet>();
     if !subtype.is_subclass(&base)? {
         let name = subtype.name()?;
-        return Err(PyTypeError::new_err(format!("continulet.__new__({name}): {name} is not a subtype of continulet")));
+        return Err(PyTypeError::new_err(format!(
+            "continulet.__new__({name}): {name} is not a subtype of continulet"
+        )));
     }
     Ok(base.call_method1("__new__", (subtype,))?.unbind())
 }
