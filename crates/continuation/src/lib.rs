@@ -48,6 +48,11 @@ pub trait Host: 'static {
     fn slot(obj: &Self::Obj) -> &Slot<Self>;
     /// Capture the running context's state before it is suspended.
     fn save() -> Self::State;
+    /// [`Host::save`] into a per-thread parking place instead of returning it (a switch
+    /// then carries only small values across, keeping every context's stack shallow).
+    fn save_parked();
+    /// Take what [`Host::save_parked`] stored, on the resumed side of the switch.
+    fn take_parked() -> Self::State;
     /// Reinstate a saved state (the resumed context's) into the interpreter.
     fn restore(state: Self::State);
     /// Give the interpreter a fresh state for the context of `obj`, which is starting (the
@@ -189,25 +194,27 @@ impl std::error::Error for Error {}
 struct Msg<H: Host> {
     origin: H::Obj,
     destination: H::Obj,
-    /// The switching context's saved state (unused when it finished).
-    from_state: Option<H::State>,
     payload: H::Payload,
 }
 
 /// On the resumed side: store the continuation we came from and return the payload.
+///
+/// Never inlined: its temporaries must not take room in the frame that stays suspended on
+/// the stack during the switch (every byte of that frame is copied on every switch).
+#[inline(never)]
 fn post_switch<H: Host>(r: tealet::Resumed<Msg<H>>) -> H::Payload {
     H::resumed();
     let Msg {
         origin,
         destination,
-        from_state,
         payload,
     } = r.value;
     let finished = r.from.is_none();
     let came_from = match r.from {
+        // The switching side parked its state just before the switch.
         Some(handle) => Stored::Pending(Frame {
             handle,
-            state: from_state.expect("a suspended context has a state"),
+            state: H::take_parked(),
         }),
         None => Stored::Finished,
     };
@@ -260,7 +267,6 @@ pub fn start<H: Host>(obj: &H::Obj) -> Result<(), Error> {
             Msg::<H> {
                 origin: o.clone(),
                 destination: o,
-                from_state: None,
                 payload: result,
             },
         )
@@ -282,11 +288,28 @@ pub fn start<H: Host>(obj: &H::Obj) -> Result<(), Error> {
 ///
 /// On failure ([`Error::AlreadyFinished`], [`Error::NoMemory`]) nothing happened and the
 /// payload is handed back.
+#[inline(never)]
 pub fn switch<H: Host>(
     origin: &H::Obj,
     destination: &H::Obj,
     payload: H::Payload,
 ) -> Result<H::Payload, (Error, H::Payload)> {
+    let (handle, msg) = prepare_switch::<H>(origin, destination, payload)?;
+    match handle.switch(msg) {
+        Ok(r) => Ok(post_switch::<H>(r)),
+        Err(e) => Err(switch_failed::<H>(destination, e)),
+    }
+}
+
+/// Before the switch: take the destination's continuation, park the running context's state,
+/// reinstate the target's.  Never inlined, for the same reason as [`post_switch`].
+#[inline(never)]
+#[allow(clippy::type_complexity)]
+fn prepare_switch<H: Host>(
+    origin: &H::Obj,
+    destination: &H::Obj,
+    payload: H::Payload,
+) -> Result<(tealet::Suspended, Msg<H>), (Error, H::Payload)> {
     let frame = match H::slot(destination).replace(Stored::InFlight) {
         Stored::Pending(frame) => frame,
         other => {
@@ -294,29 +317,31 @@ pub fn switch<H: Host>(
             return Err((Error::AlreadyFinished, payload));
         }
     };
-    let from_state = H::save();
+    H::save_parked();
     let Frame { handle, state } = frame;
     H::restore(state);
     let msg = Msg::<H> {
         origin: origin.clone(),
         destination: destination.clone(),
-        from_state: Some(from_state),
         payload,
     };
-    match handle.switch(msg) {
-        Ok(r) => Ok(post_switch::<H>(r)),
-        Err(e) => {
-            // Nothing ran: put everything back where it was.
-            let msg = e.value;
-            let target_state = H::save();
-            H::slot(destination).replace(Stored::Pending(Frame {
-                handle: e.target,
-                state: target_state,
-            }));
-            H::restore(msg.from_state.expect("set above"));
-            Err((Error::NoMemory, msg.payload))
-        }
-    }
+    Ok((handle, msg))
+}
+
+/// Nothing ran (no memory to save the stack): put everything back where it was.
+#[cold]
+#[inline(never)]
+fn switch_failed<H: Host>(
+    destination: &H::Obj,
+    e: tealet::SwitchError<Msg<H>>,
+) -> (Error, H::Payload) {
+    let target_state = H::save();
+    H::slot(destination).replace(Stored::Pending(Frame {
+        handle: e.target,
+        state: target_state,
+    }));
+    H::restore(H::take_parked());
+    (Error::NoMemory, e.value.payload)
 }
 
 /// `permute(*continulets)`: rotate the stored continuations (the host filtered out

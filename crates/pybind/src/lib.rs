@@ -67,6 +67,8 @@ const START_SOURCE: &std::ffi::CStr = c"def make(switch):
         if switch(c) is not None:
             raise TypeError(\"can't send non-None value to a just-started continulet\")
         if kwds is None:
+            if not args:
+                return func(c)
             return func(c, *args)
         return func(c, *args, **kwds)
     return start
@@ -94,7 +96,8 @@ impl Clone for ObjRef {
 /// What a switch delivers.
 enum Payload {
     Value(Py<PyAny>),
-    Exc(PyErr),
+    /// Boxed: keeps the payload two words, so less is copied across every switch.
+    Exc(Box<PyErr>),
 }
 
 /// The `continuation::Host` for CPython.
@@ -116,6 +119,12 @@ impl Host for Bind {
     }
     fn save() -> pystate::PyState {
         pystate::save()
+    }
+    fn save_parked() {
+        pystate::save_parked();
+    }
+    fn take_parked() -> pystate::PyState {
+        pystate::take_parked()
     }
     fn restore(state: pystate::PyState) {
         pystate::restore(state);
@@ -139,7 +148,7 @@ impl Host for Bind {
         let py = pystate::attached();
         let call = obj.0.get().call.lock().unwrap().take();
         let Some((callable, args, kwargs)) = call else {
-            return Payload::Exc(error::new_err("continulet has nothing to run"));
+            return Payload::Exc(Box::new(error::new_err("continulet has nothing to run")));
         };
         // PyPy's hidden bottom frame: `start(c, func, args, kwds)`, so that `_get_frame()`
         // has a frame named `start` and tracebacks look alike.
@@ -155,7 +164,7 @@ impl Host for Bind {
             });
         match result {
             Ok(v) => Payload::Value(v),
-            Err(e) => Payload::Exc(hide_start_frame(py, e)),
+            Err(e) => Payload::Exc(Box::new(hide_start_frame(py, e))),
         }
     }
 }
@@ -192,7 +201,7 @@ fn deliver(py: Python<'_>, p: Payload) -> PyResult<Py<PyAny>> {
     let _ = py;
     match p {
         Payload::Value(v) => Ok(v),
-        Payload::Exc(e) => Err(e),
+        Payload::Exc(e) => Err(*e),
     }
 }
 
@@ -211,7 +220,19 @@ impl Continulet {
         payload: Payload,
         to: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
+        match Self::check_switch(slf, to)? {
+            Some((origin, destination)) => switch_and_deliver(&origin, &destination, payload),
+            None => deliver(slf.py(), payload),
+        }
+    }
+
+    /// The checks of PyPy's `switch`: `Ok(None)` for the no-op cases, else who switches where.
+    /// Not inlined: its temporaries stay out of the frame that is suspended during the switch.
+    #[inline(never)]
+    fn check_switch(
+        slf: &Bound<'_, Self>,
+        to: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Option<(ObjRef, ObjRef)>> {
         // 1. `to` must be a continulet; an uninitialized one counts as None.
         let mut to: Option<Bound<'_, Continulet>> = match to {
             None => None,
@@ -230,7 +251,7 @@ impl Continulet {
         if this.get().status() == ST_UNINIT {
             match to.take() {
                 Some(t) => this = t,
-                None => return deliver(py, payload),
+                None => return Ok(None),
             }
         }
         // 3. Finished self (before the thread check).
@@ -244,7 +265,7 @@ impl Continulet {
                 return Err(error::new_err("cross-thread double switch"));
             }
             if t.is(&this) {
-                return deliver(py, payload);
+                return Ok(None);
             }
             if t.get().status() == ST_FINISHED {
                 return Err(error::new_err("continulet already finished"));
@@ -254,18 +275,35 @@ impl Continulet {
         if this.get().thread_core().is_none() {
             return Err(error::new_err("cannot switch to a different thread"));
         }
-        let origin = ObjRef(this.clone().unbind());
-        let destination = match &to {
-            Some(t) => ObjRef(t.clone().unbind()),
+        let origin = ObjRef(this.unbind());
+        let destination = match to {
+            Some(t) => ObjRef(t.unbind()),
             None => origin.clone(),
         };
-        match continuation::switch::<Bind>(&origin, &destination, payload) {
-            Ok(p) => deliver(py, p),
-            Err((continuation::Error::NoMemory, _)) => Err(PyMemoryError::new_err(
-                "out of memory while switching continulets",
-            )),
-            Err((e, _)) => Err(error::new_err(e.to_string())),
+        Ok(Some((origin, destination)))
+    }
+}
+
+/// The switch, and what it delivers back, as a Python result.
+fn switch_and_deliver(
+    origin: &ObjRef,
+    destination: &ObjRef,
+    payload: Payload,
+) -> PyResult<Py<PyAny>> {
+    match continuation::switch::<Bind>(origin, destination, payload) {
+        Ok(Payload::Value(v)) => Ok(v),
+        Ok(Payload::Exc(e)) => Err(*e),
+        Err((e, _)) => Err(switch_error(e)),
+    }
+}
+
+#[cold]
+fn switch_error(e: continuation::Error) -> PyErr {
+    match e {
+        continuation::Error::NoMemory => {
+            PyMemoryError::new_err("out of memory while switching continulets")
         }
+        e => error::new_err(e.to_string()),
     }
 }
 
@@ -379,7 +417,7 @@ impl Continulet {
         to: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let exc = make_exception(slf.py(), r#type, value, tb)?;
-        Self::do_switch(slf, Payload::Exc(exc), to)
+        Self::do_switch(slf, Payload::Exc(Box::new(exc)), to)
     }
 
     fn is_pending(&self) -> bool {

@@ -170,7 +170,7 @@ thread_local! {
 /// Recently freed slices of this thread, reused by the next switches so that a steady stream of
 /// switches allocates nothing.  Separate from `ThreadCtx` because it has a destructor.
 struct SliceCache {
-    slices: Cell<[*mut Slice; CACHE_SLOTS]>,
+    slots: [Cell<*mut Slice>; CACHE_SLOTS],
     len: Cell<usize>,
 }
 
@@ -178,39 +178,52 @@ const CACHE_SLOTS: usize = 8;
 /// Buffers larger than this are not kept (a deep switch should not pin its memory).
 const CACHE_MAX_CAPACITY: usize = 16 * 1024;
 
-impl Drop for SliceCache {
-    fn drop(&mut self) {
-        let slices = self.slices.get();
-        for &s in &slices[..self.len.get()] {
+impl SliceCache {
+    fn pop(&self) -> Option<*mut Slice> {
+        let n = self.len.get();
+        if n == 0 {
+            return None;
+        }
+        self.len.set(n - 1);
+        Some(self.slots[n - 1].get())
+    }
+
+    fn push(&self, slice: *mut Slice) -> bool {
+        let n = self.len.get();
+        if n == CACHE_SLOTS {
+            return false;
+        }
+        self.slots[n].set(slice);
+        self.len.set(n + 1);
+        true
+    }
+
+    fn clear(&self) {
+        while let Some(s) = self.pop() {
             // SAFETY: cached slices are owned by the cache, out of any chain.
             unsafe { Slice::free(s) };
         }
-        self.len.set(0);
+    }
+}
+
+impl Drop for SliceCache {
+    fn drop(&mut self) {
+        self.clear();
     }
 }
 
 thread_local! {
     static CACHE: SliceCache = const {
-        SliceCache { slices: Cell::new([ptr::null_mut(); CACHE_SLOTS]), len: Cell::new(0) }
+        SliceCache { slots: [const { Cell::new(ptr::null_mut()) }; CACHE_SLOTS], len: Cell::new(0) }
     };
 }
 
 /// A slice for `[start, stop)`: recycled if the cache has one, else freshly allocated.
+#[inline]
 fn new_slice(start: *mut u8, stop: *mut u8) -> Result<*mut Slice, AllocError> {
-    let cached = CACHE
-        .try_with(|c| {
-            let n = c.len.get();
-            if n == 0 {
-                return None;
-            }
-            c.len.set(n - 1);
-            Some(c.slices.get()[n - 1])
-        })
-        .ok()
-        .flatten();
-    match cached {
+    match CACHE.try_with(SliceCache::pop).ok().flatten() {
         Some(s) => {
-            // SAFETY: the cache owns `s`, out of any chain; now we do.
+            // SAFETY: the cache owned `s`, out of any chain; now we do.
             unsafe { Slice::reset(s, start, stop) };
             Ok(s)
         }
@@ -223,24 +236,11 @@ fn new_slice(start: *mut u8, stop: *mut u8) -> Result<*mut Slice, AllocError> {
 /// # Safety
 ///
 /// The caller owns `slice` and does not use it afterwards.
+#[inline]
 unsafe fn drop_slice(slice: *mut Slice) {
     // SAFETY: per the contract.
     let small = unsafe { (*slice).capacity() } <= CACHE_MAX_CAPACITY;
-    let kept = small
-        && CACHE
-            .try_with(|c| {
-                let n = c.len.get();
-                if n == CACHE_SLOTS {
-                    return false;
-                }
-                let mut slots = c.slices.get();
-                slots[n] = slice;
-                c.slices.set(slots);
-                c.len.set(n + 1);
-                true
-            })
-            .unwrap_or(false);
-    if !kept {
+    if !(small && CACHE.try_with(|c| c.push(slice)).unwrap_or(false)) {
         // SAFETY: per the contract.
         unsafe { Slice::free(slice) };
     }
@@ -249,14 +249,7 @@ unsafe fn drop_slice(slice: *mut Slice) {
 /// Free the slices this thread keeps for reuse (at most 8, each at most 16 KiB).  Switching
 /// keeps working afterwards; the next switches allocate again.
 pub fn trim_cache() {
-    let _ = CACHE.try_with(|c| {
-        let slices = c.slices.get();
-        for &s in &slices[..c.len.get()] {
-            // SAFETY: cached slices are owned by the cache, out of any chain.
-            unsafe { Slice::free(s) };
-        }
-        c.len.set(0);
-    });
+    let _ = CACHE.try_with(SliceCache::clear);
 }
 
 fn ctx() -> *const ThreadCtx {

@@ -3,7 +3,8 @@
 //! The only place that reads or writes CPython's `PyThreadState` fields (and the only module
 //! of this crate with `unsafe`).  Field offsets come from the interpreter's real headers at
 //! build time (`build.rs`, `offsets.c` → `OUT_DIR/offsets.rs`).  One file per CPython minor
-//! version holds what differs; 3.11 is `py311.rs`.
+//! version holds what differs (`py310.rs` … `py313.rs`), each exporting the same API, chosen by
+//! the `Py_3_x` cfgs of `pyo3_build_config::use_pyo3_cfgs()`.
 //!
 //! # State
 //!
@@ -31,13 +32,30 @@
 //!   finishes, or by dropping its `PyState` when it is destroyed while suspended.
 //! * **P4** All of this happens with the GIL held, on the thread the state belongs to.
 
+#[cfg(all(Py_3_10, not(Py_3_11)))]
+mod py310;
+#[cfg(all(Py_3_10, not(Py_3_11)))]
+pub(crate) use py310::*;
+
 #[cfg(all(Py_3_11, not(Py_3_12)))]
 mod py311;
 #[cfg(all(Py_3_11, not(Py_3_12)))]
 pub(crate) use py311::*;
 
-#[cfg(not(all(Py_3_11, not(Py_3_12))))]
-compile_error!("continulet: only CPython 3.11 has a src/pystate/ file so far");
+#[cfg(all(Py_3_12, not(Py_3_13)))]
+mod py312;
+#[cfg(all(Py_3_12, not(Py_3_13)))]
+pub(crate) use py312::*;
+
+#[cfg(all(Py_3_13, not(Py_3_14)))]
+mod py313;
+#[cfg(all(Py_3_13, not(Py_3_14)))]
+pub(crate) use py313::*;
+
+#[cfg(any(not(Py_3_10), Py_3_14))]
+compile_error!(
+    "continulet: CPython 3.10 to 3.13 have a src/pystate/ file (3.14: see ARCHITECTURE.md)"
+);
 
 #[allow(dead_code, clippy::unreadable_literal)]
 pub(crate) mod offsets {

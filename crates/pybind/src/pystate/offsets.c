@@ -5,6 +5,8 @@
 #include <stdio.h>
 #if PY_VERSION_HEX >= 0x030B0000
 #include "internal/pycore_frame.h"
+#else
+#include <frameobject.h>
 #endif
 
 #define OFF(name, type, field) printf("pub(crate) const %s: usize = %zu;\n", name, offsetof(type, field))
@@ -49,6 +51,77 @@ int main(void) {
     OFF("IFRAME_OWNER", _PyInterpreterFrame, owner);
     OFF("CODE_NLOCALSPLUS", PyCodeObject, co_nlocalsplus);
     printf("pub(crate) const FRAME_OWNED_BY_THREAD: u8 = %d;\n", FRAME_OWNED_BY_THREAD);
+#endif
+#if PY_VERSION_HEX >= 0x030A0000 && PY_VERSION_HEX < 0x030B0000
+    /* 3.10: frames are heap objects chained by f_back; no data stack. */
+    SIZE("SIZEOF_TSTATE", PyThreadState);
+    OFF("TS_FRAME", PyThreadState, frame);
+    OFF("TS_RECURSION_DEPTH", PyThreadState, recursion_depth);
+    OFF("TS_CFRAME", PyThreadState, cframe);
+    OFF("TS_EXC_INFO", PyThreadState, exc_info);
+    OFF("TS_EXC_STATE", PyThreadState, exc_state);
+    OFF("TS_TRASH_DELETE_NESTING", PyThreadState, trash_delete_nesting);
+    OFF("TS_TRASH_DELETE_LATER", PyThreadState, trash_delete_later);
+    OFF("TS_CONTEXT", PyThreadState, context);
+    OFF("TS_CONTEXT_VER", PyThreadState, context_ver);
+    OFF("TS_ROOT_CFRAME", PyThreadState, root_cframe);
+    SIZE("SIZEOF_CFRAME", CFrame);
+    SIZE("SIZEOF_CFRAME_USE_TRACING", ((CFrame *)0)->use_tracing);
+    OFF("CFRAME_USE_TRACING", CFrame, use_tracing);
+    OFF("CFRAME_PREVIOUS", CFrame, previous);
+    OFF("EXC_ITEM_TYPE", _PyErr_StackItem, exc_type);
+    OFF("EXC_ITEM_VALUE", _PyErr_StackItem, exc_value);
+    OFF("EXC_ITEM_TRACEBACK", _PyErr_StackItem, exc_traceback);
+    OFF("EXC_ITEM_PREVIOUS", _PyErr_StackItem, previous_item);
+    OFF("FRAME_BACK", PyFrameObject, f_back);
+#endif
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030E0000
+    /* 3.12 and 3.13 share the data stack, split recursion counters and C-stack entry frames. */
+    SIZE("SIZEOF_TSTATE", PyThreadState);
+    OFF("TS_PY_RECURSION_REMAINING", PyThreadState, py_recursion_remaining);
+    OFF("TS_PY_RECURSION_LIMIT", PyThreadState, py_recursion_limit);
+    OFF("TS_C_RECURSION_REMAINING", PyThreadState, c_recursion_remaining);
+    OFF("TS_EXC_INFO", PyThreadState, exc_info);
+    OFF("TS_EXC_STATE", PyThreadState, exc_state);
+    OFF("TS_CONTEXT", PyThreadState, context);
+    OFF("TS_CONTEXT_VER", PyThreadState, context_ver);
+    OFF("TS_DATASTACK_CHUNK", PyThreadState, datastack_chunk);
+    OFF("TS_DATASTACK_TOP", PyThreadState, datastack_top);
+    OFF("TS_DATASTACK_LIMIT", PyThreadState, datastack_limit);
+    OFF("EXC_ITEM_VALUE", _PyErr_StackItem, exc_value);
+    OFF("EXC_ITEM_PREVIOUS", _PyErr_StackItem, previous_item);
+    SIZE("SIZEOF_CHUNK_HEADER", _PyStackChunk);
+    OFF("CHUNK_PREVIOUS", _PyStackChunk, previous);
+    OFF("CHUNK_SIZE", _PyStackChunk, size);
+    OFF("CHUNK_TOP", _PyStackChunk, top);
+    OFF("CHUNK_DATA", _PyStackChunk, data);
+    OFF("IFRAME_PREVIOUS", _PyInterpreterFrame, previous);
+    OFF("IFRAME_FRAME_OBJ", _PyInterpreterFrame, frame_obj);
+    OFF("IFRAME_OWNER", _PyInterpreterFrame, owner);
+    OFF("CODE_FIRSTTRACEABLE", PyCodeObject, _co_firsttraceable);
+    OFF("CODE_CODE_ADAPTIVE", PyCodeObject, co_code_adaptive);
+    printf("pub(crate) const FRAME_OWNED_BY_GENERATOR: u8 = %d;\n", FRAME_OWNED_BY_GENERATOR);
+    printf("pub(crate) const FRAME_OWNED_BY_CSTACK: u8 = %d;\n", FRAME_OWNED_BY_CSTACK);
+#endif
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+    OFF("TS_CFRAME", PyThreadState, cframe);
+    OFF("TS_ROOT_CFRAME", PyThreadState, root_cframe);
+    OFF("TS_TRASH_DELETE_NESTING", PyThreadState, trash.delete_nesting);
+    OFF("TS_TRASH_DELETE_LATER", PyThreadState, trash.delete_later);
+    SIZE("SIZEOF_CFRAME", _PyCFrame);
+    OFF("CFRAME_CURRENT_FRAME", _PyCFrame, current_frame);
+    OFF("CFRAME_PREVIOUS", _PyCFrame, previous);
+    OFF("IFRAME_CODE", _PyInterpreterFrame, f_code);
+    OFF("IFRAME_INSTR", _PyInterpreterFrame, prev_instr);
+    printf("pub(crate) const C_RECURSION_LIMIT: i32 = %d;\n", C_RECURSION_LIMIT);
+#endif
+#if PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x030E0000
+    OFF("TS_CURRENT_FRAME", PyThreadState, current_frame);
+    OFF("TS_DELETE_LATER", PyThreadState, delete_later);
+    OFF("TS_CRITICAL_SECTION", PyThreadState, critical_section);
+    OFF("IFRAME_CODE", _PyInterpreterFrame, f_executable);
+    OFF("IFRAME_INSTR", _PyInterpreterFrame, instr_ptr);
+    printf("pub(crate) const C_RECURSION_LIMIT: i32 = %d;\n", Py_C_RECURSION_LIMIT);
 #endif
     return 0;
 }

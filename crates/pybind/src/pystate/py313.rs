@@ -1,0 +1,515 @@
+//! CPython 3.13: `current_frame` directly in the thread state (no `_PyCFrame` any more,
+//! GH-108035), `py_recursion_remaining/limit` and `c_recursion_remaining` (saved as depths
+//! `limit - remaining`, the C limit being the header's `Py_C_RECURSION_LIMIT`), `exc_info` +
+//! `exc_state`, `delete_later` (the trashcan's nesting is counted in `c_recursion_remaining`),
+//! `critical_section` (always 0 with the GIL; switched anyway), `datastack_chunk/top/limit`.
+//! Not switched: `previous_executor` (the tier-2 optimizer, off in default builds; 3.14's
+//! `current_executor` must be, see ARCHITECTURE.md).
+//!
+//! # Entry frames on the C stack (P5)
+//!
+//! Each `_PyEval_EvalFrameDefault` call links an *entry frame* (`FRAME_OWNED_BY_CSTACK`) that
+//! lives in its C frame into the `previous` chain.  When a context is suspended its C stack is
+//! moved to the heap by tealet and the addresses are reused by other contexts, so following
+//! `previous` of a suspended frame through an entry frame reads garbage (gevent#1969,
+//! greenlet#388).  As greenlet's `expose_frames` does, [`save`] (stack still in place) rewires
+//! each complete frame's `previous` past incomplete and C-stack frames and remembers the
+//! original links; [`resumed`] (stack back in place) puts them back.  While a context is
+//! suspended its chain therefore holds only heap frames (data-stack chunks or generators),
+//! which `f_back`, `top_frame`, `bottom_frame` and the drop check may walk.
+
+use super::offsets as off;
+use pyo3::ffi;
+use std::cell::{Cell, RefCell};
+use std::os::raw::c_int;
+use std::ptr;
+use std::rc::{Rc, Weak};
+
+const _: () = assert!(
+    off::PY_VERSION_HEX >> 16 == 0x030D,
+    "py313.rs built against another CPython"
+);
+
+/// Bytes of the root data-stack chunk of a new context.  CPython's own chunks are 16 KiB; a
+/// continulet whose frames outgrow this gets further (16 KiB) chunks from CPython as usual.
+const ROOT_CHUNK_BYTES: usize = 2048;
+
+/// `sizeof(_Py_CODEUNIT)`.
+const CODEUNIT_BYTES: usize = 2;
+
+/// What a context started by a continulet owns (see the module docs of `pystate`).
+pub(crate) struct OwnedCtx {
+    root_chunk: *mut u8,
+    /// Top complete interpreter frame when last suspended (null while running or before any
+    /// frame); its chain is exposed (P5).
+    suspended_top: Cell<*mut u8>,
+}
+
+/// Resources of a context: shared with its continulet so that `_get_frame()` can find them.
+pub(crate) type Owned = Rc<OwnedCtx>;
+/// The continulet's weak view of its own context.
+pub(crate) type OwnedRef = Weak<OwnedCtx>;
+
+/// The frames of a context as seen while it is suspended (P5).
+struct Exposed {
+    /// First complete frame from the top (null if none).
+    top: *mut u8,
+    /// `(frame, original previous)` for every link rewired past C-stack/incomplete frames.
+    links: Vec<(*mut u8, *mut u8)>,
+}
+
+thread_local! {
+    static CURRENT_OWNED: RefCell<Option<Owned>> = const { RefCell::new(None) };
+    /// The exposed chain of the state `restore()` just installed, until `resumed()` (or a
+    /// `save()` of the same state when the stack switch failed) takes it.
+    static PENDING: RefCell<Option<Exposed>> = const { RefCell::new(None) };
+    /// The state of the context that is switching away, between `save_parked` (before the
+    /// stack switch) and `take_parked` (on the resumed side, right after it).
+    static PARKED: RefCell<Option<PyState>> = const { RefCell::new(None) };
+}
+
+/// `save()` into the parking place (see `continuation::Host::save_parked`).
+pub(crate) fn save_parked() {
+    let s = save();
+    PARKED.with(|p| {
+        let old = p.borrow_mut().replace(s);
+        debug_assert!(old.is_none(), "a parked state was never taken");
+    });
+}
+
+/// Take the parked state (on the resumed side of a switch).
+pub(crate) fn take_parked() -> PyState {
+    PARKED
+        .with(|p| p.borrow_mut().take())
+        .expect("a state was parked before the switch")
+}
+
+/// The saved interpreter state of a suspended context.
+pub(crate) struct PyState {
+    current_frame: *mut u8,
+    exposed: Exposed,
+    py_depth: c_int,
+    c_depth: c_int,
+    exc_info: *mut u8,
+    exc_value: *mut ffi::PyObject,
+    exc_previous: *mut u8,
+    delete_later: *mut ffi::PyObject,
+    critical_section: usize,
+    chunk: *mut u8,
+    top: *mut u8,
+    limit: *mut u8,
+    owned: Option<Owned>,
+}
+
+/// # Safety
+/// `base + offset` is a field of type `T` of a live structure.
+unsafe fn at<T>(base: *mut u8, offset: usize) -> *mut T {
+    // SAFETY: per the contract.
+    unsafe { base.add(offset).cast::<T>() }
+}
+
+fn tstate() -> *mut u8 {
+    // SAFETY: P4 - called with the GIL held, so there is a current thread state.
+    unsafe { ffi::PyThreadState_Get().cast() }
+}
+
+/// `_PyFrame_IsIncomplete` (3.13 tests for entry frames on the C stack first, as we do).
+///
+/// # Safety
+/// `f` is a live, readable interpreter frame.
+unsafe fn is_incomplete(f: *mut u8) -> bool {
+    // SAFETY: per the contract; a non-C-stack frame holds a strong reference to its code
+    // object in `f_executable`.
+    unsafe {
+        let owner = *at::<u8>(f, off::IFRAME_OWNER);
+        if owner == off::FRAME_OWNED_BY_CSTACK {
+            return true;
+        }
+        if owner == off::FRAME_OWNED_BY_GENERATOR {
+            return false;
+        }
+        let code = *at::<*mut u8>(f, off::IFRAME_CODE);
+        let first = *at::<c_int>(code, off::CODE_FIRSTTRACEABLE) as usize;
+        let instr = *at::<*mut u8>(f, off::IFRAME_INSTR);
+        instr < code.add(off::CODE_CODE_ADAPTIVE + first * CODEUNIT_BYTES)
+    }
+}
+
+/// `_PyFrame_GetFirstComplete`.
+///
+/// # Safety
+/// The chain from `f` up to the first complete frame is live and readable.
+unsafe fn first_complete(mut f: *mut u8) -> *mut u8 {
+    // SAFETY: per the contract.
+    unsafe {
+        while !f.is_null() && is_incomplete(f) {
+            f = *at::<*mut u8>(f, off::IFRAME_PREVIOUS);
+        }
+    }
+    f
+}
+
+/// Rewire the chain from `current` so that it holds only complete frames (P5).
+///
+/// # Safety
+/// The whole chain from `current` is live and readable: the context's C stack is in place.
+unsafe fn expose(current: *mut u8) -> Exposed {
+    // SAFETY: per the contract; complete frames live in heap chunks or generators, so the
+    // rewired links point only to heap memory.
+    unsafe {
+        let top = first_complete(current);
+        let mut links = Vec::new();
+        let mut f = top;
+        while !f.is_null() {
+            let prev = *at::<*mut u8>(f, off::IFRAME_PREVIOUS);
+            let next = first_complete(prev);
+            if next != prev {
+                links.push((f, prev));
+                *at::<*mut u8>(f, off::IFRAME_PREVIOUS) = next;
+            }
+            f = next;
+        }
+        Exposed { top, links }
+    }
+}
+
+/// Undo [`expose`].
+///
+/// # Safety
+/// The rewired frames are still alive (they belong to a context that is being resumed).
+unsafe fn unexpose(e: &Exposed) {
+    // SAFETY: per the contract; only heap frames were rewired, and we store back pointer
+    // values without dereferencing them.
+    unsafe {
+        for &(f, prev) in e.links.iter().rev() {
+            *at::<*mut u8>(f, off::IFRAME_PREVIOUS) = prev;
+        }
+    }
+}
+
+/// Capture the running context's state (before it is suspended).
+pub(crate) fn save() -> PyState {
+    let ts = tstate();
+    // SAFETY: `ts` is the live thread state; every offset comes from the real 3.13 headers.
+    // Either the context's stack is in place (a normal save: its frame chain is readable), or
+    // `restore()` installed this state and the switch failed, in which case PENDING holds its
+    // exposed chain and nothing on its stack is read.
+    unsafe {
+        let current_frame = *at::<*mut u8>(ts, off::TS_CURRENT_FRAME);
+        let exposed = match PENDING.with(|p| p.borrow_mut().take()) {
+            Some(e) => e,
+            None => expose(current_frame),
+        };
+        let exc_state = ts.add(off::TS_EXC_STATE);
+        let exc_info = *at::<*mut u8>(ts, off::TS_EXC_INFO);
+        // P1: the reference moves into the saved state.
+        let exc_value = ptr::replace(
+            at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE),
+            ptr::null_mut(),
+        );
+        let owned = CURRENT_OWNED.with(|c| c.borrow_mut().take());
+        if let Some(o) = &owned {
+            o.suspended_top.set(exposed.top);
+        }
+        PyState {
+            current_frame,
+            exposed,
+            py_depth: *at::<c_int>(ts, off::TS_PY_RECURSION_LIMIT)
+                - *at::<c_int>(ts, off::TS_PY_RECURSION_REMAINING),
+            c_depth: off::C_RECURSION_LIMIT - *at::<c_int>(ts, off::TS_C_RECURSION_REMAINING),
+            exc_info: if exc_info == exc_state {
+                ptr::null_mut()
+            } else {
+                exc_info
+            },
+            exc_value,
+            exc_previous: *at::<*mut u8>(exc_state, off::EXC_ITEM_PREVIOUS),
+            delete_later: *at::<*mut ffi::PyObject>(ts, off::TS_DELETE_LATER),
+            critical_section: *at::<usize>(ts, off::TS_CRITICAL_SECTION),
+            chunk: *at::<*mut u8>(ts, off::TS_DATASTACK_CHUNK),
+            top: *at::<*mut u8>(ts, off::TS_DATASTACK_TOP),
+            limit: *at::<*mut u8>(ts, off::TS_DATASTACK_LIMIT),
+            owned,
+        }
+    }
+}
+
+/// Reinstate a saved state (before the stack switch: P2, nothing is dereferenced).
+pub(crate) fn restore(mut s: PyState) {
+    let ts = tstate();
+    // SAFETY: `ts` is the live thread state; offsets from the real headers; only pointer
+    // values are stored (P2).
+    unsafe {
+        *at::<*mut u8>(ts, off::TS_CURRENT_FRAME) = s.current_frame;
+        let limit = *at::<c_int>(ts, off::TS_PY_RECURSION_LIMIT);
+        *at::<c_int>(ts, off::TS_PY_RECURSION_REMAINING) = limit - s.py_depth;
+        *at::<c_int>(ts, off::TS_C_RECURSION_REMAINING) = off::C_RECURSION_LIMIT - s.c_depth;
+        let exc_state = ts.add(off::TS_EXC_STATE);
+        let old = ptr::replace(
+            at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE),
+            s.exc_value,
+        );
+        debug_assert!(old.is_null(), "exc_state was saved before");
+        s.exc_value = ptr::null_mut();
+        *at::<*mut u8>(exc_state, off::EXC_ITEM_PREVIOUS) = s.exc_previous;
+        *at::<*mut u8>(ts, off::TS_EXC_INFO) = if s.exc_info.is_null() {
+            exc_state
+        } else {
+            s.exc_info
+        };
+        *at::<*mut ffi::PyObject>(ts, off::TS_DELETE_LATER) = s.delete_later;
+        *at::<usize>(ts, off::TS_CRITICAL_SECTION) = s.critical_section;
+        *at::<*mut u8>(ts, off::TS_DATASTACK_CHUNK) = s.chunk;
+        *at::<*mut u8>(ts, off::TS_DATASTACK_TOP) = s.top;
+        *at::<*mut u8>(ts, off::TS_DATASTACK_LIMIT) = s.limit;
+        s.chunk = ptr::null_mut();
+        let exposed = std::mem::replace(
+            &mut s.exposed,
+            Exposed {
+                top: ptr::null_mut(),
+                links: Vec::new(),
+            },
+        );
+        PENDING.with(|p| *p.borrow_mut() = Some(exposed));
+        let owned = s.owned.take();
+        if let Some(o) = &owned {
+            o.suspended_top.set(ptr::null_mut());
+        }
+        CURRENT_OWNED.with(|c| *c.borrow_mut() = owned);
+    }
+}
+
+/// After the stack switch, on the resumed side: put back the frame links `save()` rewired
+/// (P5).  Tracing needs nothing here on 3.13: `sys.settrace` is per thread and the
+/// instrumentation per interpreter.
+pub(crate) fn resumed() {
+    if let Some(e) = PENDING.with(|p| p.borrow_mut().take()) {
+        // SAFETY: the resumed context's frames are alive (it is running again).
+        unsafe { unexpose(&e) };
+    }
+}
+
+/// Give the interpreter a fresh state for a starting context: no current frame (so its bottom
+/// frame's `f_back` is None), a small root data-stack chunk, no handled exception, an empty
+/// trashcan, no critical section.  The recursion depths continue from the spawn point (the C
+/// stack does too).  Returns the context's resources, for its continulet to watch.
+pub(crate) fn enter_new() -> OwnedRef {
+    let ts = tstate();
+    // SAFETY: live thread state; the new chunk is ours, laid out as the headers say; the
+    // previous state was moved out by `save()` (P1).
+    unsafe {
+        let chunk = ffi::PyMem_RawMalloc(ROOT_CHUNK_BYTES).cast::<u8>();
+        assert!(
+            !chunk.is_null(),
+            "out of memory for a continulet's data stack"
+        );
+        *at::<*mut u8>(chunk, off::CHUNK_PREVIOUS) = ptr::null_mut();
+        *at::<usize>(chunk, off::CHUNK_SIZE) = ROOT_CHUNK_BYTES;
+        *at::<usize>(chunk, off::CHUNK_TOP) = 0;
+        *at::<*mut u8>(ts, off::TS_CURRENT_FRAME) = ptr::null_mut();
+        *at::<*mut u8>(ts, off::TS_DATASTACK_CHUNK) = chunk;
+        // As CPython does for a root chunk: skip data[0], so the root is never popped.
+        *at::<*mut u8>(ts, off::TS_DATASTACK_TOP) = chunk.add(off::CHUNK_DATA + 8);
+        *at::<*mut u8>(ts, off::TS_DATASTACK_LIMIT) = chunk.add(ROOT_CHUNK_BYTES);
+        let exc_state = ts.add(off::TS_EXC_STATE);
+        *at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE) = ptr::null_mut();
+        *at::<*mut u8>(exc_state, off::EXC_ITEM_PREVIOUS) = ptr::null_mut();
+        *at::<*mut u8>(ts, off::TS_EXC_INFO) = exc_state;
+        *at::<*mut ffi::PyObject>(ts, off::TS_DELETE_LATER) = ptr::null_mut();
+        *at::<usize>(ts, off::TS_CRITICAL_SECTION) = 0;
+        let owned = Rc::new(OwnedCtx {
+            root_chunk: chunk,
+            suspended_top: Cell::new(ptr::null_mut()),
+        });
+        let weak = Rc::downgrade(&owned);
+        CURRENT_OWNED.with(|c| *c.borrow_mut() = Some(owned));
+        weak
+    }
+}
+
+/// The running context finished (all its frames returned): free its data stack (P3).  The caller reinstates the next context's state right after.
+pub(crate) fn leave_finished() {
+    let ts = tstate();
+    // SAFETY: live thread state; the chunks in it belong to the finishing context.
+    unsafe {
+        let chunk = *at::<*mut u8>(ts, off::TS_DATASTACK_CHUNK);
+        free_chunks(chunk);
+        *at::<*mut u8>(ts, off::TS_DATASTACK_CHUNK) = ptr::null_mut();
+        *at::<*mut u8>(ts, off::TS_DATASTACK_TOP) = ptr::null_mut();
+        *at::<*mut u8>(ts, off::TS_DATASTACK_LIMIT) = ptr::null_mut();
+        let exc_state = ts.add(off::TS_EXC_STATE);
+        let v = ptr::replace(
+            at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE),
+            ptr::null_mut(),
+        );
+        ffi::Py_XDECREF(v);
+    }
+    CURRENT_OWNED.with(|c| drop(c.borrow_mut().take()));
+}
+
+/// Free a chain of data-stack chunks: CPython's own ones with its arena allocator (as it
+/// allocated them), our root chunk with `PyMem_RawFree`.
+///
+/// # Safety
+/// `chunk` heads a chain that nothing uses any more.
+unsafe fn free_chunks(mut chunk: *mut u8) {
+    // SAFETY: per the contract; `PyObject_GetArenaAllocator` fills the allocator CPython uses
+    // for data-stack chunks (`_PyObject_VirtualAlloc`).
+    unsafe {
+        while !chunk.is_null() {
+            let prev = *at::<*mut u8>(chunk, off::CHUNK_PREVIOUS);
+            if prev.is_null() {
+                ffi::PyMem_RawFree(chunk.cast());
+            } else {
+                let mut alloc = std::mem::zeroed::<ffi::PyObjectArenaAllocator>();
+                ffi::PyObject_GetArenaAllocator(&raw mut alloc);
+                if let Some(free) = alloc.free {
+                    free(
+                        alloc.ctx,
+                        chunk.cast(),
+                        *at::<usize>(chunk, off::CHUNK_SIZE),
+                    );
+                }
+            }
+            chunk = prev;
+        }
+    }
+}
+
+impl Drop for PyState {
+    fn drop(&mut self) {
+        // A suspended context destroyed without resuming (P1, P3).  Its frames are abandoned
+        // (their links stay exposed, which keeps any surviving frame object's `f_back` safe);
+        // their data-stack chunks are kept (leaked) if any frame has a frame object that may
+        // still be referenced, since freeing them would leave that object dangling.
+        // SAFETY: GIL held (P4); the state is not installed in the thread state; its chain is
+        // exposed, so it holds only heap frames (P5).
+        unsafe {
+            ffi::Py_XDECREF(self.exc_value);
+            if self.owned.is_some()
+                && !self.chunk.is_null()
+                && !frames_have_objects(self.exposed.top)
+            {
+                free_chunks(self.chunk);
+            }
+        }
+    }
+}
+
+/// Whether any frame of the chain starting at `iframe` has a frame object.
+///
+/// # Safety
+/// `iframe` heads a chain of live heap interpreter frames (an exposed chain, P5).
+unsafe fn frames_have_objects(mut iframe: *mut u8) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        while !iframe.is_null() {
+            if !(*at::<*mut ffi::PyObject>(iframe, off::IFRAME_FRAME_OBJ)).is_null() {
+                return true;
+            }
+            iframe = *at::<*mut u8>(iframe, off::IFRAME_PREVIOUS);
+        }
+    }
+    false
+}
+
+/// A frame object for the complete interpreter frame `iframe`, made the way
+/// `PyEval_GetFrame` makes one for the running frame (with the GC off, so no finalizer can
+/// run while the thread state points at a foreign frame).
+///
+/// # Safety
+/// `iframe` is a live, complete interpreter frame of this thread: of the running context, or
+/// of a suspended one (then on the heap, P5).
+unsafe fn frame_object_of(iframe: *mut u8) -> *mut ffi::PyObject {
+    // SAFETY: per the contract; the swap is undone before returning.  `iframe` is complete,
+    // so `PyEval_GetFrame` does not walk `previous`.
+    unsafe {
+        let existing = *at::<*mut ffi::PyObject>(iframe, off::IFRAME_FRAME_OBJ);
+        if !existing.is_null() {
+            ffi::Py_INCREF(existing);
+            return existing;
+        }
+        let cur = at::<*mut u8>(tstate(), off::TS_CURRENT_FRAME);
+        let saved = *cur;
+        let gc_was_enabled = ffi::PyGC_Disable();
+        *cur = iframe;
+        let f = ffi::PyEval_GetFrame();
+        *cur = saved;
+        if gc_was_enabled != 0 {
+            ffi::PyGC_Enable();
+        }
+        let f = f.cast::<ffi::PyObject>();
+        ffi::Py_XINCREF(f);
+        f
+    }
+}
+
+/// The top frame object of a suspended state (for greenlet's `gr_frame`), or null.
+pub(crate) fn top_frame(s: &PyState) -> *mut ffi::PyObject {
+    if s.exposed.top.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: `s` is a suspended context's state; its exposed top frame is complete and alive
+    // in its chunks (P5).
+    unsafe { frame_object_of(s.exposed.top) }
+}
+
+/// The bottom frame object of the context `owned` (the continulet's own), or null: walks from
+/// its top frame (live if it is running, exposed if suspended) to the last complete one.
+pub(crate) fn bottom_frame(owned: &OwnedRef) -> *mut ffi::PyObject {
+    let Some(o) = owned.upgrade() else {
+        return ptr::null_mut();
+    };
+    let running =
+        CURRENT_OWNED.with(|c| c.borrow().as_ref().is_some_and(|cur| Rc::ptr_eq(cur, &o)));
+    // SAFETY: the context is alive (`upgrade` succeeded).  If it runs, its C stack is in place
+    // and the whole chain is readable; if it is suspended, its chain is exposed (P5).
+    unsafe {
+        let mut iframe = if running {
+            first_complete(*at::<*mut u8>(tstate(), off::TS_CURRENT_FRAME))
+        } else {
+            o.suspended_top.get()
+        };
+        if iframe.is_null() {
+            return ptr::null_mut();
+        }
+        loop {
+            let prev = first_complete(*at::<*mut u8>(iframe, off::IFRAME_PREVIOUS));
+            if prev.is_null() {
+                break;
+            }
+            iframe = prev;
+        }
+        frame_object_of(iframe)
+    }
+}
+
+/// The thread's current contextvars context (a new reference), or null.
+pub(crate) fn get_context() -> *mut ffi::PyObject {
+    // SAFETY: live thread state; `context` is a strong reference owned by it.
+    unsafe {
+        let c = *at::<*mut ffi::PyObject>(tstate(), off::TS_CONTEXT);
+        ffi::Py_XINCREF(c);
+        c
+    }
+}
+
+/// Make `ctx` (a new reference, or null) the thread's current context, as PyContext_Enter
+/// does without keeping a "previous" link, and invalidate the ContextVar caches.
+pub(crate) fn set_context(ctx: *mut ffi::PyObject) {
+    let ts = tstate();
+    // SAFETY: live thread state; we move `ctx`'s reference in and release the old one.
+    unsafe {
+        let old = ptr::replace(at::<*mut ffi::PyObject>(ts, off::TS_CONTEXT), ctx);
+        *at::<u64>(ts, off::TS_CONTEXT_VER) += 1;
+        ffi::Py_XDECREF(old);
+    }
+}
+
+impl std::fmt::Debug for OwnedCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedCtx")
+            .field("root_chunk", &self.root_chunk)
+            .finish_non_exhaustive()
+    }
+}
