@@ -52,10 +52,16 @@ def read_report(path):
     return results
 
 
+VERSIONED_RE = re.compile(r"^(.+)-3\.(\d+)$")
+
+
 def impl_sort_key(impl):
     if impl in KNOWN_ORDER:
-        return (0, KNOWN_ORDER.index(impl), impl)
-    return (1, 0, impl)
+        return (0, KNOWN_ORDER.index(impl), 0, impl)
+    m = VERSIONED_RE.match(impl)  # cpython-3.12: beside cpython, by minor version
+    if m and m.group(1) in KNOWN_ORDER:
+        return (0, KNOWN_ORDER.index(m.group(1)), int(m.group(2)), impl)
+    return (1, 0, 0, impl)
 
 
 def md_escape(text):

@@ -14,6 +14,10 @@ impl                what runs
                     column: where we are better than lib_pypy, tests may fail there)
 ==================  =====================================================================
 
+``cpython`` and ``cpython-pure`` may carry a version suffix (``cpython-3.12``,
+``cpython-pure-3.10``: one matrix column per CPython minor).  In ``differs``/``only_on``,
+``"cpython"`` names every CPython version and ``"cpython-3.12"`` only that one.
+
 Deviations are declared on the test, never by weakening it::
 
     @differs("pypy-oracle", reason="lib_pypy greenlet does not check parent cycles")
@@ -24,18 +28,29 @@ Deviations are declared on the test, never by weakening it::
 
 import os
 import platform
+import re
 import sys
 
 import pytest
 
 IMPLS = ("cpython", "cpython-pure", "pypy", "pypy-oracle")
 IS_PYPY = platform.python_implementation() == "PyPy"
+_VERSIONED = re.compile(r"^(cpython|cpython-pure)-3\.\d+$")
+
+
+def _known(impl):
+    return impl in IMPLS or _VERSIONED.match(impl) is not None
+
+
+def _named(impl, names):
+    """Whether ``impl`` is one of ``names``, ``"cpython"`` covering ``"cpython-3.x"`` too."""
+    return impl in names or (_VERSIONED.match(impl) is not None and impl.rsplit("-", 1)[0] in names)
 
 
 def _detect_impl():
     impl = os.environ.get("CONTINULET_IMPL")
     if impl:
-        if impl not in IMPLS:
+        if not _known(impl):
             raise RuntimeError("CONTINULET_IMPL=%r is not one of %r" % (impl, IMPLS))
         return impl
     if IS_PYPY:
@@ -51,14 +66,14 @@ IMPL = _detect_impl()
 def differs(*impls, reason):
     """Mark a test as a documented deviation on ``impls`` (strict xfail there)."""
     for impl in impls:
-        if impl not in IMPLS:
+        if not _known(impl):
             raise ValueError("unknown impl %r" % (impl,))
     return pytest.mark.differs(impls=impls, reason=reason)
 
 
 def only_on(*impls, reason):
     """Skip a test except on ``impls`` (for tests of a feature one side does not have)."""
-    return pytest.mark.skipif(IMPL not in impls, reason=reason)
+    return pytest.mark.skipif(not _named(IMPL, impls), reason=reason)
 
 
 def pytest_configure(config):
@@ -74,7 +89,7 @@ def pytest_report_header(config):
 def pytest_collection_modifyitems(config, items):
     for item in items:
         for mark in item.iter_markers("differs"):
-            if IMPL in mark.kwargs["impls"]:
+            if _named(IMPL, mark.kwargs["impls"]):
                 item.add_marker(pytest.mark.xfail(strict=True, reason=mark.kwargs["reason"]))
         if item.get_closest_marker("leakcheck") and IS_PYPY:
             item.add_marker(pytest.mark.skip(reason="refcount/leak checks are CPython-only"))

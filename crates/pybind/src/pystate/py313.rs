@@ -14,9 +14,15 @@
 //! `previous` of a suspended frame through an entry frame reads garbage (gevent#1969,
 //! greenlet#388).  As greenlet's `expose_frames` does, [`save`] (stack still in place) rewires
 //! each complete frame's `previous` past incomplete and C-stack frames and remembers the
-//! original links; [`resumed`] (stack back in place) puts them back.  While a context is
+//! original links; [`restore`] puts them back (rewired frames are heap frames, so this writes
+//! only heap memory and reads nothing on the target's stack, P2).  While a context is
 //! suspended its chain therefore holds only heap frames (data-stack chunks or generators),
-//! which `f_back`, `top_frame`, `bottom_frame` and the drop check may walk.
+//! which `f_back`, `top_frame`, `bottom_frame` and the drop check may walk; no frame of a
+//! running context is ever rewired (a returning frame follows `previous`).
+//!
+//! When a stack switch fails (no memory), `continuation` saves the just-restored target
+//! again and restores the origin: `save()` then re-applies the target's recorded rewiring
+//! instead of walking a chain whose stack is not in place (`RESTORED`/`REEXPOSED`).
 
 use super::offsets as off;
 use pyo3::ffi;
@@ -54,15 +60,19 @@ pub(crate) type OwnedRef = Weak<OwnedCtx>;
 struct Exposed {
     /// First complete frame from the top (null if none).
     top: *mut u8,
-    /// `(frame, original previous)` for every link rewired past C-stack/incomplete frames.
-    links: Vec<(*mut u8, *mut u8)>,
+    /// `(frame, original previous, rewired previous)` for every link rewired past
+    /// C-stack/incomplete frames.
+    links: Vec<(*mut u8, *mut u8, *mut u8)>,
 }
 
 thread_local! {
     static CURRENT_OWNED: RefCell<Option<Owned>> = const { RefCell::new(None) };
-    /// The exposed chain of the state `restore()` just installed, until `resumed()` (or a
-    /// `save()` of the same state when the stack switch failed) takes it.
-    static PENDING: RefCell<Option<Exposed>> = const { RefCell::new(None) };
+    /// The (unexposed) rewiring of the state `restore()` just installed, until `resumed()`
+    /// drops it or `save()` of the same state, after a failed stack switch, re-applies it.
+    static RESTORED: RefCell<Option<Exposed>> = const { RefCell::new(None) };
+    /// Set by such a `save()`: the next `restore()` reinstates the origin of the failed
+    /// switch, whose stack never left, so nothing is pending after it.
+    static REEXPOSED: Cell<bool> = const { Cell::new(false) };
     /// The state of the context that is switching away, between `save_parked` (before the
     /// stack switch) and `take_parked` (on the resumed side, right after it).
     static PARKED: RefCell<Option<PyState>> = const { RefCell::new(None) };
@@ -164,7 +174,7 @@ unsafe fn expose(current: *mut u8) -> Exposed {
             let prev = *at::<*mut u8>(f, off::IFRAME_PREVIOUS);
             let next = first_complete(prev);
             if next != prev {
-                links.push((f, prev));
+                links.push((f, prev, next));
                 *at::<*mut u8>(f, off::IFRAME_PREVIOUS) = next;
             }
             f = next;
@@ -173,16 +183,16 @@ unsafe fn expose(current: *mut u8) -> Exposed {
     }
 }
 
-/// Undo [`expose`].
+/// Undo [`expose`] (`rewired = false`) or do it again (`rewired = true`).
 ///
 /// # Safety
-/// The rewired frames are still alive (they belong to a context that is being resumed).
-unsafe fn unexpose(e: &Exposed) {
-    // SAFETY: per the contract; only heap frames were rewired, and we store back pointer
-    // values without dereferencing them.
+/// The rewired frames are still alive (they belong to a context that exists).
+unsafe fn relink(e: &Exposed, rewired: bool) {
+    // SAFETY: per the contract; only heap frames were rewired, and we store pointer values
+    // without dereferencing them.
     unsafe {
-        for &(f, prev) in e.links.iter().rev() {
-            *at::<*mut u8>(f, off::IFRAME_PREVIOUS) = prev;
+        for &(f, orig, new) in &e.links {
+            *at::<*mut u8>(f, off::IFRAME_PREVIOUS) = if rewired { new } else { orig };
         }
     }
 }
@@ -192,12 +202,16 @@ pub(crate) fn save() -> PyState {
     let ts = tstate();
     // SAFETY: `ts` is the live thread state; every offset comes from the real 3.13 headers.
     // Either the context's stack is in place (a normal save: its frame chain is readable), or
-    // `restore()` installed this state and the switch failed, in which case PENDING holds its
-    // exposed chain and nothing on its stack is read.
+    // `restore()` installed this state and the switch failed, in which case RESTORED holds its
+    // recorded rewiring and nothing on its stack is read.
     unsafe {
         let current_frame = *at::<*mut u8>(ts, off::TS_CURRENT_FRAME);
-        let exposed = match PENDING.with(|p| p.borrow_mut().take()) {
-            Some(e) => e,
+        let exposed = match RESTORED.with(|p| p.borrow_mut().take()) {
+            Some(e) => {
+                relink(&e, true);
+                REEXPOSED.set(true);
+                e
+            }
             None => expose(current_frame),
         };
         let exc_state = ts.add(off::TS_EXC_STATE);
@@ -270,7 +284,11 @@ pub(crate) fn restore(mut s: PyState) {
                 links: Vec::new(),
             },
         );
-        PENDING.with(|p| *p.borrow_mut() = Some(exposed));
+        // P5: the context will run: its frames get their real links back.
+        relink(&exposed, false);
+        if !REEXPOSED.replace(false) {
+            RESTORED.with(|p| *p.borrow_mut() = Some(exposed));
+        }
         let owned = s.owned.take();
         if let Some(o) = &owned {
             o.suspended_top.set(ptr::null_mut());
@@ -279,14 +297,11 @@ pub(crate) fn restore(mut s: PyState) {
     }
 }
 
-/// After the stack switch, on the resumed side: put back the frame links `save()` rewired
-/// (P5).  Tracing needs nothing here on 3.13: `sys.settrace` is per thread and the
+/// After the stack switch, on the resumed side: the restored state is final (P5).  Tracing
+/// needs nothing here on 3.13: `sys.settrace` is per thread and the
 /// instrumentation per interpreter.
 pub(crate) fn resumed() {
-    if let Some(e) = PENDING.with(|p| p.borrow_mut().take()) {
-        // SAFETY: the resumed context's frames are alive (it is running again).
-        unsafe { unexpose(&e) };
-    }
+    RESTORED.with(|p| drop(p.borrow_mut().take()));
 }
 
 /// Give the interpreter a fresh state for a starting context: no current frame (so its bottom
