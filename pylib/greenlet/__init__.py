@@ -19,6 +19,11 @@ main            uninit.  thread st.   thread st.  ``_main``; one per thread, nev
 
 A greenlet whose thread has exited keeps ``_ts`` but ``_alive(_ts)`` is false: it is dead.
 
+The slots are spelled ``_greenlet__c``, ``_greenlet__ts``, ... in the code (what ``self.__c``
+mangles to in this class), never ``_c``/``_run``: subclasses own the short private names
+(gevent's ``Greenlet`` sets and defines its own ``_run``), as with the C greenlet, whose state
+is invisible to Python.  This text uses the short names.
+
 # Invariants (per thread)
 
 I1. The main greenlet's continulet is *uninitialized*.  While a user greenlet runs, its own
@@ -102,10 +107,10 @@ class _Local(_thread._local):
         t = threading.current_thread()
         ts.thread = None if t is threading.main_thread() else t
         main = object.__new__(greenlet)
-        main._c = _continulet.__new__(_continulet)
-        main._ts = main._home = ts
-        main._parent = main._context = None
-        main._main = True
+        main._greenlet__c = _continulet.__new__(_continulet)
+        main._greenlet__ts = main._greenlet__home = ts
+        main._greenlet__parent = main._greenlet__context = None
+        main._greenlet__main = True
         ts.main = ts.current = main
         self.ts = ts
         self.sentinel = _ThreadSentinel()
@@ -124,12 +129,12 @@ def _alive(ts):
 def _transfer(ts, cur, target, op, arg):
     """Switch from ``cur`` (running) to the active ``target``; ``op`` is switch or throw."""
     ts.origin = cur  # first: from here on a __del__ defers its kill (I2)
-    cur._context = _get_ctx()
-    _set_ctx(target._context)
-    target._context = None
+    cur._greenlet__context = _get_ctx()
+    _set_ctx(target._greenlet__context)
+    target._greenlet__context = None
     ts.current = target
-    cc = cur._c
-    tc = target._c
+    cc = cur._greenlet__c
+    tc = target._greenlet__c
     del cur, target  # I3; and PyPy may keep this frame alive as the f_back of the target's stack
     try:
         arg = op(cc, arg, to=tc)
@@ -169,11 +174,11 @@ def _pack(args, kwargs):
 
 
 def _lineage_main(g):
-    while g._c is None:
-        g = g._parent
+    while g._greenlet__c is None:
+        g = g._greenlet__parent
         if g is None:
             return None
-    return g._home.main
+    return g._greenlet__home.main
 
 
 def _check_switch(g, ts):
@@ -182,7 +187,7 @@ def _check_switch(g, ts):
         return
     if m is None:
         raise error("cannot switch to a garbage collected greenlet")
-    if not _alive(m._home):
+    if not _alive(m._greenlet__home):
         raise error("cannot switch to a different thread (which happens to have exited)")
     raise error("Cannot switch to a different thread\n\tCurrent:  %r\n\tExpected: %r" % (ts.main, m))
 
@@ -193,7 +198,8 @@ def _deliver(target, args, kwargs, exc):
     if ts.deleteme:
         _kill_pending(ts)
     _check_switch(target, ts)
-    if exc is not None and target._ts is None and target._c is not None and isinstance(exc, GreenletExit):
+    if (exc is not None and target._greenlet__ts is None and target._greenlet__c is not None
+            and isinstance(exc, GreenletExit)):
         args, kwargs, exc = (exc,), None, None  # GreenletExit thrown at a dead greenlet: a value
     while True:
         if target is ts.current:
@@ -206,25 +212,25 @@ def _deliver(target, args, kwargs, exc):
                     raise
             _after(ts, "switch")
             return _pack(args, kwargs)
-        if target._ts is ts:
+        if target._greenlet__ts is ts:
             if exc is not None:
                 return _transfer(ts, ts.current, target, _cthrow_tb, exc)
             return _transfer(ts, ts.current, target, _cswitch, _pack(args, kwargs))
-        if target._c is None:
+        if target._greenlet__c is None:
             run = target.run  # may run arbitrary code (subclass properties)
-            if target._c is not None:
+            if target._greenlet__c is not None:
                 continue
             _check_switch(target, ts)
             _begin(target, ts, run, args, kwargs, exc)
             return _transfer(ts, ts.current, target, _cswitch, None)
-        target = target._parent  # dead: on to the parent
+        target = target._greenlet__parent  # dead: on to the parent
 
 
 def _begin(g, ts, run, args, kwargs, exc):
-    g._c = _continulet(_bootstrap, [g, run, args or (), kwargs or {}, exc])
-    g._ts = g._home = ts
+    g._greenlet__c = _continulet(_bootstrap, [g, run, args or (), kwargs or {}, exc])
+    g._greenlet__ts = g._greenlet__home = ts
     try:
-        del g._run
+        del g._greenlet__run
     except AttributeError:
         pass
 
@@ -250,15 +256,15 @@ def _bootstrap(c, box):
     # Dying: find the parent to return into (skipping dead ones, starting an unstarted one).
     g = ts.current
     ts.origin = g  # first: from here on a __del__ defers its kill (I2)
-    g._context = _get_ctx()
-    g._ts = None
-    p = g._parent
+    g._greenlet__context = _get_ctx()
+    g._greenlet__ts = None
+    p = g._greenlet__parent
     while True:
         if p is None:  # greenlet would abort ("ran out of parent greenlets"); use main
             p = ts.main
-        if p._ts is ts:
+        if p._greenlet__ts is ts:
             break
-        if p._c is None:
+        if p._greenlet__c is None:
             try:
                 run = p.run
                 _check_switch(p, ts)
@@ -268,13 +274,13 @@ def _bootstrap(c, box):
                 _begin(p, ts, run, None if exc is not None else (result,), None, exc)
                 result = exc = None
                 break
-        elif p._ts is not None or p._main:
+        elif p._greenlet__ts is not None or p._greenlet__main:
             exc = error("cannot switch to a different thread")
-        p = p._parent
-    _set_ctx(p._context)
-    p._context = None
+        p = p._greenlet__parent
+    _set_ctx(p._greenlet__context)
+    p._greenlet__context = None
     ts.current = p
-    _permute(c, p._c)
+    _permute(c, p._greenlet__c)
     del g, p
     if exc is not None:
         raise exc
@@ -285,15 +291,15 @@ def _bootstrap(c, box):
 
 
 def _kill(g, ts):
-    old = g._parent
-    g._parent = ts.current
+    old = g._greenlet__parent
+    g._greenlet__parent = ts.current
     try:
         _deliver(g, None, None, GreenletExit("Killing the greenlet because all references have vanished."))
     except BaseException:
         _unraisable(g)
     finally:
-        g._parent = old
-    if g._ts is ts:
+        g._greenlet__parent = old
+    if g._greenlet__ts is ts:
         _leaked.append(g)
         sys.stderr.write("GreenletExit did not kill %r\n" % (g,))
 
@@ -301,7 +307,7 @@ def _kill(g, ts):
 def _kill_pending(ts):
     pending, ts.deleteme = ts.deleteme, []
     for g in pending:
-        if g._ts is ts and g is not ts.current:
+        if g._greenlet__ts is ts and g is not ts.current:
             _kill(g, ts)
 
 
@@ -333,13 +339,16 @@ Creates a new greenlet object (without running it).
  - *run* -- The callable to invoke.
  - *parent* -- The parent greenlet. The default is the current greenlet."""
 
-    __slots__ = ("_c", "_ts", "_home", "_parent", "_run", "_context", "_main", "__dict__", "__weakref__")
+    __slots__ = (
+        "_greenlet__c", "_greenlet__ts", "_greenlet__home", "_greenlet__parent", "_greenlet__run",
+        "_greenlet__context", "_greenlet__main", "__dict__", "__weakref__",
+    )
 
     def __new__(cls, *args, **kwargs):
         self = object.__new__(cls)
-        self._c = self._ts = self._home = self._context = None
-        self._main = False
-        self._parent = getcurrent()
+        self._greenlet__c = self._greenlet__ts = self._greenlet__home = self._greenlet__context = None
+        self._greenlet__main = False
+        self._greenlet__parent = getcurrent()
         return self
 
     def __init__(self, run=_MISSING, parent=None, *extra):
@@ -356,7 +365,7 @@ Creates a new greenlet object (without running it).
 Switch execution to this greenlet, starting it with ``run(*args, **kwargs)`` if it has not
 started yet.  Returns the value passed when switching back."""
         ts = _tls.ts
-        if self._ts is ts and ts.current is not self:
+        if self._greenlet__ts is ts and ts.current is not self:
             if kwargs:
                 return _transfer(ts, ts.current, self, _cswitch, (args, kwargs) if args else kwargs)
             return _transfer(ts, ts.current, self, _cswitch, args[0] if len(args) == 1 else args)
@@ -371,30 +380,30 @@ started yet.  Returns the value passed when switching back."""
             raise TypeError("throw expected at most 3 arguments, got %d" % len(args))
         exc = _make_exc(*args)
         ts = _tls.ts
-        if self._ts is ts and ts.current is not self:
+        if self._greenlet__ts is ts and ts.current is not self:
             return _transfer(ts, ts.current, self, _cthrow_tb, exc)
         return _deliver(self, None, None, exc)
 
     def __bool__(self):
-        if self._main:
+        if self._greenlet__main:
             return True
-        ts = self._ts
+        ts = self._greenlet__ts
         return ts is not None and (ts is _tls.ts or _alive(ts))
 
     @property
     def dead(self):
-        if self._main:
-            return not _alive(self._ts)
-        ts = self._ts
-        return self._c is not None and (ts is None or (ts is not _tls.ts and not _alive(ts)))
+        if self._greenlet__main:
+            return not _alive(self._greenlet__ts)
+        ts = self._greenlet__ts
+        return self._greenlet__c is not None and (ts is None or (ts is not _tls.ts and not _alive(ts)))
 
     @property
     def run(self):
-        if self._main:
+        if self._greenlet__main:
             raise AttributeError("Main greenlets do not have a run attribute.")
-        if self._c is None:
+        if self._greenlet__c is None:
             try:
-                return self._run
+                return self._greenlet__run
             except AttributeError:
                 pass
         raise AttributeError("run")
@@ -409,7 +418,7 @@ started yet.  Returns the value passed when switching back."""
 
     @property
     def parent(self):
-        return self._parent
+        return self._greenlet__parent
 
     @parent.setter
     def parent(self, value):
@@ -421,34 +430,34 @@ started yet.  Returns the value passed when switching back."""
 
     @property
     def gr_frame(self):
-        ts = self._ts
+        ts = self._greenlet__ts
         if ts is None or ts.current is self:
             return None
-        f = _suspended_frame((ts.current if self._main else self)._c)
+        f = _suspended_frame((ts.current if self._greenlet__main else self)._greenlet__c)
         while f is not None and f.f_code in _INTERNAL_CODE:
             f = f.f_back
         return f
 
     @property
     def gr_context(self):
-        ts = self._ts
+        ts = self._greenlet__ts
         if ts is not None and ts.current is self:
             if ts is not _tls.ts:
                 raise ValueError("cannot get context of a greenlet that is running in a different thread")
             return _get_ctx()
-        return self._context
+        return self._greenlet__context
 
     @gr_context.setter
     def gr_context(self, ctx):
         if ctx is not None and not isinstance(ctx, _Context):
             raise TypeError("greenlet context must be a contextvars.Context or None")
-        ts = self._ts
+        ts = self._greenlet__ts
         if ts is not None and ts.current is self:
             if ts is not _tls.ts:
                 raise ValueError("cannot set context of a greenlet that is running in a different thread")
             _set_ctx(ctx)
         else:
-            self._context = ctx
+            self._greenlet__context = ctx
 
     @gr_context.deleter
     def gr_context(self):
@@ -462,7 +471,7 @@ started yet.  Returns the value passed when switching back."""
         raise TypeError("cannot serialize '%s' object" % _tp_name(self))
 
     def __repr__(self):
-        home = self._home
+        home = self._greenlet__home
         exited = home is not None and not _alive(home)
         otid = "0x%x" % id(home) if home is not None and not exited else "0x(nil)"
         if self.dead:
@@ -471,15 +480,16 @@ started yet.  Returns the value passed when switching back."""
         if _tls.ts.current is self:
             where = " current"
         else:
-            where = " suspended" if self._c is not None else ""
+            where = " suspended" if self._greenlet__c is not None else ""
         return "<%s object at 0x%x (otid=%s)%s%s%s%s>" % (
-            _tp_name(self), id(self), otid, where, " active" if self._c is not None else "",
-            " started" if self._c is not None else " pending", " main" if self._main else "")
+            _tp_name(self), id(self), otid, where, " active" if self._greenlet__c is not None else "",
+            " started" if self._greenlet__c is not None else " pending",
+            " main" if self._greenlet__main else "")
 
     def __del__(self):
         # greenlet 3.x: a suspended greenlet that loses its last reference gets GreenletExit.
-        ts = self._ts
-        if ts is None or self._main or self._c is None:
+        ts = self._greenlet__ts
+        if ts is None or self._greenlet__main or self._greenlet__c is None:
             return
         try:
             if sys.is_finalizing() or not _alive(ts):
@@ -501,21 +511,21 @@ def _tp_name(g):
 
 
 def _set_run(g, run):
-    if g._main:
+    if g._greenlet__main:
         raise AttributeError("Main greenlets do not have a run attribute.")
-    if g._c is not None:
+    if g._greenlet__c is not None:
         raise AttributeError("run cannot be set after the start of the greenlet")
     if run is not _MISSING:
-        g._run = run
+        g._greenlet__run = run
     else:
         try:
-            del g._run
+            del g._greenlet__run
         except AttributeError:
             pass
 
 
 def _set_parent(g, parent):
-    if g._main:
+    if g._greenlet__main:
         raise AttributeError("cannot set the parent of a main greenlet")
     if not isinstance(parent, greenlet):
         raise TypeError("GreenletChecker: Expected any type of greenlet, not %s" % type(parent).__name__)
@@ -524,12 +534,12 @@ def _set_parent(g, parent):
         if p is g:
             raise ValueError("cyclic parent chain")
         root = p
-        p = p._parent
-    if not root._main:
+        p = p._greenlet__parent
+    if not root._greenlet__main:
         raise ValueError("parent must not be garbage collected")
-    if g._c is not None and g._home.main is not root:
+    if g._greenlet__c is not None and g._greenlet__home.main is not root:
         raise ValueError("parent cannot be on a different thread")
-    g._parent = parent
+    g._greenlet__parent = parent
 
 
 def _make_exc(typ=GreenletExit, val=None, tb=None):
@@ -569,6 +579,18 @@ def enable_optional_cleanup(flag):
 
 def get_clocks_used_doing_optional_cleanup():
     return 0
+
+
+def __getattr__(name):
+    if name == "_C_API":  # read by PyCapsule_Import("greenlet._C_API") in C users' module init
+        raise AttributeError(
+            "module 'greenlet' has no attribute '_C_API': this greenlet is continulet's, in pure "
+            "Python (greenlet.__implementation__ == 'continulet'), without greenlet's C API.  "
+            "Extensions compiled against greenlet's headers cannot use it; for gevent set "
+            "GEVENT_PURE_PYTHON=1, or switch to the real greenlet: pip uninstall greenlet && "
+            "pip install greenlet"
+        )
+    raise AttributeError("module 'greenlet' has no attribute %r" % (name,))
 
 
 greenlet.settrace = staticmethod(settrace)
