@@ -18,7 +18,7 @@
 //!
 //! Contexts started by a continulet own their resources ([`Owned`]: a heap `_PyCFrame` and a
 //! small root data-stack chunk); the thread's original context owns nothing (CPython does).
-//! While a context runs, its `Owned` sits in the thread-local `CURRENT_OWNED`.
+//! While a context runs, its `Owned` sits in a thread-local of the version's file.
 //!
 //! # Invariants
 //!
@@ -51,6 +51,35 @@ pub(crate) use py312::*;
 mod py313;
 #[cfg(all(Py_3_13, not(Py_3_14)))]
 pub(crate) use py313::*;
+
+/// `save_parked` / `take_parked` for the version files that do not provide their own (3.11
+/// keeps the parked state in its single per-thread struct): the saved state of the context
+/// switching away waits here between the two ends of a switch
+/// (`continuation::Host::save_parked`).
+#[cfg(all(Py_3_10, not(all(Py_3_11, not(Py_3_12))), not(Py_3_14)))]
+mod parked {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static PARKED: RefCell<Option<super::PyState>> = const { RefCell::new(None) };
+    }
+
+    pub(crate) fn save_parked() {
+        let s = super::save();
+        PARKED.with(|p| {
+            let old = p.borrow_mut().replace(s);
+            debug_assert!(old.is_none(), "a parked state was never taken");
+        });
+    }
+
+    pub(crate) fn take_parked() -> super::PyState {
+        PARKED
+            .with(|p| p.borrow_mut().take())
+            .expect("a state was parked before the switch")
+    }
+}
+#[cfg(all(Py_3_10, not(all(Py_3_11, not(Py_3_12))), not(Py_3_14)))]
+pub(crate) use parked::{save_parked, take_parked};
 
 #[cfg(any(not(Py_3_10), Py_3_14))]
 compile_error!(

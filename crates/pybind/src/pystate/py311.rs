@@ -35,27 +35,36 @@ pub(crate) type Owned = Rc<OwnedCtx>;
 /// The continulet's weak view of its own context.
 pub(crate) type OwnedRef = Weak<OwnedCtx>;
 
-thread_local! {
-    static CURRENT_OWNED: RefCell<Option<Owned>> = const { RefCell::new(None) };
-    static USE_TRACING: Cell<u8> = const { Cell::new(0) };
+/// This thread's switching bookkeeping, in one thread-local so that a switch pays for one
+/// thread-local lookup per step (extension modules use the slow general-dynamic TLS model).
+struct PerThread {
+    /// Resources of the running context (None for the thread's original context).
+    current_owned: RefCell<Option<Owned>>,
+    /// `use_tracing` of the context that switched away, carried over by `resumed()`.
+    use_tracing: Cell<u8>,
     /// The state of the context that is switching away, between `save_parked` (before the
     /// stack switch) and `take_parked` (on the resumed side, right after it).
-    static PARKED: RefCell<Option<PyState>> = const { RefCell::new(None) };
+    parked: RefCell<Option<PyState>>,
+}
+
+thread_local! {
+    static TLS: PerThread = const {
+        PerThread { current_owned: RefCell::new(None), use_tracing: Cell::new(0), parked: RefCell::new(None) }
+    };
 }
 
 /// `save()` into the parking place (see `continuation::Host::save_parked`).
 pub(crate) fn save_parked() {
-    let s = save();
-    PARKED.with(|p| {
-        let old = p.borrow_mut().replace(s);
+    TLS.with(|t| {
+        let s = save_in(t);
+        let old = t.parked.borrow_mut().replace(s);
         debug_assert!(old.is_none(), "a parked state was never taken");
     });
 }
 
 /// Take the parked state (on the resumed side of a switch).
 pub(crate) fn take_parked() -> PyState {
-    PARKED
-        .with(|p| p.borrow_mut().take())
+    TLS.with(|t| t.parked.borrow_mut().take())
         .expect("a state was parked before the switch")
 }
 
@@ -89,12 +98,17 @@ fn tstate() -> *mut u8 {
 
 /// Capture the running context's state (before it is suspended).
 pub(crate) fn save() -> PyState {
+    TLS.with(save_in)
+}
+
+fn save_in(t: &PerThread) -> PyState {
     let ts = tstate();
     // SAFETY: `ts` is the live thread state; every offset comes from the real 3.11 headers.
     unsafe {
         let cframe = *at::<*mut u8>(ts, off::TS_CFRAME);
         let current_frame = *at::<*mut u8>(cframe, off::CFRAME_CURRENT_FRAME);
-        USE_TRACING.with(|u| u.set(*at::<u8>(cframe, off::CFRAME_USE_TRACING)));
+        t.use_tracing
+            .set(*at::<u8>(cframe, off::CFRAME_USE_TRACING));
         let limit = *at::<c_int>(ts, off::TS_RECURSION_LIMIT);
         let remaining = *at::<c_int>(ts, off::TS_RECURSION_REMAINING);
         let exc_state = ts.add(off::TS_EXC_STATE);
@@ -104,7 +118,7 @@ pub(crate) fn save() -> PyState {
             at::<*mut ffi::PyObject>(exc_state, off::EXC_ITEM_VALUE),
             ptr::null_mut(),
         );
-        let owned = CURRENT_OWNED.with(|c| c.borrow_mut().take());
+        let owned = t.current_owned.borrow_mut().take();
         if let Some(o) = &owned {
             o.suspended_top.set(current_frame);
         }
@@ -161,7 +175,7 @@ pub(crate) fn restore(mut s: PyState) {
         if let Some(o) = &owned {
             o.suspended_top.set(ptr::null_mut());
         }
-        CURRENT_OWNED.with(|c| *c.borrow_mut() = owned);
+        TLS.with(|t| *t.current_owned.borrow_mut() = owned);
     }
 }
 
@@ -172,7 +186,7 @@ pub(crate) fn resumed() {
     // SAFETY: the stack is back in place, so the thread state's cframe is valid again.
     unsafe {
         let cframe = *at::<*mut u8>(ts, off::TS_CFRAME);
-        *at::<u8>(cframe, off::CFRAME_USE_TRACING) = USE_TRACING.with(Cell::get);
+        *at::<u8>(cframe, off::CFRAME_USE_TRACING) = TLS.with(|t| t.use_tracing.get());
     }
 }
 
@@ -217,7 +231,7 @@ pub(crate) fn enter_new() -> OwnedRef {
             suspended_top: Cell::new(ptr::null_mut()),
         });
         let weak = Rc::downgrade(&owned);
-        CURRENT_OWNED.with(|c| *c.borrow_mut() = Some(owned));
+        TLS.with(|t| *t.current_owned.borrow_mut() = Some(owned));
         weak
     }
 }
@@ -240,7 +254,7 @@ pub(crate) fn leave_finished() {
         );
         ffi::Py_XDECREF(v);
     }
-    CURRENT_OWNED.with(|c| drop(c.borrow_mut().take()));
+    TLS.with(|t| drop(t.current_owned.borrow_mut().take()));
 }
 
 /// Free a chain of data-stack chunks: CPython's own ones with its arena allocator (as it
@@ -354,8 +368,12 @@ pub(crate) fn bottom_frame(owned: &OwnedRef) -> *mut ffi::PyObject {
     let Some(o) = owned.upgrade() else {
         return ptr::null_mut();
     };
-    let running =
-        CURRENT_OWNED.with(|c| c.borrow().as_ref().is_some_and(|cur| Rc::ptr_eq(cur, &o)));
+    let running = TLS.with(|t| {
+        t.current_owned
+            .borrow()
+            .as_ref()
+            .is_some_and(|cur| Rc::ptr_eq(cur, &o))
+    });
     // SAFETY: the context is alive (`upgrade` succeeded), so its frames are in its chunks.
     unsafe {
         let mut iframe = if running {
