@@ -42,6 +42,7 @@ def test_generator_does_not_check_callable():
     assert generator(5).__func__ == 5
 
 
+@differs("cpython-3.13", reason="CPython 3.13 adds __firstlineno__ and __static_attributes__ to every class body's namespace")
 def test_generator_class_dict():
     assert sorted(vars(generator)) == [
         "__call__",
@@ -62,6 +63,7 @@ def test_genlet_type():
     assert t.__doc__ is None
 
 
+@differs("cpython-3.13", reason="CPython 3.13 adds __firstlineno__ and __static_attributes__ to every class body's namespace")
 def test_genlet_class_dict():
     t = type(counter(1))
     assert sorted(vars(t)) == ["__dict__", "__doc__", "__iter__", "__module__", "__next__", "__weakref__", "send"]
