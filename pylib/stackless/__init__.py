@@ -21,15 +21,13 @@ __all__ = [
 _get = _core.get
 
 
-class tasklet(object):
+class tasklet(_core.TaskletBase):
     """A tiny task in a Python thread; ``tasklet(func)(*args, **kwargs)`` schedules it."""
 
-    __slots__ = ("_sched", "_next", "_prev", "_chan", "_cont", "_func", "_args", "_kwargs",
-                 "_blocked", "_alive", "_atomic", "_ignore_nesting", "_block_trap",
-                 "_pending_irq", "tempval", "__weakref__")
+    __slots__ = ()
 
     def __new__(cls, *args, **kwargs):
-        self = object.__new__(cls)
+        self = _core.TaskletBase.__new__(cls)
         _core.init_fields(self, _get())
         return self
 
@@ -203,11 +201,10 @@ class tasklet(object):
         raise TypeError("tasklets cannot be pickled by this implementation")
 
 
-class channel(object):
+class channel(_core.ChannelBase):
     """A rendezvous point: send() blocks until a receive() takes the value, and vice versa."""
 
-    __slots__ = ("_next", "_prev", "_balance", "_closing", "_preference", "_schedule_all",
-                 "__weakref__")
+    __slots__ = ()
 
     def __init__(self):
         self._next = self._prev = self
@@ -216,13 +213,7 @@ class channel(object):
         self._preference = -1
         self._schedule_all = 0
 
-    def send(self, value):
-        """Send a value; blocks until a receiver takes it."""
-        return _core.channel_action(self, value, 1)
-
-    def receive(self):
-        """Receive a value; blocks until a sender provides one."""
-        return _core.channel_action(self, None, -1)
+    # send() and receive() come from the core (native on CPython)
 
     def send_exception(self, exc, *args):
         """Raise ``exc(*args)`` in the receiver."""
@@ -316,6 +307,10 @@ def schedule(retval=_MISSING):
     """Switch to the next runnable tasklet; returns ``retval`` (default: the current tasklet)."""
     s = _get()
     return _core.schedule(s, s.current if retval is _MISSING else retval, False)
+
+
+if _core.NATIVE is not None:
+    schedule = _core.NATIVE.schedule  # noqa: F811 (the same function, without Python frames)
 
 
 def schedule_remove(retval=_MISSING):

@@ -34,6 +34,53 @@ from _continuation import continulet, permute
 
 THREADBLOCK, SOFT, IGNORE_NESTING, TOTALTIMEOUT = 1, 2, 4, 8
 
+
+
+def _native_core():
+    """The native core of the CPython extension (``continulet._native``), or None: on PyPy, on
+    an extension without it, or when ``CONTINULET_PURE`` is set (then this module is the core)."""
+    import os
+
+    try:
+        from continulet._compat import native
+    except ImportError:
+        return None
+    if native is None or os.environ.get("CONTINULET_PURE") or not hasattr(native, "SchedBase"):
+        return None
+    return native
+
+
+NATIVE = _native_core()
+
+if NATIVE is not None:
+    # Fields in Rust (same names), and the hot paths: channel send/receive, schedule(), the
+    # start and end of tasklets.  Everything else below runs on those objects unchanged.
+    TaskletBase, ChannelBase, SchedBase = NATIVE.TaskletBase, NATIVE.ChannelBase, NATIVE.SchedBase
+else:
+
+    class TaskletBase(object):
+        """The fields of a tasklet (see # State)."""
+
+        __slots__ = ("_sched", "_next", "_prev", "_chan", "_cont", "_func", "_args", "_kwargs",
+                     "_blocked", "_alive", "_atomic", "_ignore_nesting", "_block_trap",
+                     "_pending_irq", "tempval", "__weakref__")
+
+    class ChannelBase(object):
+        """The fields of a channel (see # State) and its hot methods."""
+
+        __slots__ = ("_next", "_prev", "_balance", "_closing", "_preference", "_schedule_all",
+                     "__weakref__")
+
+        def send(self, value):
+            """Send a value; blocks until a receiver takes it."""
+            return channel_action(self, value, 1)
+
+        def receive(self):
+            """Receive a value; blocks until a sender provides one."""
+            return channel_action(self, None, -1)
+
+    SchedBase = object
+
 _lock = threading.RLock()
 _tls = threading.local()
 _threads = {}  # thread id -> _Sched (guarded by _lock)
@@ -111,7 +158,7 @@ def _spare(c):
     raise SystemError("stackless: the spare continuation was resumed (internal error)")
 
 
-class _Sched(object):
+class _Sched(SchedBase):
     """Per-thread scheduler state (PyThreadState.st in C Stackless)."""
 
     def __init__(self):
@@ -132,7 +179,7 @@ class _Sched(object):
         self.runflags = 0
         self.tracing = False
         self.glob_tracer, self.local_tracer = _make_tracers(self)
-        main = object.__new__(tasklet_type)
+        main = TaskletBase.__new__(tasklet_type)
         init_fields(main, self)
         main._alive = True
         main._cont = continulet(_spare)
@@ -661,7 +708,7 @@ def _soft_irq(s, prev, nxt):
 def _in_core(frame):
     while frame is not None:
         if frame.f_globals is _OUR_GLOBALS[0] or frame.f_globals is _OUR_GLOBALS[-1]:
-            return frame.f_code is not _tasklet_main.__code__  # the bottom of a tasklet is safe
+            return frame.f_code is not _TASKLET_MAIN_CODE  # the bottom of a tasklet is safe
         frame = frame.f_back
     return False
 
@@ -732,3 +779,7 @@ def tasklet_frame(t):
 
 
 _OUR_GLOBALS.append(globals())
+_TASKLET_MAIN_CODE = _tasklet_main.__code__
+if NATIVE is not None:
+    _tasklet_main = NATIVE.tasklet_main
+    NATIVE.stackless_init(sys.modules[__name__])

@@ -25,6 +25,7 @@
 
 #[allow(unsafe_code)] // the one module allowed to touch interpreter internals (style rule 2)
 mod pystate;
+mod scheduler;
 
 use continuation::{Host, Slot, Status};
 use pyo3::exceptions::{PyMemoryError, PyNotImplementedError, PyTypeError};
@@ -577,6 +578,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_contextvar_context, m)?)?;
     m.add_function(wrap_pyfunction!(suspended_frame, m)?)?;
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
+    scheduler::register(m)?;
     let _ = Status::Pending;
     Ok(())
 }

@@ -136,6 +136,7 @@ impl Sim {
         self.runcount -= 1;
     }
 
+    #[allow(clippy::needless_pass_by_value)] // called with format!(...)
     fn emit(&mut self, line: String) {
         self.log.push_str(&line);
         self.log.push('\n');

@@ -1,0 +1,817 @@
+//! # scheduler: the native Stackless core for CPython
+//!
+//! `pylib/stackless/_core.py` is the scheduler of the pure-Python `stackless`.  On CPython it
+//! takes its three base classes from here ([`TaskletBase`], [`ChannelBase`], [`SchedBase`]:
+//! the fields of tasklets, channels and per-thread schedulers live in Rust, exposed to the
+//! Python core under the same attribute names) and the hot operations:
+//!
+//! * `channel.send` / `channel.receive` ([`ChannelBase::send`], [`ChannelBase::receive`]):
+//!   the handoff or the block, and the switch, without running Python code;
+//! * `stackless.schedule()` ([`schedule`]);
+//! * the start and the end of a tasklet ([`tasklet_main`]: the function a tasklet's continulet
+//!   runs; it calls the tasklet's function and hands the stack to the next tasklet).
+//!
+//! The rules (queues, channel decisions) are `stackless-core`'s; switching is the continulet
+//! machinery of this crate, called from Rust ([`switch`]).  Everything off the common path is
+//! *delegated* to the same function of the Python core, called with the same arguments before
+//! anything was changed: callbacks installed, switch traps, preemption (`run(timeout)`: the
+//! opcode tracer), blocking with nothing else runnable (watchdog, deadlock, thread blocking),
+//! a partner in another thread, closed channels and block traps (their errors), an uncaught
+//! tasklet error.  So behaviour cannot fork between the modes: there is one slow path.
+//!
+//! # State
+//!
+//! * Tasklet, channel and scheduler fields: in the pyclasses, read and written by the Python
+//!   core through their properties and by this module through `borrow`/`borrow_mut`.  The run
+//!   queue is the ring through `_next`/`_prev` with head `SchedBase.chain`; a channel is the
+//!   sentinel of the ring of its blocked tasklets (`stackless_core::ring`).
+//! * [`SCHEDULERS`]: how many scheduler objects exist (threads that used stackless).
+//! * `SCHED` (thread-local): this thread's scheduler object, cached from `_core.get()`.
+//!
+//! # Invariants
+//!
+//! * **N1** (= `_core` I1) Queue mutations are mutually exclusive: with a single scheduler
+//!   only its thread mutates them, and the GIL is never released in between; with more than
+//!   one, the fast paths take `_core._lock` as the Python core does ([`CoreLock`]).
+//! * **N2** A fast path changes nothing before it has decided not to delegate.
+//! * **N3** (rule 10, B2) No `PyRef`/`PyRefMut` of these classes and no [`CoreLock`] is alive
+//!   across a switch; old field values are dropped after the borrow that replaced them ended
+//!   (a `__del__` may read the fields).
+
+mod switch;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{intern, PyTraverseError, PyVisit};
+use stackless_core::channel::{self, Decision, Dir, Next};
+use stackless_core::ring::{self, Links};
+use stackless_core::Flags;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+type Obj = Py<PyAny>;
+
+/// Number of live [`SchedBase`] objects (one per thread that used stackless).
+static SCHEDULERS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SCHED: RefCell<Option<Py<SchedBase>>> = const { RefCell::new(None) };
+}
+
+/// What the native core needs from `stackless._core` (set once by [`stackless_init`]).
+struct CoreRefs {
+    core: Py<PyModule>,
+    get: Obj,
+    hooks: Py<PyDict>,
+    bomb: Obj,
+    tasklet_exit: Obj,
+    system_exit: Obj,
+    channel_action: Obj,
+    schedule: Obj,
+    tasklet_end: Obj,
+    lock_acquire: Obj,
+    lock_release: Obj,
+}
+
+static REFS: PyOnceLock<CoreRefs> = PyOnceLock::new();
+
+fn refs(py: Python<'_>) -> PyResult<&'static CoreRefs> {
+    REFS.get(py).ok_or_else(|| {
+        pyo3::exceptions::PyRuntimeError::new_err("stackless native core not initialized")
+    })
+}
+
+fn visit_all(visit: &PyVisit<'_>, objs: &[&Option<Obj>]) -> Result<(), PyTraverseError> {
+    for o in objs.iter().copied().flatten() {
+        visit.call(o)?;
+    }
+    Ok(())
+}
+
+/// Fields of a tasklet (the base of `stackless.tasklet` on CPython).
+#[pyclass(subclass, weakref, module = "continulet._native", name = "TaskletBase")]
+#[derive(Default)]
+#[allow(clippy::struct_excessive_bools)] // the flags of a tasklet, one Python attribute each
+pub(crate) struct TaskletBase {
+    #[pyo3(get, set, name = "_sched")]
+    sched: Option<Obj>,
+    #[pyo3(get, set, name = "_next")]
+    next: Option<Obj>,
+    #[pyo3(get, set, name = "_prev")]
+    prev: Option<Obj>,
+    #[pyo3(get, set, name = "_chan")]
+    chan: Option<Obj>,
+    #[pyo3(get, set, name = "_cont")]
+    cont: Option<Obj>,
+    #[pyo3(get, set, name = "_func")]
+    func: Option<Obj>,
+    #[pyo3(get, set, name = "_args")]
+    args: Option<Obj>,
+    #[pyo3(get, set, name = "_kwargs")]
+    kwargs: Option<Obj>,
+    #[pyo3(get, set)]
+    tempval: Option<Obj>,
+    #[pyo3(get, set, name = "_blocked")]
+    blocked: i64,
+    #[pyo3(get, set, name = "_alive")]
+    alive: bool,
+    #[pyo3(get, set, name = "_atomic")]
+    atomic: bool,
+    #[pyo3(get, set, name = "_ignore_nesting")]
+    ignore_nesting: bool,
+    #[pyo3(get, set, name = "_block_trap")]
+    block_trap: bool,
+    #[pyo3(get, set, name = "_pending_irq")]
+    pending_irq: bool,
+}
+
+#[pymethods]
+impl TaskletBase {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Self::default()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit_all(
+            &visit,
+            &[
+                &self.sched,
+                &self.next,
+                &self.prev,
+                &self.chan,
+                &self.cont,
+                &self.func,
+                &self.args,
+                &self.kwargs,
+                &self.tempval,
+            ],
+        )
+    }
+
+    fn __clear__(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// Fields of a channel, and its hot methods (the base of `stackless.channel` on CPython).
+#[pyclass(subclass, weakref, module = "continulet._native", name = "ChannelBase")]
+pub(crate) struct ChannelBase {
+    #[pyo3(get, set, name = "_next")]
+    next: Option<Obj>,
+    #[pyo3(get, set, name = "_prev")]
+    prev: Option<Obj>,
+    #[pyo3(get, set, name = "_balance")]
+    balance: i64,
+    #[pyo3(get, set, name = "_closing")]
+    closing: bool,
+    #[pyo3(get, set, name = "_preference")]
+    preference: i64,
+    #[pyo3(get, set, name = "_schedule_all")]
+    schedule_all: i64,
+}
+
+#[pymethods]
+impl ChannelBase {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        ChannelBase {
+            next: None,
+            prev: None,
+            balance: 0,
+            closing: false,
+            preference: -1,
+            schedule_all: 0,
+        }
+    }
+
+    /// Send a value; blocks until a receiver takes it.
+    fn send(slf: &Bound<'_, Self>, value: Obj) -> PyResult<Obj> {
+        channel_action(slf, value, Dir::Send)
+    }
+
+    /// Receive a value; blocks until a sender provides one.
+    fn receive(slf: &Bound<'_, Self>) -> PyResult<Obj> {
+        channel_action(slf, slf.py().None(), Dir::Receive)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit_all(&visit, &[&self.next, &self.prev])
+    }
+
+    fn __clear__(&mut self) {
+        self.next = None;
+        self.prev = None;
+    }
+}
+
+/// Per-thread scheduler fields (the base of `_core._Sched` on CPython).
+#[pyclass(subclass, module = "continulet._native", name = "SchedBase")]
+#[derive(Default)]
+pub(crate) struct SchedBase {
+    #[pyo3(get, set)]
+    chain: Option<Obj>,
+    #[pyo3(get, set)]
+    current: Option<Obj>,
+    #[pyo3(get, set)]
+    main: Option<Obj>,
+    #[pyo3(get, set)]
+    runcount: i64,
+    #[pyo3(get, set)]
+    switch_trap: i64,
+    #[pyo3(get, set)]
+    schedlock: bool,
+    #[pyo3(get, set)]
+    interval: i64,
+    #[pyo3(get, set)]
+    watermark: i64,
+    #[pyo3(get, set)]
+    ticks: i64,
+    #[pyo3(get, set)]
+    runflags: i64,
+    #[pyo3(get, set)]
+    tracing: bool,
+}
+
+#[pymethods]
+impl SchedBase {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        SCHEDULERS.fetch_add(1, Ordering::Relaxed);
+        Self::default()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit_all(&visit, &[&self.chain, &self.current, &self.main])
+    }
+
+    fn __clear__(&mut self) {
+        self.chain = None;
+        self.current = None;
+        self.main = None;
+    }
+}
+
+impl Drop for SchedBase {
+    fn drop(&mut self) {
+        SCHEDULERS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+// ---- links: the rings of stackless-core over the pyclass fields ----------------------------
+
+/// [`Links`] over tasklet and channel objects.
+struct PyLinks<'py>(Python<'py>);
+
+enum Which {
+    Next,
+    Prev,
+}
+
+fn get_link<'py>(
+    py: Python<'py>,
+    n: &Bound<'py, PyAny>,
+    which: &Which,
+) -> Option<Bound<'py, PyAny>> {
+    let o = if let Ok(t) = n.cast::<TaskletBase>() {
+        let b = t.borrow();
+        match which {
+            Which::Next => b.next.as_ref().map(|o| o.clone_ref(py)),
+            Which::Prev => b.prev.as_ref().map(|o| o.clone_ref(py)),
+        }
+    } else if let Ok(c) = n.cast::<ChannelBase>() {
+        let b = c.borrow();
+        match which {
+            Which::Next => b.next.as_ref().map(|o| o.clone_ref(py)),
+            Which::Prev => b.prev.as_ref().map(|o| o.clone_ref(py)),
+        }
+    } else {
+        None
+    };
+    o.map(|o| o.into_bound(py))
+}
+
+fn set_link(n: &Bound<'_, PyAny>, which: &Which, to: Option<Bound<'_, PyAny>>) {
+    let to = to.map(Bound::unbind);
+    // N3: the old value is dropped after the borrow ends.
+    let old = if let Ok(t) = n.cast::<TaskletBase>() {
+        let mut b = t.borrow_mut();
+        match which {
+            Which::Next => std::mem::replace(&mut b.next, to),
+            Which::Prev => std::mem::replace(&mut b.prev, to),
+        }
+    } else if let Ok(c) = n.cast::<ChannelBase>() {
+        let mut b = c.borrow_mut();
+        match which {
+            Which::Next => std::mem::replace(&mut b.next, to),
+            Which::Prev => std::mem::replace(&mut b.prev, to),
+        }
+    } else {
+        None
+    };
+    drop(old);
+}
+
+impl<'py> Links for PyLinks<'py> {
+    type Node = Bound<'py, PyAny>;
+    fn same(&self, a: &Self::Node, b: &Self::Node) -> bool {
+        a.is(b)
+    }
+    fn next(&self, n: &Self::Node) -> Option<Self::Node> {
+        get_link(self.0, n, &Which::Next)
+    }
+    fn prev(&self, n: &Self::Node) -> Option<Self::Node> {
+        get_link(self.0, n, &Which::Prev)
+    }
+    fn set_next(&mut self, n: &Self::Node, to: Option<Self::Node>) {
+        set_link(n, &Which::Next, to);
+    }
+    fn set_prev(&mut self, n: &Self::Node, to: Option<Self::Node>) {
+        set_link(n, &Which::Prev, to);
+    }
+}
+
+/// The run queue of `s`: its head taken out, operated on, and put back with the count.
+fn with_queue<'py, R>(
+    s: &Bound<'py, SchedBase>,
+    f: impl FnOnce(&mut PyLinks<'py>, &mut Option<Bound<'py, PyAny>>) -> (R, i64),
+) -> R {
+    let py = s.py();
+    let mut head = s.borrow().chain.as_ref().map(|h| h.bind(py).clone());
+    let (r, delta) = f(&mut PyLinks(py), &mut head);
+    let old = {
+        let mut b = s.borrow_mut();
+        b.runcount += delta;
+        std::mem::replace(&mut b.chain, head.map(Bound::unbind))
+    };
+    drop(old);
+    r
+}
+
+fn is_linked(t: &Bound<'_, TaskletBase>) -> bool {
+    t.borrow().next.is_some()
+}
+
+/// `_core.chan_remove`: unlink a blocked tasklet from its channel.
+fn chan_remove(t: &Bound<'_, TaskletBase>) -> PyResult<()> {
+    let py = t.py();
+    let (ch, d) = {
+        let mut b = t.borrow_mut();
+        let d = std::mem::take(&mut b.blocked);
+        (b.chan.take(), d)
+    };
+    let ch = ch.ok_or_else(|| {
+        pyo3::exceptions::PySystemError::new_err("blocked tasklet without channel")
+    })?;
+    ring::unlink(&mut PyLinks(py), t.as_any());
+    ch.bind(py).cast::<ChannelBase>()?.borrow_mut().balance -= d;
+    Ok(())
+}
+
+/// N1: `_core._lock`, taken only when more than one thread has a scheduler.
+struct CoreLock<'a> {
+    py: Python<'a>,
+    release: Option<&'a Obj>,
+}
+
+impl<'a> CoreLock<'a> {
+    fn acquire(py: Python<'a>, r: &'a CoreRefs) -> PyResult<Self> {
+        if SCHEDULERS.load(Ordering::Relaxed) <= 1 {
+            return Ok(CoreLock { py, release: None });
+        }
+        r.lock_acquire.call0(py)?;
+        Ok(CoreLock {
+            py,
+            release: Some(&r.lock_release),
+        })
+    }
+}
+
+impl Drop for CoreLock<'_> {
+    fn drop(&mut self) {
+        if let Some(rel) = self.release {
+            if let Err(e) = rel.call0(self.py) {
+                e.write_unraisable(self.py, None);
+            }
+        }
+    }
+}
+
+// ---- the fast paths -----------------------------------------------------------------------
+
+fn current_sched<'py>(py: Python<'py>, r: &CoreRefs) -> PyResult<Bound<'py, SchedBase>> {
+    if let Some(s) = SCHED.with(|c| c.borrow().as_ref().map(|s| s.clone_ref(py))) {
+        return Ok(s.into_bound(py));
+    }
+    let s = r.get.bind(py).call0()?.cast_into::<SchedBase>()?;
+    SCHED.with(|c| *c.borrow_mut() = Some(s.clone().unbind()));
+    Ok(s)
+}
+
+/// No callback installed, no switch trap, no preemption running: the fast paths apply.
+fn plain(py: Python<'_>, r: &CoreRefs, s: &Bound<'_, SchedBase>) -> PyResult<bool> {
+    {
+        let b = s.borrow();
+        if b.switch_trap != 0 || b.tracing || b.runflags & i64::from(Flags::SOFT) != 0 {
+            return Ok(false);
+        }
+    }
+    let hooks = r.hooks.bind(py);
+    for name in [intern!(py, "schedule"), intern!(py, "channel")] {
+        if hooks.get_item(name)?.is_some_and(|h| !h.is_none()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn as_tasklet<'py>(py: Python<'py>, o: Option<&Obj>) -> Option<Bound<'py, TaskletBase>> {
+    o.and_then(|o| o.bind(py).cast::<TaskletBase>().ok().cloned())
+}
+
+/// `_core.claim`: take the tempval; a bomb explodes.
+fn claim(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> PyResult<Obj> {
+    let v = t.borrow_mut().tempval.take();
+    match v {
+        None => Ok(py.None()),
+        Some(v) => {
+            if v.bind(py).is_instance(r.bomb.bind(py))? {
+                let exc = v.bind(py).call_method0(intern!(py, "_exception"))?;
+                Err(PyErr::from_value(exc))
+            } else {
+                Ok(v)
+            }
+        }
+    }
+}
+
+/// The continulet of `t`, created the way the Python core creates it.
+fn cont_of(
+    py: Python<'_>,
+    r: &CoreRefs,
+    s: &Bound<'_, SchedBase>,
+    t: &Bound<'_, TaskletBase>,
+) -> PyResult<Obj> {
+    if let Some(c) = t.borrow().cont.as_ref() {
+        return Ok(c.clone_ref(py));
+    }
+    let core = r.core.bind(py);
+    let c = if let Ok(new_cont) = core.getattr(intern!(py, "_new_cont")) {
+        new_cont.call1((s, t))?
+    } else {
+        core.getattr(intern!(py, "continulet"))?
+            .call1((core.getattr(intern!(py, "_tasklet_main"))?, t))?
+    };
+    let c = c.unbind();
+    t.borrow_mut().cont = Some(c.clone_ref(py));
+    Ok(c)
+}
+
+fn set_current(s: &Bound<'_, SchedBase>, nxt: &Bound<'_, TaskletBase>) {
+    let olds = {
+        let mut b = s.borrow_mut();
+        let o1 = b.current.replace(nxt.clone().into_any().unbind());
+        let o2 = b.chain.replace(nxt.clone().into_any().unbind());
+        if b.runflags & i64::from(Flags::TOTALTIMEOUT) == 0 {
+            b.watermark = b.ticks + b.interval;
+        }
+        (o1, o2)
+    };
+    drop(olds);
+}
+
+/// `_core._switch` + `claim`, for a `nxt` that is in the run queue (not blocked).
+fn switch_to(
+    py: Python<'_>,
+    r: &CoreRefs,
+    s: &Bound<'_, SchedBase>,
+    prev: &Bound<'_, TaskletBase>,
+    nxt: &Bound<'_, TaskletBase>,
+) -> PyResult<Obj> {
+    if prev.is(nxt) {
+        return claim(py, r, prev);
+    }
+    set_current(s, nxt);
+    let c = cont_of(py, r, s, nxt)?;
+    let pc = prev
+        .borrow()
+        .cont
+        .as_ref()
+        .map(|c| c.clone_ref(py))
+        .ok_or_else(|| {
+            pyo3::exceptions::PySystemError::new_err("running tasklet without continulet")
+        })?;
+    // N3: only owned references are alive here.
+    switch::switch_to(pc.bind(py), c.bind(py))?;
+    if s.borrow().tracing {
+        let frame = py
+            .import(intern!(py, "sys"))?
+            .call_method0(intern!(py, "_getframe"))?;
+        r.core
+            .bind(py)
+            .call_method1(intern!(py, "_retrace"), (s, frame))?;
+    }
+    claim(py, r, prev)
+}
+
+/// `_core.channel_action` (generic_channel_action) for the common case; delegates the rest.
+fn channel_action(ch: &Bound<'_, ChannelBase>, arg: Obj, dir: Dir) -> PyResult<Obj> {
+    let py = ch.py();
+    let r = refs(py)?;
+    let s = current_sched(py, r)?;
+    let delegate = |arg: Obj| r.channel_action.call1(py, (ch, arg, dir.sign()));
+    if !plain(py, r, &s)? {
+        return delegate(arg);
+    }
+    let Some(source) = as_tasklet(py, s.borrow().current.as_ref()) else {
+        return delegate(arg);
+    };
+    let lock = CoreLock::acquire(py, r)?;
+    let (balance, preference, schedule_all, closing) = {
+        let c = ch.borrow();
+        (c.balance, c.preference, c.schedule_all != 0, c.closing)
+    };
+    let switchto = match channel::decide(balance, dir, preference, schedule_all) {
+        Decision::Handoff(next) => {
+            let target = as_tasklet(py, ch.borrow().next.as_ref());
+            let Some(target) =
+                target.filter(|t| t.borrow().sched.as_ref().is_some_and(|ts| ts.is(&s)))
+            else {
+                drop(lock);
+                return delegate(arg); // interthread: the Python core wakes the other thread
+            };
+            chan_remove(&target)?;
+            let theirs = {
+                let mut tb = target.borrow_mut();
+                tb.tempval.replace(arg)
+            };
+            let old = std::mem::replace(&mut source.borrow_mut().tempval, theirs);
+            drop(old);
+            let t_any = target.as_any().clone();
+            match next {
+                Next::SourceNext => {
+                    with_queue(&s, |l, h| (ring::push_back(l, h, &t_any), 1));
+                    as_tasklet(py, source.borrow().next.as_ref())
+                }
+                Next::Target => {
+                    with_queue(&s, |l, h| (ring::push_after_head(l, h, &t_any), 1));
+                    Some(target)
+                }
+                Next::Source => {
+                    with_queue(&s, |l, h| (ring::push_back(l, h, &t_any), 1));
+                    Some(source.clone())
+                }
+            }
+        }
+        Decision::Block => {
+            let (trap, next_is_self) = {
+                let b = source.borrow();
+                (b.block_trap, b.next.as_ref().is_none_or(|n| n.is(&source)))
+            };
+            if channel::check_block(trap, closing).is_err() || next_is_self {
+                drop(lock);
+                return delegate(arg); // errors, or nothing else runnable: watchdog/deadlock
+            }
+            let old = source.borrow_mut().tempval.replace(arg);
+            drop(old);
+            let src_any = source.as_any().clone();
+            with_queue(&s, |l, h| (ring::remove(l, h, &src_any), -1));
+            ring::insert_before(&mut PyLinks(py), ch.as_any(), &src_any);
+            ch.borrow_mut().balance += dir.sign();
+            {
+                let mut b = source.borrow_mut();
+                b.blocked = dir.sign();
+                b.chan = Some(ch.clone().into_any().unbind());
+            }
+            as_tasklet(py, s.borrow().chain.as_ref())
+        }
+    };
+    drop(lock);
+    let Some(switchto) = switchto else {
+        return Err(pyo3::exceptions::PySystemError::new_err(
+            "stackless: empty run queue after a handoff",
+        ));
+    };
+    match switch_to(py, r, &s, &source, &switchto) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            // undo a failed block (the switch did not happen), as the Python core does
+            let _lock = CoreLock::acquire(py, r)?;
+            let blocked_here = source.borrow().chan.as_ref().is_some_and(|c| c.is(ch));
+            if blocked_here {
+                chan_remove(&source)?;
+            }
+            if !is_linked(&source) {
+                let src_any = source.as_any().clone();
+                with_queue(&s, |l, h| (ring::unremove(l, h, &src_any), 1));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `stackless.schedule(retval=stackless.current)`: the next runnable tasklet runs; returns
+/// `retval` when this one runs again.
+#[pyfunction]
+#[pyo3(signature = (*args))]
+pub(crate) fn schedule(py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Obj> {
+    if args.len() > 1 {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "schedule() takes from 0 to 1 positional arguments but {} were given",
+            args.len()
+        )));
+    }
+    let r = refs(py)?;
+    let s = current_sched(py, r)?;
+    let cur = s.borrow().current.as_ref().map(|c| c.clone_ref(py));
+    let retval = match args.len() {
+        1 => args.get_item(0)?.unbind(),
+        _ => cur.as_ref().map_or_else(|| py.None(), |c| c.clone_ref(py)),
+    };
+    let delegate = |retval: Obj| r.schedule.call1(py, (&s, retval, false));
+    if !plain(py, r, &s)? {
+        return delegate(retval);
+    }
+    let Some(prev) = as_tasklet(py, cur.as_ref()) else {
+        return delegate(retval);
+    };
+    let lock = CoreLock::acquire(py, r)?;
+    let Some(nxt) = as_tasklet(py, prev.borrow().next.as_ref()) else {
+        drop(lock);
+        return delegate(retval);
+    };
+    let old = prev.borrow_mut().tempval.replace(retval.clone_ref(py));
+    drop(lock);
+    match switch_to(py, r, &s, &prev, &nxt) {
+        Ok(v) => {
+            drop(old);
+            Ok(v)
+        }
+        Err(e) => {
+            let restore = prev
+                .borrow()
+                .tempval
+                .as_ref()
+                .is_some_and(|t| t.is(&retval));
+            if restore {
+                let mine = std::mem::replace(&mut prev.borrow_mut().tempval, old);
+                drop(mine);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The bottom of every tasklet (`_core._tasklet_main`): run the function, then hand the stack
+/// to the next tasklet.
+#[pyfunction]
+pub(crate) fn tasklet_main(
+    py: Python<'_>,
+    cont: &Bound<'_, PyAny>,
+    t: &Bound<'_, PyAny>,
+) -> PyResult<Obj> {
+    let r = refs(py)?;
+    let tb = t.cast::<TaskletBase>()?;
+    let err = match run_body(py, r, tb) {
+        Ok(()) => None,
+        Err(e) if e.is_instance(py, r.tasklet_exit.bind(py)) => None,
+        Err(e) => uncaught(py, r, &e)?,
+    };
+    tasklet_end(py, r, tb, cont, err)?;
+    Ok(py.None())
+}
+
+fn run_body(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> PyResult<()> {
+    claim(py, r, t)?;
+    let (func, args, kwargs) = {
+        let mut b = t.borrow_mut();
+        (
+            b.func
+                .as_ref()
+                .map_or_else(|| py.None(), |f| f.clone_ref(py)),
+            b.args.take(),
+            b.kwargs.take(),
+        )
+    };
+    let args = match args {
+        Some(a) => a.into_bound(py).cast_into::<PyTuple>()?,
+        None => PyTuple::empty(py),
+    };
+    let kwargs = match kwargs {
+        Some(k) => Some(k.into_bound(py).cast_into::<PyDict>()?),
+        None => None,
+    };
+    func.bind(py).call(args, kwargs.as_ref())?;
+    Ok(())
+}
+
+/// An exception escaped the tasklet: the error handler, or a bomb for the watchdog.
+fn uncaught(py: Python<'_>, r: &CoreRefs, e: &PyErr) -> PyResult<Option<Obj>> {
+    let to_bomb = |e: &PyErr| -> PyResult<Obj> {
+        let tb = e
+            .traceback(py)
+            .map_or_else(|| py.None(), |t| t.into_any().unbind());
+        r.bomb.call1(py, (e.get_type(py), e.value(py), tb))
+    };
+    let handler = r.hooks.bind(py).get_item(intern!(py, "error"))?;
+    if let Some(h) = handler.filter(|h| !h.is_none()) {
+        if !e.is_instance(py, r.system_exit.bind(py)) {
+            let tb = e
+                .traceback(py)
+                .map_or_else(|| py.None(), |t| t.into_any().unbind());
+            return match h.call1((e.get_type(py), e.value(py), tb)) {
+                Ok(_) => Ok(None),
+                Err(e2) => Ok(Some(to_bomb(&e2)?)),
+            };
+        }
+    }
+    Ok(Some(to_bomb(e)?))
+}
+
+/// `_core._tasklet_end` for the common case (another tasklet is runnable, no error, no
+/// callback); delegates the rest.
+fn tasklet_end(
+    py: Python<'_>,
+    r: &CoreRefs,
+    t: &Bound<'_, TaskletBase>,
+    cont: &Bound<'_, PyAny>,
+    err: Option<Obj>,
+) -> PyResult<()> {
+    let s = t
+        .borrow()
+        .sched
+        .as_ref()
+        .map(|s| s.clone_ref(py).into_bound(py));
+    let Some(s_any) = s else {
+        return Err(pyo3::exceptions::PySystemError::new_err(
+            "tasklet without scheduler",
+        ));
+    };
+    let s = s_any.cast::<SchedBase>()?.clone();
+    let fast = err.is_none() && plain(py, r, &s)? && {
+        let b = t.borrow();
+        let head_is_t = s.borrow().chain.as_ref().is_some_and(|h| h.is(t));
+        head_is_t && b.next.as_ref().is_some_and(|n| !n.is(t))
+    };
+    if !fast {
+        let err = err.unwrap_or_else(|| py.None());
+        r.tasklet_end.call1(py, (&s, t, cont, err))?;
+        return Ok(());
+    }
+    let lock = CoreLock::acquire(py, r)?;
+    t.borrow_mut().alive = false;
+    let t_any = t.as_any().clone();
+    with_queue(&s, |l, h| (ring::remove(l, h, &t_any), -1));
+    let Some(nxt) = as_tasklet(py, s.borrow().chain.as_ref()) else {
+        return Err(pyo3::exceptions::PySystemError::new_err(
+            "stackless: empty run queue at tasklet end",
+        ));
+    };
+    drop(lock);
+    set_current(&s, &nxt);
+    let nc = cont_of(py, r, &s, &nxt)?;
+    let own = t.borrow_mut().cont.take();
+    drop(own);
+    switch::permute2(cont, nc.bind(py))
+}
+
+/// Connect the native core to `stackless._core` (called once, at the end of its import).
+#[pyfunction]
+fn stackless_init(core: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = core.py();
+    let get = |name: &str| -> PyResult<Obj> { Ok(core.getattr(name)?.unbind()) };
+    let lock = core.getattr("_lock")?;
+    let refs = CoreRefs {
+        core: core.clone().unbind(),
+        get: get("get")?,
+        hooks: core.getattr("hooks")?.cast_into::<PyDict>()?.unbind(),
+        bomb: get("bomb")?,
+        tasklet_exit: get("TaskletExit")?,
+        system_exit: py
+            .get_type::<pyo3::exceptions::PySystemExit>()
+            .into_any()
+            .unbind(),
+        channel_action: get("channel_action")?,
+        schedule: get("schedule")?,
+        tasklet_end: get("_tasklet_end")?,
+        lock_acquire: lock.getattr("acquire")?.unbind(),
+        lock_release: lock.getattr("release")?.unbind(),
+    };
+    let _ = REFS.set(py, refs);
+    Ok(())
+}
+
+/// Register the scheduler's classes and functions in `continulet._native`.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<TaskletBase>()?;
+    m.add_class::<ChannelBase>()?;
+    m.add_class::<SchedBase>()?;
+    m.add_function(wrap_pyfunction!(schedule, m)?)?;
+    m.add_function(wrap_pyfunction!(tasklet_main, m)?)?;
+    m.add_function(wrap_pyfunction!(stackless_init, m)?)?;
+    Ok(())
+}

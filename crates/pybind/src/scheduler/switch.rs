@@ -1,0 +1,28 @@
+//! The two continulet operations the scheduler needs, called from Rust without a Python call:
+//! a double switch (`prev.switch(to=next)`) and `permute`.
+//!
+//! Rule 10 / B2: the callers hold only owned references (`Bound`, `Py`) across
+//! [`switch_to`]; no `PyRef`/`PyRefMut` of a scheduler object, no lock, no `detach` is alive
+//! when it is called.
+
+use crate::{Continulet, ObjRef, Payload};
+use pyo3::prelude::*;
+
+/// `prev.switch(to=next)` on two continulets, with the checks of `continulet.switch`.
+pub(crate) fn switch_to(prev: &Bound<'_, PyAny>, next: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let prev = prev.cast::<Continulet>()?;
+    Continulet::do_switch(prev, Payload::Value(prev.py().None()), Some(next))
+}
+
+/// `permute(a, b)` on two pending continulets of this thread.
+pub(crate) fn permute2(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<()> {
+    let a = a.cast::<Continulet>()?;
+    let b = b.cast::<Continulet>()?;
+    // B1: both belong to this thread before `continuation` sees them.
+    if a.get().thread_core().is_none() || b.get().thread_core().is_none() {
+        return Err(crate::error::new_err("inter-thread support is missing"));
+    }
+    let (a, b) = (a.clone().unbind(), b.clone().unbind());
+    continuation::permute::<crate::Bind>(&[ObjRef(a), ObjRef(b)])
+        .map_err(|e| crate::error::new_err(e.to_string()))
+}
