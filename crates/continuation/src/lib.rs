@@ -245,31 +245,11 @@ pub fn start<H: Host>(obj: &H::Obj) -> Result<(), Error> {
     }
     let o = obj.clone();
     let spawned = tealet::spawn(move |creator: tealet::Suspended| {
-        // The interpreter still holds the spawner's state: save it, then start afresh.
-        let from_state = H::save();
-        H::enter_new(&o);
-        // new_stacklet_callback: self.h = the creator.
-        H::slot(&o).replace(Stored::Pending(Frame {
-            handle: creator,
-            state: from_state,
-        }));
+        enter_context::<H>(&o, creator);
         // The host's body starts with PyPy's hidden `start` frame, whose first action is a
         // switch straight back to the creator (so the callable is not called yet).
         let result = H::run(&o);
-        H::leave_finished();
-        // Finish: deliver the result to whoever is stored now.
-        let Stored::Pending(frame) = H::slot(&o).replace(Stored::InFlight) else {
-            unreachable!("continuation: a running continulet always stores its resumer")
-        };
-        H::restore(frame.state);
-        (
-            frame.handle,
-            Msg::<H> {
-                origin: o.clone(),
-                destination: o,
-                payload: result,
-            },
-        )
+        finish_context::<H>(o, result)
     });
     match spawned {
         Ok(r) => {
@@ -278,6 +258,38 @@ pub fn start<H: Host>(obj: &H::Obj) -> Result<(), Error> {
         }
         Err(AllocError) => Err(Error::NoMemory),
     }
+}
+
+/// First steps of a new context: save the spawner's state (still in the interpreter), start
+/// afresh, and store the spawner in the continulet (PyPy's `new_stacklet_callback`).
+/// Never inlined, so its temporaries do not stay in the context's bottom frame.
+#[inline(never)]
+fn enter_context<H: Host>(o: &H::Obj, creator: tealet::Suspended) {
+    let from_state = H::save();
+    H::enter_new(o);
+    H::slot(o).replace(Stored::Pending(Frame {
+        handle: creator,
+        state: from_state,
+    }));
+}
+
+/// Last steps of a finished context: release its interpreter stack and hand the result to
+/// whoever is stored in the continulet now.  Never inlined, like [`enter_context`].
+#[inline(never)]
+fn finish_context<H: Host>(o: H::Obj, result: H::Payload) -> (tealet::Suspended, Msg<H>) {
+    H::leave_finished();
+    let Stored::Pending(frame) = H::slot(&o).replace(Stored::InFlight) else {
+        unreachable!("continuation: a running continulet always stores its resumer")
+    };
+    H::restore(frame.state);
+    (
+        frame.handle,
+        Msg::<H> {
+            origin: o.clone(),
+            destination: o,
+            payload: result,
+        },
+    )
 }
 
 /// The switch itself, after the host's checks (PyPy `switch`, from "pre-switch" on):
