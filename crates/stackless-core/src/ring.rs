@@ -29,31 +29,39 @@ pub trait Links {
     fn set_next(&mut self, n: &Self::Node, to: Option<Self::Node>);
     /// Set the predecessor link of `n`.
     fn set_prev(&mut self, n: &Self::Node, to: Option<Self::Node>);
+    /// `(next, prev)` of `n` in one read (override when one access is cheaper than two).
+    fn links(&self, n: &Self::Node) -> (Option<Self::Node>, Option<Self::Node>) {
+        (self.next(n), self.prev(n))
+    }
+    /// Set both links of `n` in one write (override when one access is cheaper than two).
+    fn set_links(&mut self, n: &Self::Node, next: Option<Self::Node>, prev: Option<Self::Node>) {
+        self.set_next(n, next);
+        self.set_prev(n, prev);
+    }
 }
 
 /// Link `t` (in no ring) just before `at` (in a ring, possibly alone with itself).
 pub fn insert_before<L: Links>(l: &mut L, at: &L::Node, t: &L::Node) {
     debug_assert!(l.next(t).is_none(), "insert of a linked node (Q1)");
     let p = l.prev(at).expect("insert_before: `at` is in a ring");
-    l.set_prev(t, Some(p.clone()));
-    l.set_next(t, Some(at.clone()));
+    l.set_links(t, Some(at.clone()), Some(p.clone()));
     l.set_next(&p, Some(t.clone()));
     l.set_prev(at, Some(t.clone()));
 }
 
 /// Unlink `t` from its ring; returns its old successor, or `None` if it was alone.
 pub fn unlink<L: Links>(l: &mut L, t: &L::Node) -> Option<L::Node> {
-    let n = l.next(t).expect("unlink of a node in no ring (Q1)");
+    let (n, p) = l.links(t);
+    let n = n.expect("unlink of a node in no ring (Q1)");
     let after = if l.same(&n, t) {
         None
     } else {
-        let p = l.prev(t).expect("a linked node has a predecessor");
+        let p = p.expect("a linked node has a predecessor");
         l.set_next(&p, Some(n.clone()));
         l.set_prev(&n, Some(p));
         Some(n)
     };
-    l.set_next(t, None);
-    l.set_prev(t, None);
+    l.set_links(t, None, None);
     after
 }
 
@@ -61,8 +69,7 @@ pub fn unlink<L: Links>(l: &mut L, t: &L::Node) -> Option<L::Node> {
 pub fn push_back<L: Links>(l: &mut L, head: &mut Option<L::Node>, t: &L::Node) {
     match head {
         None => {
-            l.set_next(t, Some(t.clone()));
-            l.set_prev(t, Some(t.clone()));
+            l.set_links(t, Some(t.clone()), Some(t.clone()));
             *head = Some(t.clone());
         }
         Some(h) => {
@@ -103,8 +110,7 @@ pub fn unremove<L: Links>(l: &mut L, head: &mut Option<L::Node>, t: &L::Node) {
 
 /// A sentinel node alone in its ring (an empty channel queue).
 pub fn make_sentinel<L: Links>(l: &mut L, s: &L::Node) {
-    l.set_next(s, Some(s.clone()));
-    l.set_prev(s, Some(s.clone()));
+    l.set_links(s, Some(s.clone()), Some(s.clone()));
 }
 
 /// The nodes of a ring from `start` (inclusive) in `next` order, stopping before `stop`

@@ -333,6 +333,39 @@ impl<'py> Links for PyLinks<'py> {
     fn set_prev(&mut self, n: &Self::Node, to: Option<Self::Node>) {
         set_link(n, &Which::Prev, to);
     }
+    fn links(&self, n: &Self::Node) -> (Option<Self::Node>, Option<Self::Node>) {
+        let py = self.0;
+        let bind = |o: &Option<Obj>| o.as_ref().map(|o| o.bind(py).clone());
+        if let Ok(t) = n.cast::<TaskletBase>() {
+            let b = t.borrow();
+            (bind(&b.next), bind(&b.prev))
+        } else if let Ok(c) = n.cast::<ChannelBase>() {
+            let b = c.borrow();
+            (bind(&b.next), bind(&b.prev))
+        } else {
+            (None, None)
+        }
+    }
+    fn set_links(&mut self, n: &Self::Node, next: Option<Self::Node>, prev: Option<Self::Node>) {
+        let (next, prev) = (next.map(Bound::unbind), prev.map(Bound::unbind));
+        // N3: the old values are dropped after the borrow ends.
+        let old = if let Ok(t) = n.cast::<TaskletBase>() {
+            let mut b = t.borrow_mut();
+            (
+                std::mem::replace(&mut b.next, next),
+                std::mem::replace(&mut b.prev, prev),
+            )
+        } else if let Ok(c) = n.cast::<ChannelBase>() {
+            let mut b = c.borrow_mut();
+            (
+                std::mem::replace(&mut b.next, next),
+                std::mem::replace(&mut b.prev, prev),
+            )
+        } else {
+            (None, None)
+        };
+        drop(old);
+    }
 }
 
 /// The run queue of `s`: its head taken out, operated on, and put back with the count.
@@ -413,20 +446,26 @@ fn current_sched<'py>(py: Python<'py>, r: &CoreRefs) -> PyResult<Bound<'py, Sche
 }
 
 /// No callback installed, no switch trap, no preemption running: the fast paths apply.
-fn plain(py: Python<'_>, r: &CoreRefs, s: &Bound<'_, SchedBase>) -> PyResult<bool> {
-    {
+/// Returns the running tasklet then.
+fn plain<'py>(
+    py: Python<'py>,
+    r: &CoreRefs,
+    s: &Bound<'py, SchedBase>,
+) -> PyResult<Option<Bound<'py, TaskletBase>>> {
+    let cur = {
         let b = s.borrow();
         if b.switch_trap != 0 || b.tracing || b.runflags & i64::from(Flags::SOFT) != 0 {
-            return Ok(false);
+            return Ok(None);
         }
-    }
+        as_tasklet(py, b.current.as_ref())
+    };
     let hooks = r.hooks.bind(py);
     for name in [intern!(py, "schedule"), intern!(py, "channel")] {
         if hooks.get_item(name)?.is_some_and(|h| !h.is_none()) {
-            return Ok(false);
+            return Ok(None);
         }
     }
-    Ok(true)
+    Ok(cur)
 }
 
 fn as_tasklet<'py>(py: Python<'py>, o: Option<&Obj>) -> Option<Bound<'py, TaskletBase>> {
@@ -495,18 +534,36 @@ fn switch_to(
     if prev.is(nxt) {
         return claim(py, r, prev);
     }
-    set_current(s, nxt);
-    let c = cont_of(py, r, s, nxt)?;
-    let pc = prev
-        .borrow()
-        .cont
-        .as_ref()
-        .map(|c| c.clone_ref(py))
-        .ok_or_else(|| {
-            pyo3::exceptions::PySystemError::new_err("running tasklet without continulet")
-        })?;
+    let (pc, c) = before_switch(py, r, s, prev, nxt)?;
     // N3: only owned references are alive here.
     switch::switch_to(pc.bind(py), c.bind(py))?;
+    after_switch(py, r, s, prev)
+}
+
+#[inline(never)]
+fn before_switch(
+    py: Python<'_>,
+    r: &CoreRefs,
+    s: &Bound<'_, SchedBase>,
+    prev: &Bound<'_, TaskletBase>,
+    nxt: &Bound<'_, TaskletBase>,
+) -> PyResult<(Obj, Obj)> {
+    set_current(s, nxt);
+    let c = cont_of(py, r, s, nxt)?;
+    let pc = prev.borrow().cont.as_ref().map(|c| c.clone_ref(py));
+    let pc = pc.ok_or_else(|| {
+        pyo3::exceptions::PySystemError::new_err("running tasklet without continulet")
+    })?;
+    Ok((pc, c))
+}
+
+#[inline(never)]
+fn after_switch(
+    py: Python<'_>,
+    r: &CoreRefs,
+    s: &Bound<'_, SchedBase>,
+    prev: &Bound<'_, TaskletBase>,
+) -> PyResult<Obj> {
     if s.borrow().tracing {
         let frame = py
             .import(intern!(py, "sys"))?
@@ -518,37 +575,69 @@ fn switch_to(
     claim(py, r, prev)
 }
 
+/// What a fast path decided before switching.
+enum Prepared<'py> {
+    /// Not the common case: call the Python core with the value.
+    Delegate(Obj),
+    /// Switch from `prev` to `next` (the queues are updated).
+    Switch {
+        s: Bound<'py, SchedBase>,
+        prev: Bound<'py, TaskletBase>,
+        next: Bound<'py, TaskletBase>,
+    },
+}
+
 /// `_core.channel_action` (generic_channel_action) for the common case; delegates the rest.
 fn channel_action(ch: &Bound<'_, ChannelBase>, arg: Obj, dir: Dir) -> PyResult<Obj> {
     let py = ch.py();
     let r = refs(py)?;
-    let s = current_sched(py, r)?;
-    let delegate = |arg: Obj| r.channel_action.call1(py, (ch, arg, dir.sign()));
-    if !plain(py, r, &s)? {
-        return delegate(arg);
+    // The switch below runs in this small frame: the preparation is not inlined, so that
+    // fewer stack bytes are saved and restored per switch.
+    match channel_prepare(r, ch, arg, dir)? {
+        Prepared::Delegate(arg) => r.channel_action.call1(py, (ch, arg, dir.sign())),
+        Prepared::Switch { s, prev, next } => match switch_to(py, r, &s, &prev, &next) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                channel_undo(r, ch, &s, &prev)?;
+                Err(e)
+            }
+        },
     }
-    let Some(source) = as_tasklet(py, s.borrow().current.as_ref()) else {
-        return delegate(arg);
+}
+
+#[inline(never)]
+fn channel_prepare<'py>(
+    r: &CoreRefs,
+    ch: &Bound<'py, ChannelBase>,
+    arg: Obj,
+    dir: Dir,
+) -> PyResult<Prepared<'py>> {
+    let py = ch.py();
+    let s = current_sched(py, r)?;
+    let Some(source) = plain(py, r, &s)? else {
+        return Ok(Prepared::Delegate(arg));
     };
     let lock = CoreLock::acquire(py, r)?;
-    let (balance, preference, schedule_all, closing) = {
+    let (balance, preference, schedule_all, closing, first) = {
         let c = ch.borrow();
-        (c.balance, c.preference, c.schedule_all != 0, c.closing)
+        (
+            c.balance,
+            c.preference,
+            c.schedule_all != 0,
+            c.closing,
+            as_tasklet(py, c.next.as_ref()),
+        )
     };
     let switchto = match channel::decide(balance, dir, preference, schedule_all) {
         Decision::Handoff(next) => {
-            let target = as_tasklet(py, ch.borrow().next.as_ref());
             let Some(target) =
-                target.filter(|t| t.borrow().sched.as_ref().is_some_and(|ts| ts.is(&s)))
+                first.filter(|t| t.borrow().sched.as_ref().is_some_and(|ts| ts.is(&s)))
             else {
                 drop(lock);
-                return delegate(arg); // interthread: the Python core wakes the other thread
+                return Ok(Prepared::Delegate(arg)); // interthread: the Python core wakes it
             };
             chan_remove(&target)?;
-            let theirs = {
-                let mut tb = target.borrow_mut();
-                tb.tempval.replace(arg)
-            };
+            let theirs = target.borrow_mut().tempval.replace(arg);
             let old = std::mem::replace(&mut source.borrow_mut().tempval, theirs);
             drop(old);
             let t_any = target.as_any().clone();
@@ -574,44 +663,53 @@ fn channel_action(ch: &Bound<'_, ChannelBase>, arg: Obj, dir: Dir) -> PyResult<O
             };
             if channel::check_block(trap, closing).is_err() || next_is_self {
                 drop(lock);
-                return delegate(arg); // errors, or nothing else runnable: watchdog/deadlock
+                return Ok(Prepared::Delegate(arg)); // errors, or nothing else runnable
             }
-            let old = source.borrow_mut().tempval.replace(arg);
-            drop(old);
             let src_any = source.as_any().clone();
             with_queue(&s, |l, h| (ring::remove(l, h, &src_any), -1));
             ring::insert_before(&mut PyLinks(py), ch.as_any(), &src_any);
             ch.borrow_mut().balance += dir.sign();
-            {
+            let old = {
                 let mut b = source.borrow_mut();
                 b.blocked = dir.sign();
                 b.chan = Some(ch.clone().into_any().unbind());
-            }
+                b.tempval.replace(arg)
+            };
+            drop(old);
             as_tasklet(py, s.borrow().chain.as_ref())
         }
     };
     drop(lock);
-    let Some(switchto) = switchto else {
+    let Some(next) = switchto else {
         return Err(pyo3::exceptions::PySystemError::new_err(
             "stackless: empty run queue after a handoff",
         ));
     };
-    match switch_to(py, r, &s, &source, &switchto) {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            // undo a failed block (the switch did not happen), as the Python core does
-            let _lock = CoreLock::acquire(py, r)?;
-            let blocked_here = source.borrow().chan.as_ref().is_some_and(|c| c.is(ch));
-            if blocked_here {
-                chan_remove(&source)?;
-            }
-            if !is_linked(&source) {
-                let src_any = source.as_any().clone();
-                with_queue(&s, |l, h| (ring::unremove(l, h, &src_any), 1));
-            }
-            Err(e)
-        }
+    Ok(Prepared::Switch {
+        s,
+        prev: source,
+        next,
+    })
+}
+
+/// Undo a failed block (the switch did not happen), as the Python core does.
+#[inline(never)]
+fn channel_undo(
+    r: &CoreRefs,
+    ch: &Bound<'_, ChannelBase>,
+    s: &Bound<'_, SchedBase>,
+    source: &Bound<'_, TaskletBase>,
+) -> PyResult<()> {
+    let _lock = CoreLock::acquire(ch.py(), r)?;
+    let blocked_here = source.borrow().chan.as_ref().is_some_and(|c| c.is(ch));
+    if blocked_here {
+        chan_remove(source)?;
     }
+    if !is_linked(source) {
+        let src_any = source.as_any().clone();
+        with_queue(s, |l, h| (ring::unremove(l, h, &src_any), 1));
+    }
+    Ok(())
 }
 
 /// `stackless.schedule(retval=stackless.current)`: the next runnable tasklet runs; returns
@@ -626,44 +724,68 @@ pub(crate) fn schedule(py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Ob
         )));
     }
     let r = refs(py)?;
-    let s = current_sched(py, r)?;
-    let cur = s.borrow().current.as_ref().map(|c| c.clone_ref(py));
-    let retval = match args.len() {
-        1 => args.get_item(0)?.unbind(),
-        _ => cur.as_ref().map_or_else(|| py.None(), |c| c.clone_ref(py)),
-    };
-    let delegate = |retval: Obj| r.schedule.call1(py, (&s, retval, false));
-    if !plain(py, r, &s)? {
-        return delegate(retval);
+    let retval = args.get_item(0).ok().map(Bound::unbind);
+    match schedule_prepare(py, r, retval)? {
+        (Prepared::Delegate(retval), s) => r.schedule.call1(py, (s, retval, false)),
+        (Prepared::Switch { s, prev, next }, _) => {
+            let retval = prev.borrow().tempval.as_ref().map(|v| v.clone_ref(py));
+            match switch_to(py, r, &s, &prev, &next) {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    // as the Python core: restore the old tempval (None, checked before)
+                    let mine = prev.borrow().tempval.as_ref().map(|v| v.clone_ref(py));
+                    if mine.is_some_and(|m| retval.is_some_and(|r| r.is(&m))) {
+                        let t = prev.borrow_mut().tempval.take();
+                        drop(t);
+                    }
+                    Err(e)
+                }
+            }
+        }
     }
-    let Some(prev) = as_tasklet(py, cur.as_ref()) else {
-        return delegate(retval);
+}
+
+#[inline(never)]
+fn schedule_prepare<'py>(
+    py: Python<'py>,
+    r: &CoreRefs,
+    retval: Option<Obj>,
+) -> PyResult<(Prepared<'py>, Bound<'py, SchedBase>)> {
+    let s = current_sched(py, r)?;
+    let retval = match retval {
+        Some(v) => v,
+        None => s
+            .borrow()
+            .current
+            .as_ref()
+            .map_or_else(|| py.None(), |c| c.clone_ref(py)),
+    };
+    let Some(prev) = plain(py, r, &s)? else {
+        return Ok((Prepared::Delegate(retval), s));
     };
     let lock = CoreLock::acquire(py, r)?;
-    let Some(nxt) = as_tasklet(py, prev.borrow().next.as_ref()) else {
-        drop(lock);
-        return delegate(retval);
+    let (next, old) = {
+        let mut b = prev.borrow_mut();
+        let next = as_tasklet(py, b.next.as_ref());
+        if next.is_none() || b.tempval.is_some() {
+            // nothing to switch to, or a value already waiting: the Python core's rules
+            drop(b);
+            drop(lock);
+            return Ok((Prepared::Delegate(retval), s));
+        }
+        (next, b.tempval.replace(retval))
     };
-    let old = prev.borrow_mut().tempval.replace(retval.clone_ref(py));
     drop(lock);
-    match switch_to(py, r, &s, &prev, &nxt) {
-        Ok(v) => {
-            drop(old);
-            Ok(v)
-        }
-        Err(e) => {
-            let restore = prev
-                .borrow()
-                .tempval
-                .as_ref()
-                .is_some_and(|t| t.is(&retval));
-            if restore {
-                let mine = std::mem::replace(&mut prev.borrow_mut().tempval, old);
-                drop(mine);
-            }
-            Err(e)
-        }
-    }
+    drop(old);
+    let next = next.expect("checked above");
+    Ok((
+        Prepared::Switch {
+            s: s.clone(),
+            prev,
+            next,
+        },
+        s,
+    ))
 }
 
 /// The bottom of every tasklet (`_core._tasklet_main`): run the function, then hand the stack
@@ -752,7 +874,7 @@ fn tasklet_end(
         ));
     };
     let s = s_any.cast::<SchedBase>()?.clone();
-    let fast = err.is_none() && plain(py, r, &s)? && {
+    let fast = err.is_none() && plain(py, r, &s)?.is_some() && {
         let b = t.borrow();
         let head_is_t = s.borrow().chain.as_ref().is_some_and(|h| h.is(t));
         head_is_t && b.next.as_ref().is_some_and(|n| !n.is(t))
