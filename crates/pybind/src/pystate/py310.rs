@@ -45,25 +45,6 @@ pub(crate) type OwnedRef = Weak<OwnedCtx>;
 thread_local! {
     static CURRENT_OWNED: RefCell<Option<Owned>> = const { RefCell::new(None) };
     static USE_TRACING: Cell<c_int> = const { Cell::new(0) };
-    /// The state of the context that is switching away, between `save_parked` (before the
-    /// stack switch) and `take_parked` (on the resumed side, right after it).
-    static PARKED: RefCell<Option<PyState>> = const { RefCell::new(None) };
-}
-
-/// `save()` into the parking place (see `continuation::Host::save_parked`).
-pub(crate) fn save_parked() {
-    let s = save();
-    PARKED.with(|p| {
-        let old = p.borrow_mut().replace(s);
-        debug_assert!(old.is_none(), "a parked state was never taken");
-    });
-}
-
-/// Take the parked state (on the resumed side of a switch).
-pub(crate) fn take_parked() -> PyState {
-    PARKED
-        .with(|p| p.borrow_mut().take())
-        .expect("a state was parked before the switch")
 }
 
 /// The saved interpreter state of a suspended context.
