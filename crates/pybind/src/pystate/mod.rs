@@ -31,6 +31,9 @@
 //! * **P3** A context's data-stack chunks are freed exactly once: by `leave_finished` when it
 //!   finishes, or by dropping its `PyState` when it is destroyed while suspended.
 //! * **P4** All of this happens with the GIL held, on the thread the state belongs to.
+//! * **P5** (3.12+) A suspended context's interpreter-frame chain holds only heap frames:
+//!   `save()` rewires the links that go through C-stack entry frames (whose bytes tealet has
+//!   moved away) and `restore()` puts them back (`py312.rs`, `py313.rs`).
 
 #[cfg(all(Py_3_10, not(Py_3_11)))]
 mod py310;
