@@ -9,8 +9,9 @@ documented here.  Everything is modelled on C Stackless 3.x (``Stackless/module/
 One ``_Sched`` per OS thread (``threading.local``), created lazily together with the thread's
 main tasklet.  Tasklet fields: ``_sched`` (owner thread), ``_next``/``_prev`` (links: run queue
 *or* channel queue, ``None`` when floating), ``_blocked`` (0, 1 = send, -1 = receive), ``_chan``
-(channel while blocked), ``_cont`` (continulet, created at the first switch into the tasklet,
-``None`` before and after), ``_alive``, ``tempval`` (value/bomb handed over by the next switch).
+(channel while blocked), ``_cont`` (continulet, created at the first switch into the tasklet
+by the thread's ``factory`` continulet so that every tasklet starts at the same shallow
+recursion depth, ``None`` before and after), ``_alive``, ``tempval`` (value/bomb handed over by the next switch).
 Channel fields: ``_next``/``_prev`` (the channel is the sentinel of its circular queue),
 ``_balance``.
 
@@ -31,6 +32,7 @@ import sys
 import threading
 
 from _continuation import continulet, permute
+from continulet._compat import suspended_frame as _suspended_frame
 
 THREADBLOCK, SOFT, IGNORE_NESTING, TOTALTIMEOUT = 1, 2, 4, 8
 
@@ -158,6 +160,37 @@ def _spare(c):
     raise SystemError("stackless: the spare continuation was resumed (internal error)")
 
 
+def _factory_main(fc, s):
+    """Creates tasklet continulets at the factory's own (shallow) depth: see ``_new_cont``.
+
+    Requests and replies go through ``s.factory_io`` so that no frame of the suspended
+    factory keeps a tasklet or its continulet alive.
+    """
+    while True:
+        fc.switch()
+        t = s.factory_io
+        try:
+            s.factory_io = continulet(_tasklet_main, t)
+        except BaseException as e:  # MemoryError...: re-raised in the requesting tasklet
+            s.factory_io = e
+        t = None
+
+
+def _new_cont(s, t):
+    """The continulet of tasklet ``t``, created inside the thread's factory continulet.
+
+    A continulet's recursion depth is fixed where it is created (on PyPy as on CPython), so
+    creating it in the tasklet that first switches to ``t`` would stack every tasklet on top of
+    the one that started it: 1,000 tasklets started one by one raised RecursionError.
+    """
+    s.factory_io = t
+    s.factory.switch()
+    reply, s.factory_io = s.factory_io, None
+    if isinstance(reply, BaseException):
+        raise reply
+    return reply
+
+
 class _Sched(SchedBase):
     """Per-thread scheduler state (PyThreadState.st in C Stackless)."""
 
@@ -183,6 +216,9 @@ class _Sched(SchedBase):
         init_fields(main, self)
         main._alive = True
         main._cont = continulet(_spare)
+        self.factory_io = None
+        self.factory = continulet(_factory_main, self)
+        self.factory.switch()
         self.main = self.current = main
         _insert(self, main)
 
@@ -393,7 +429,7 @@ def _switch(s, prev, nxt):
         s.watermark = s.ticks + s.interval
     c = nxt._cont
     if c is None:
-        c = nxt._cont = continulet(_tasklet_main, nxt)
+        c = nxt._cont = _new_cont(s, nxt)
     prev._cont.switch(to=c)
     if s.tracing:
         _retrace(s, sys._getframe(1))
@@ -573,7 +609,7 @@ def _tasklet_end(s, t, cont, err):
     if not s.runflags & TOTALTIMEOUT:
         s.watermark = s.ticks + s.interval
     if nxt._cont is None:
-        nxt._cont = continulet(_tasklet_main, nxt)
+        nxt._cont = _new_cont(s, nxt)
     t._cont = None
     permute(cont, nxt._cont)
 
@@ -771,8 +807,7 @@ def tasklet_frame(t):
     c = t._cont
     if c is None or t is s.main:
         return None
-    f = c._get_frame()
-    f = f.f_back if f else None
+    f = _suspended_frame(c)
     while f is not None and (f.f_globals is _OUR_GLOBALS[0] or f.f_globals is _OUR_GLOBALS[-1]):
         f = f.f_back
     return f
