@@ -1,0 +1,189 @@
+"""Stackless on CPython: native core vs pure-Python core vs asyncio, one run.
+
+    python stackless_bench.py            # the table: each mode in its own subprocess
+    python stackless_bench.py --one      # this process's mode only (CONTINULET_PURE=1: pure)
+
+Operations (best of REPEATS runs, ns per operation):
+  ping-pong   one message through a channel between two tasklets (send + receive, 2 switches)
+  schedule    one schedule() call with two tasklets taking turns (1 switch)
+  create+run  tasklet(f)() and its whole life, in batches run by stackless.run()
+  blocked     bytes of RSS per tasklet blocked on a channel receive (N of them)
+asyncio: the same ping-pong through two asyncio.Queue objects, and the same blocked count
+(coroutines awaiting a Queue.get()).
+"""
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPEATS = 5
+N = 100_000
+N_BLOCKED = 20_000
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def best(fn, n):
+    times = []
+    for _ in range(REPEATS):
+        gc.collect()
+        t = time.perf_counter()
+        fn(n)
+        times.append(time.perf_counter() - t)
+    return min(times) / n * 1e9
+
+
+def stackless_rows():
+    import stackless
+
+    def pingpong(n):
+        ch = stackless.channel()
+
+        def ping():
+            send = ch.send
+            for i in range(n):
+                send(i)
+
+        def pong():
+            receive = ch.receive
+            for _ in range(n):
+                receive()
+
+        stackless.tasklet(ping)()
+        stackless.tasklet(pong)()
+        stackless.run()
+
+    def schedule(n):
+        sched = stackless.schedule
+
+        def turn():
+            for _ in range(n // 2):
+                sched()
+
+        stackless.tasklet(turn)()
+        stackless.tasklet(turn)()
+        stackless.run()
+
+    def create_run(n):
+        def f():
+            pass
+
+        t = stackless.tasklet
+        for _ in range(n // 1000):
+            for _ in range(1000):
+                t(f)()
+            stackless.run()
+
+    def blocked(n):
+        ch = stackless.channel()
+        for _ in range(1000):  # warm-up: allocator pools
+            stackless.tasklet(ch.receive)()
+        stackless.run()
+        gc.collect()
+        before = rss()
+        for _ in range(n):
+            stackless.tasklet(ch.receive)()
+        stackless.run()
+        per = (rss() - before) / n
+        for _ in range(n + 1000):
+            ch.send(None)
+        return per
+
+    from stackless import _core
+
+    return {
+        "mode": "native" if _core.NATIVE is not None else "pure",
+        "pingpong": best(pingpong, N),
+        "schedule": best(schedule, N),
+        "create_run": best(create_run, N // 2),
+        "blocked": blocked(N_BLOCKED),
+    }
+
+
+def asyncio_rows():
+    import asyncio
+
+    async def pingpong(n):
+        a, b = asyncio.Queue(), asyncio.Queue()
+
+        async def pong():
+            for _ in range(n):
+                await b.put(await a.get())
+
+        task = asyncio.ensure_future(pong())
+        for i in range(n):
+            await a.put(i)
+            await b.get()
+        await task
+
+    def run_pingpong(n):
+        asyncio.run(pingpong(n))
+
+    async def blocked(n):
+        q = asyncio.Queue()
+        gc.collect()
+        before = rss()
+        tasks = [asyncio.ensure_future(q.get()) for _ in range(n)]
+        await asyncio.sleep(0)
+        per = (rss() - before) / n
+        for _ in range(n):
+            q.put_nowait(None)
+        await asyncio.gather(*tasks)
+        return per
+
+    return {
+        "mode": "asyncio",
+        # one message = a put and a get in each direction halved: per one-way message
+        "pingpong": best(run_pingpong, N // 10) / 2,
+        "blocked": asyncio.run(blocked(N_BLOCKED)),
+    }
+
+
+def one():
+    if "--asyncio" in sys.argv:
+        return asyncio_rows()
+    return stackless_rows()
+
+
+def main():
+    if "--one" in sys.argv:
+        print(json.dumps(one()))
+        return
+    rows = {}
+    me = [sys.executable, os.path.abspath(__file__), "--one"]
+    for mode, env, extra in [("native", {}, []), ("pure", {"CONTINULET_PURE": "1"}, []),
+                             ("asyncio", {}, ["--asyncio"])]:
+        e = dict(os.environ)
+        e.pop("CONTINULET_PURE", None)
+        e.update(env)
+        out = subprocess.run(me + extra, env=e, check=True, capture_output=True, text=True).stdout
+        rows[mode] = json.loads(out.strip().splitlines()[-1])
+    nat, pure, aio = rows["native"], rows["pure"], rows["asyncio"]
+    if nat["mode"] != "native":
+        print("(no native core in this interpreter: the 'native' column is the pure core)")
+    print("CPython %s, ns per operation (best of %d), bytes per blocked tasklet" %
+          (sys.version.split()[0], REPEATS))
+    print()
+    print("| operation | native core | pure-Python core | asyncio | native vs pure | native vs asyncio |")
+    print("|---|---|---|---|---|---|")
+
+    def row(name, key, fmt="{:,.0f}"):
+        a, p = nat[key], pure[key]
+        q = aio.get(key)
+        print("| %s | %s | %s | %s | %.1fx | %s |" % (
+            name, fmt.format(a), fmt.format(p), fmt.format(q) if q is not None else "—",
+            p / a, "%.1fx" % (q / a) if q is not None else "—"))
+
+    row("channel ping-pong, ns/message", "pingpong")
+    row("schedule() round trip, ns", "schedule")
+    row("tasklet create+run, ns", "create_run")
+    row("memory per blocked tasklet, bytes", "blocked")
+
+
+if __name__ == "__main__":
+    main()
