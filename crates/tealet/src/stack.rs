@@ -220,7 +220,8 @@ impl Chain {
     /// `[.., target_stop)` may run; slices that become fully saved leave the chain.  `target`
     /// itself (if in the chain) is unlinked without saving: it is about to be restored.
     ///
-    /// All allocation happens first, so on `Err` nothing was copied or unlinked.
+    /// On `Err` (no memory for a buffer) the chain is consistent: slices saved so far are
+    /// saved for good, and `target` is in the chain as before.
     ///
     /// # Safety
     ///
@@ -232,35 +233,54 @@ impl Chain {
     ) -> Result<(), AllocError> {
         // SAFETY: the chain links live slices (S2), per the contract.
         unsafe {
-            // Pass 1: reserve.
+            // One pass, head first.  A slice that is fully saved leaves the chain at once (that
+            // is final and correct even if a later allocation fails); `target` leaves it too,
+            // and is linked back at the head if we fail after that.
             let mut cur = self.head;
+            let mut target_unlinked = false;
             while !cur.is_null() && (*cur).stop <= target_stop {
-                if cur != target {
-                    (*cur).reserve_upto((*cur).stop)?;
+                if cur == target {
+                    target_unlinked = true;
+                } else {
+                    let stop = (*cur).stop;
+                    if let Err(e) = (*cur).reserve_upto(stop) {
+                        self.relink_target(target, target_unlinked);
+                        return Err(e);
+                    }
+                    (*cur).save_upto(stop);
                 }
-                cur = (*cur).prev;
-            }
-            if !cur.is_null() && (*cur).start < target_stop {
-                (*cur).reserve_upto(target_stop)?;
-            }
-            // Pass 2: copy and unlink; cannot fail.
-            let mut cur = self.head;
-            while !cur.is_null() && (*cur).stop <= target_stop {
                 let prev = (*cur).prev;
                 (*cur).prev = ptr::null_mut();
                 (*cur).in_chain = false;
-                if cur != target {
-                    let stop = (*cur).stop;
-                    (*cur).save_upto(stop);
-                }
+                self.head = prev;
                 cur = prev;
             }
             if !cur.is_null() && (*cur).start < target_stop {
+                if let Err(e) = (*cur).reserve_upto(target_stop) {
+                    self.relink_target(target, target_unlinked);
+                    return Err(e);
+                }
                 (*cur).save_upto(target_stop);
             }
-            self.head = cur;
         }
         Ok(())
+    }
+
+    /// Undo the unlinking of `target` by a failed [`Chain::clear_for`]: it goes back at the
+    /// head, where its `stop` (no greater than any remaining slice's) keeps the order (S2).
+    ///
+    /// # Safety
+    ///
+    /// `target` is live; `unlinked` says whether `clear_for` took it out.
+    unsafe fn relink_target(&mut self, target: *mut Slice, unlinked: bool) {
+        if unlinked {
+            // SAFETY: per the contract.
+            unsafe {
+                (*target).prev = self.head;
+                (*target).in_chain = true;
+            }
+            self.head = target;
+        }
     }
 
     /// Remove `slice` from the chain if it is there (destroying a suspended context).

@@ -89,3 +89,33 @@ fn unlink_from_middle_and_tail() {
         }
     }
 }
+
+#[test]
+fn failed_clear_leaves_the_target_linked_and_saved_slices_saved() {
+    let mut mem = fake_stack(256);
+    let base = mem.as_mut_ptr();
+    // SAFETY: the small slices live inside `mem`; `huge` is never read because reserving its
+    // buffer fails first (its size cannot be allocated).
+    unsafe {
+        let small = Slice::alloc(base.add(10), base.add(60)).unwrap();
+        let target = Slice::alloc(base.add(100), base.add(200)).unwrap();
+        let huge_stop = base.wrapping_add(isize::MAX as usize);
+        let huge = Slice::alloc(base.add(150), huge_stop).unwrap();
+        let mut chain = Chain::new();
+        chain.push(huge);
+        chain.push(target);
+        chain.push(small);
+        assert!(chain.clear_for(target, huge_stop).is_err());
+        // `small` was saved in full and left the chain; `target` is back; `huge` untouched.
+        assert_eq!((*small).saved_len(), 50);
+        assert_eq!(chain.len(), 2);
+        assert_eq!((*target).saved_len(), 0);
+        assert_eq!((*huge).saved_len(), 0);
+        chain.unlink(target);
+        chain.unlink(huge);
+        assert_eq!(chain.len(), 0);
+        for s in [small, target, huge] {
+            Slice::free(s);
+        }
+    }
+}
