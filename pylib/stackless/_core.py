@@ -86,7 +86,7 @@ else:
 _lock = threading.RLock()
 _tls = threading.local()
 _threads = {}  # thread id -> _Sched (guarded by _lock)
-hooks = {"schedule": None, "channel": None, "error": None}
+hooks = {"schedule": None, "channel": None, "error": None} if NATIVE is None else NATIVE.Hooks()
 tasklet_type = None  # set by __init__
 _OUR_GLOBALS = []  # globals dicts of our modules (frames to hide / not to trace)
 

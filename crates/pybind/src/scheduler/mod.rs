@@ -48,7 +48,8 @@ use stackless_core::channel::{self, Decision, Dir, Next};
 use stackless_core::ring::{self, Links};
 use stackless_core::Flags;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 type Obj = Py<PyAny>;
 
@@ -63,7 +64,7 @@ thread_local! {
 struct CoreRefs {
     core: Py<PyModule>,
     get: Obj,
-    hooks: Py<PyDict>,
+    hooks: Py<Hooks>,
     bomb: Obj,
     tasklet_exit: Obj,
     system_exit: Obj,
@@ -262,6 +263,84 @@ impl Drop for SchedBase {
     }
 }
 
+/// `_core.hooks` on CPython: the schedule, channel and error callbacks, readable from Rust
+/// without a dict lookup (`active`: a schedule or channel callback is installed).
+#[pyclass(frozen, module = "continulet._native", name = "Hooks")]
+#[derive(Default)]
+pub(crate) struct Hooks {
+    schedule: Mutex<Option<Obj>>,
+    channel: Mutex<Option<Obj>>,
+    error: Mutex<Option<Obj>>,
+    active: AtomicBool,
+}
+
+impl Hooks {
+    fn slot(&self, name: &str) -> PyResult<&Mutex<Option<Obj>>> {
+        match name {
+            "schedule" => Ok(&self.schedule),
+            "channel" => Ok(&self.channel),
+            "error" => Ok(&self.error),
+            _ => Err(pyo3::exceptions::PyKeyError::new_err(name.to_owned())),
+        }
+    }
+
+    fn get_hook(&self, py: Python<'_>, name: &str) -> PyResult<Option<Obj>> {
+        let slot = self
+            .slot(name)?
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(slot.as_ref().map(|o| o.clone_ref(py)))
+    }
+}
+
+#[pymethods]
+impl Hooks {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    fn __getitem__(&self, py: Python<'_>, name: &str) -> PyResult<Obj> {
+        Ok(self.get_hook(py, name)?.unwrap_or_else(|| py.None()))
+    }
+
+    fn __setitem__(&self, py: Python<'_>, name: &str, value: Obj) -> PyResult<()> {
+        let value = (!value.is_none(py)).then_some(value);
+        let old = std::mem::replace(
+            &mut *self
+                .slot(name)?
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            value,
+        );
+        let active = [&self.schedule, &self.channel]
+            .iter()
+            .any(|m| m.lock().unwrap_or_else(PoisonError::into_inner).is_some());
+        self.active.store(active, Ordering::Relaxed);
+        drop(old); // N3: after the lock
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for m in [&self.schedule, &self.channel, &self.error] {
+            if let Ok(g) = m.try_lock() {
+                if let Some(o) = g.as_ref() {
+                    visit.call(o)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        for m in [&self.schedule, &self.channel, &self.error] {
+            let old = m.lock().unwrap_or_else(PoisonError::into_inner).take();
+            drop(old);
+        }
+        self.active.store(false, Ordering::Relaxed);
+    }
+}
+
 // ---- links: the rings of stackless-core over the pyclass fields ----------------------------
 
 /// [`Links`] over tasklet and channel objects.
@@ -451,21 +530,18 @@ fn plain<'py>(
     py: Python<'py>,
     r: &CoreRefs,
     s: &Bound<'py, SchedBase>,
-) -> PyResult<Option<Bound<'py, TaskletBase>>> {
+) -> Option<Bound<'py, TaskletBase>> {
     let cur = {
         let b = s.borrow();
         if b.switch_trap != 0 || b.tracing || b.runflags & i64::from(Flags::SOFT) != 0 {
-            return Ok(None);
+            return None;
         }
         as_tasklet(py, b.current.as_ref())
     };
-    let hooks = r.hooks.bind(py);
-    for name in [intern!(py, "schedule"), intern!(py, "channel")] {
-        if hooks.get_item(name)?.is_some_and(|h| !h.is_none()) {
-            return Ok(None);
-        }
+    if r.hooks.get().active.load(Ordering::Relaxed) {
+        return None;
     }
-    Ok(cur)
+    cur
 }
 
 fn as_tasklet<'py>(py: Python<'py>, o: Option<&Obj>) -> Option<Bound<'py, TaskletBase>> {
@@ -478,7 +554,13 @@ fn claim(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> PyResult<O
     match v {
         None => Ok(py.None()),
         Some(v) => {
-            if v.bind(py).is_instance(r.bomb.bind(py))? {
+            let b = v.bind(py);
+            let plain_value = b.is_none()
+                || b.is_exact_instance_of::<pyo3::types::PyInt>()
+                || b.is_exact_instance_of::<pyo3::types::PyString>()
+                || b.is_exact_instance_of::<pyo3::types::PyFloat>()
+                || b.is_exact_instance_of::<pyo3::types::PyTuple>();
+            if !plain_value && b.is_instance(r.bomb.bind(py))? {
                 let exc = v.bind(py).call_method0(intern!(py, "_exception"))?;
                 Err(PyErr::from_value(exc))
             } else {
@@ -614,7 +696,7 @@ fn channel_prepare<'py>(
 ) -> PyResult<Prepared<'py>> {
     let py = ch.py();
     let s = current_sched(py, r)?;
-    let Some(source) = plain(py, r, &s)? else {
+    let Some(source) = plain(py, r, &s) else {
         return Ok(Prepared::Delegate(arg));
     };
     let lock = CoreLock::acquire(py, r)?;
@@ -760,7 +842,7 @@ fn schedule_prepare<'py>(
             .as_ref()
             .map_or_else(|| py.None(), |c| c.clone_ref(py)),
     };
-    let Some(prev) = plain(py, r, &s)? else {
+    let Some(prev) = plain(py, r, &s) else {
         return Ok((Prepared::Delegate(retval), s));
     };
     let lock = CoreLock::acquire(py, r)?;
@@ -839,8 +921,8 @@ fn uncaught(py: Python<'_>, r: &CoreRefs, e: &PyErr) -> PyResult<Option<Obj>> {
             .map_or_else(|| py.None(), |t| t.into_any().unbind());
         r.bomb.call1(py, (e.get_type(py), e.value(py), tb))
     };
-    let handler = r.hooks.bind(py).get_item(intern!(py, "error"))?;
-    if let Some(h) = handler.filter(|h| !h.is_none()) {
+    let handler = r.hooks.get().get_hook(py, "error")?;
+    if let Some(h) = handler.map(|h| h.into_bound(py)) {
         if !e.is_instance(py, r.system_exit.bind(py)) {
             let tb = e
                 .traceback(py)
@@ -874,7 +956,7 @@ fn tasklet_end(
         ));
     };
     let s = s_any.cast::<SchedBase>()?.clone();
-    let fast = err.is_none() && plain(py, r, &s)?.is_some() && {
+    let fast = err.is_none() && plain(py, r, &s).is_some() && {
         let b = t.borrow();
         let head_is_t = s.borrow().chain.as_ref().is_some_and(|h| h.is(t));
         head_is_t && b.next.as_ref().is_some_and(|n| !n.is(t))
@@ -910,7 +992,7 @@ fn stackless_init(core: &Bound<'_, PyModule>) -> PyResult<()> {
     let refs = CoreRefs {
         core: core.clone().unbind(),
         get: get("get")?,
-        hooks: core.getattr("hooks")?.cast_into::<PyDict>()?.unbind(),
+        hooks: core.getattr("hooks")?.cast_into::<Hooks>()?.unbind(),
         bomb: get("bomb")?,
         tasklet_exit: get("TaskletExit")?,
         system_exit: py
@@ -932,6 +1014,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TaskletBase>()?;
     m.add_class::<ChannelBase>()?;
     m.add_class::<SchedBase>()?;
+    m.add_class::<Hooks>()?;
     m.add_function(wrap_pyfunction!(schedule, m)?)?;
     m.add_function(wrap_pyfunction!(tasklet_main, m)?)?;
     m.add_function(wrap_pyfunction!(stackless_init, m)?)?;
