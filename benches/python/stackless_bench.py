@@ -2,6 +2,7 @@
 
     python stackless_bench.py            # the table: each mode in its own subprocess
     python stackless_bench.py --one      # this process's mode only (CONTINULET_PURE=1: pure)
+    python stackless_bench.py --instructions   # instructions per operation (callgrind), both cores
 
 Operations (best of REPEATS runs, ns per operation):
   ping-pong   one message through a channel between two tasklets (send + receive, 2 switches)
@@ -38,7 +39,7 @@ def best(fn, n):
     return min(times) / n * 1e9
 
 
-def stackless_rows():
+def stackless_ops():
     import stackless
 
     def pingpong(n):
@@ -94,15 +95,46 @@ def stackless_rows():
             ch.send(None)
         return per
 
+    return {"pingpong": pingpong, "schedule": schedule, "create_run": create_run, "blocked": blocked}
+
+
+def stackless_rows():
     from stackless import _core
 
+    ops = stackless_ops()
     return {
         "mode": "native" if _core.NATIVE is not None else "pure",
-        "pingpong": best(pingpong, N),
-        "schedule": best(schedule, N),
-        "create_run": best(create_run, N // 2),
-        "blocked": blocked(N_BLOCKED),
+        "pingpong": best(ops["pingpong"], N),
+        "schedule": best(ops["schedule"], N),
+        "create_run": best(ops["create_run"], N // 2),
+        "blocked": ops["blocked"](N_BLOCKED),
     }
+
+
+def instructions():
+    """(Ir(n) - Ir(0)) / n under callgrind, for each core: stable on a loaded machine."""
+    import tempfile
+
+    n = {"pingpong": 3000, "schedule": 6000, "create_run": 2000}
+    print("| operation (instructions, callgrind) | native core | pure-Python core | ratio |")
+    print("|---|---|---|---|")
+    for op, k in n.items():
+        res = []
+        for env in ({}, {"CONTINULET_PURE": "1"}):
+            e = dict(os.environ)
+            e.pop("CONTINULET_PURE", None)
+            e.update(env)
+            irs = []
+            for count in (0, k):
+                with tempfile.NamedTemporaryFile() as out:
+                    r = subprocess.run(
+                        ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out.name,
+                         sys.executable, os.path.abspath(__file__), "--op", op, str(count)],
+                        env=e, check=True, capture_output=True, text=True)
+                irs.append(int(r.stderr.split("refs:")[-1].split()[0].replace(",", "")))
+            res.append((irs[1] - irs[0]) / k)
+        print("| %s | %s | %s | %.1fx |" % (op, "{:,.0f}".format(res[0]), "{:,.0f}".format(res[1]),
+                                         res[1] / res[0]))
 
 
 def asyncio_rows():
@@ -151,6 +183,17 @@ def one():
 
 
 def main():
+    if "--op" in sys.argv:
+        i = sys.argv.index("--op")
+        count = int(sys.argv[i + 2])
+        if count:
+            stackless_ops()[sys.argv[i + 1]](count)
+        else:
+            stackless_ops()
+        return
+    if "--instructions" in sys.argv:
+        instructions()
+        return
     if "--one" in sys.argv:
         print(json.dumps(one()))
         return
