@@ -375,7 +375,7 @@ started yet.  Returns the value passed when switching back."""
         """throw([typ[, val[, tb]]]) -- switch to this greenlet and raise the exception there
 (default `greenlet.GreenletExit`)."""
         if kwargs:
-            raise TypeError("greenlet.throw() takes no keyword arguments")
+            raise TypeError("throw() takes no keyword arguments")
         if len(args) > 3:
             raise TypeError("throw expected at most 3 arguments, got %d" % len(args))
         exc = _make_exc(*args)
