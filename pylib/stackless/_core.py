@@ -818,3 +818,4 @@ _TASKLET_MAIN_CODE = _tasklet_main.__code__
 if NATIVE is not None:
     _tasklet_main = NATIVE.tasklet_main
     NATIVE.stackless_init(sys.modules[__name__])
+    init_fields, insert = NATIVE.init_fields, NATIVE.insert  # after stackless_init took ours

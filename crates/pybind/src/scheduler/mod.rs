@@ -71,6 +71,7 @@ struct CoreRefs {
     channel_action: Obj,
     schedule: Obj,
     tasklet_end: Obj,
+    insert: Obj,
     lock_acquire: Obj,
     lock_release: Obj,
 }
@@ -983,6 +984,35 @@ fn tasklet_end(
     switch::permute2(cont, nc.bind(py))
 }
 
+/// `_core.init_fields` for a fresh tasklet (`TaskletBase.__new__` set the defaults).
+#[pyfunction]
+fn init_fields(t: &Bound<'_, TaskletBase>, s: Obj) {
+    let old = t.borrow_mut().sched.replace(s);
+    drop(old);
+}
+
+/// `_core.insert`: append `t` to its scheduler's run queue (no-op if it is linked).  With
+/// one scheduler natively; with several, the Python core's (lock, wake the other thread).
+#[pyfunction]
+fn insert(py: Python<'_>, t: &Bound<'_, TaskletBase>) -> PyResult<()> {
+    let r = refs(py)?;
+    if SCHEDULERS.load(Ordering::Relaxed) > 1 {
+        r.insert.call1(py, (t,))?;
+        return Ok(());
+    }
+    let s = t.borrow().sched.as_ref().map(|s| s.clone_ref(py));
+    let Some(s) = s else {
+        r.insert.call1(py, (t,))?;
+        return Ok(());
+    };
+    if !is_linked(t) {
+        let s = s.into_bound(py).cast_into::<SchedBase>()?;
+        let t_any = t.as_any().clone();
+        with_queue(&s, |l, h| (ring::push_back(l, h, &t_any), 1));
+    }
+    Ok(())
+}
+
 /// Connect the native core to `stackless._core` (called once, at the end of its import).
 #[pyfunction]
 fn stackless_init(core: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -1002,6 +1032,7 @@ fn stackless_init(core: &Bound<'_, PyModule>) -> PyResult<()> {
         channel_action: get("channel_action")?,
         schedule: get("schedule")?,
         tasklet_end: get("_tasklet_end")?,
+        insert: get("insert")?,
         lock_acquire: lock.getattr("acquire")?.unbind(),
         lock_release: lock.getattr("release")?.unbind(),
     };
@@ -1018,5 +1049,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(schedule, m)?)?;
     m.add_function(wrap_pyfunction!(tasklet_main, m)?)?;
     m.add_function(wrap_pyfunction!(stackless_init, m)?)?;
+    m.add_function(wrap_pyfunction!(init_fields, m)?)?;
+    m.add_function(wrap_pyfunction!(insert, m)?)?;
     Ok(())
 }
