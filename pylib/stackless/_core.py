@@ -686,6 +686,9 @@ def run_watchdog(s, timeout, flags):
     if interrupt:
         s.interval, s.watermark, s.runflags = timeout, s.ticks + timeout, flags
         old_trace = sys.gettrace()
+        # 3.12 turns on opcode events for sys.settrace only if some frame already asked for
+        # them: ask on this (our own, untraced) frame first.
+        sys._getframe().f_trace_opcodes = True
         sys.settrace(s.glob_tracer)
         s.tracing = True
     elif len(s.watchdogs) == 2:
@@ -782,6 +785,9 @@ def _make_tracers(s):
         g = frame.f_globals
         if g is _OUR_GLOBALS[0] or g is _OUR_GLOBALS[-1]:
             return None
+        # f_trace first: on 3.13, enabling opcode events before the frame has a local tracer
+        # gives no opcode events for that code object's first traced call.
+        frame.f_trace = local
         frame.f_trace_opcodes = True
         return local
 
