@@ -39,6 +39,7 @@ def _parked(log):
     return g
 
 
+@pytest.mark.fresh_interpreter_on_pypy
 @differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 @differs("pypy-oracle", reason=NO_KILL)
 def test_suspended_greenlet_is_killed_on_collection():
@@ -70,6 +71,7 @@ def test_dead_greenlet_is_freed():
     assert r() is None
 
 
+@pytest.mark.fresh_interpreter_on_pypy
 @differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 @differs("pypy-oracle", reason=NO_KILL)
 def test_kill_runs_in_current_greenlet_context():
@@ -95,6 +97,7 @@ def test_kill_runs_in_current_greenlet_context():
     assert log == [("parent during kill", d)]
 
 
+@pytest.mark.fresh_interpreter_on_pypy
 @differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 @differs("pypy-oracle", reason=NO_KILL)
 def test_parent_restored_after_kill():
@@ -125,6 +128,7 @@ def test_parent_restored_after_kill():
     assert g.dead
 
 
+@pytest.mark.fresh_interpreter_on_pypy
 @differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 @differs("pypy-oracle", reason=NO_KILL)
 def test_greenlet_catching_exit_and_returning():
@@ -145,6 +149,7 @@ def test_greenlet_catching_exit_and_returning():
     assert log == ["caught"]
 
 
+@pytest.mark.fresh_interpreter_on_pypy
 @differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 @differs("pypy-oracle", reason=NO_KILL)
 def test_many_suspended_greenlets_collected():
@@ -166,6 +171,7 @@ def test_weakref_callback_after_death():
     assert r() is None
 
 
+@pytest.mark.fresh_interpreter_on_pypy
 @differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 @differs("pypy-oracle", reason=NO_KILL)
 def test_greenlet_refusing_to_die(capfd):
