@@ -49,9 +49,9 @@ def test_recursion_at_the_limit_in_continulet_and_greenlet():
     assert r.stderr == ""
 
 
-@differs("cpython", reason="bug: continulet() at the recursion limit returns an already-finished "
-         "continulet (the start frame's RecursionError is lost), so switch() raises 'continulet "
-         "already finished' instead of RecursionError")
+@differs("cpython", reason="bug: a greenlet started at the recursion limit can leave greenlet.py "
+         "switching to an already-finished continulet ('continulet already finished' instead of "
+         "RecursionError); continulet() itself now raises RecursionError from __init__ there")
 def test_create_and_start_at_the_recursion_limit():
     r = run("recursion_limit.py", "create")
     assert r.returncode == 0, r.stderr

@@ -239,7 +239,10 @@ fn post_switch<H: Host>(r: tealet::Resumed<Msg<H>>) -> H::Payload {
 ///
 /// `__init__`: create the context and run it up to its first (immediate) switch back, as
 /// PyPy's hidden `start` frame does.  The body ([`Host::run`]) starts at the first switch in.
-pub fn start<H: Host>(obj: &H::Obj) -> Result<(), Error> {
+///
+/// Returns `Some(payload)` if the new context finished before its first switch back (its body
+/// failed at once, e.g. at the interpreter's recursion limit): the payload is what it delivered.
+pub fn start<H: Host>(obj: &H::Obj) -> Result<Option<H::Payload>, Error> {
     if H::slot(obj).status() != Status::Uninit {
         return Err(Error::AlreadyInitialized);
     }
@@ -253,8 +256,9 @@ pub fn start<H: Host>(obj: &H::Obj) -> Result<(), Error> {
     });
     match spawned {
         Ok(r) => {
-            drop(post_switch::<H>(r));
-            Ok(())
+            let finished_at_once = r.from.is_none();
+            let payload = post_switch::<H>(r);
+            Ok(finished_at_once.then_some(payload))
         }
         Err(AllocError) => Err(Error::NoMemory),
     }

@@ -391,7 +391,10 @@ impl Continulet {
         }
         me.status.store(ST_PENDING, Ordering::Release);
         match continuation::start::<Bind>(&ObjRef(slf.clone().unbind())) {
-            Ok(()) => Ok(()),
+            Ok(None | Some(Payload::Value(_))) => Ok(()),
+            // The hidden start frame could not even run (e.g. at the recursion limit): report
+            // its error from `__init__` rather than hand out an already-finished continulet.
+            Ok(Some(Payload::Exc(e))) => Err(*e),
             Err(continuation::Error::NoMemory) => Err(PyMemoryError::new_err(
                 "out of memory while starting a continulet",
             )),
