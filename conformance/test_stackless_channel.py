@@ -9,25 +9,6 @@ from conftest import IMPL, differs  # noqa: F401
 stackless = pytest.importorskip("stackless")
 
 
-@pytest.fixture(autouse=True)
-def clean_scheduler():
-    stackless.set_schedule_callback(None)
-    stackless.set_channel_callback(None)
-    yield
-    stackless.set_schedule_callback(None)
-    stackless.set_channel_callback(None)
-    for _ in range(10):
-        if stackless.getruncount() <= 1:
-            break
-        try:
-            stackless.run()
-        except BaseException:
-            pass
-    if IMPL == "pypy-oracle":  # lib_pypy keeps one global queue; a failed (xfail) test may corrupt it
-        stackless._run_calls[:] = []
-        stackless._init()
-
-
 def _recv_into(ch, out):
     out.append(ch.receive())
 

@@ -11,23 +11,10 @@ stackless = pytest.importorskip("stackless")
 
 
 @pytest.fixture(autouse=True)
-def clean_scheduler():
-    stackless.set_schedule_callback(None)
-    stackless.set_channel_callback(None)
+def no_tracer_left():
+    """On top of conftest's scheduler clean-up: no opcode tracer survives a test."""
     yield
     sys.settrace(None)
-    stackless.set_schedule_callback(None)
-    stackless.set_channel_callback(None)
-    for _ in range(10):
-        if stackless.getruncount() <= 1:
-            break
-        try:
-            stackless.run()
-        except BaseException:
-            pass
-    if IMPL == "pypy-oracle":  # lib_pypy keeps one global queue; a failed (xfail) test may corrupt it
-        stackless._run_calls[:] = []
-        stackless._init()
 
 
 NO_RUN_ARGS = "lib_pypy run() takes no arguments: cooperative only (SPEC §3.4)"

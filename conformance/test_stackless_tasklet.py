@@ -18,25 +18,6 @@ NO_THROW = "lib_pypy tasklets have no throw()/raise_exception() (SPEC §3.4)"
 KILL_NOW = "lib_pypy kill() has no pending= and no Stackless queue placement (SPEC §3.4)"
 
 
-@pytest.fixture(autouse=True)
-def clean_scheduler():
-    stackless.set_schedule_callback(None)
-    stackless.set_channel_callback(None)
-    yield
-    stackless.set_schedule_callback(None)
-    stackless.set_channel_callback(None)
-    for _ in range(10):
-        if stackless.getruncount() <= 1:
-            break
-        try:
-            stackless.run()
-        except BaseException:
-            pass
-    if IMPL == "pypy-oracle":  # lib_pypy keeps one global queue; a failed (xfail) test may corrupt it
-        stackless._run_calls[:] = []
-        stackless._init()
-
-
 def test_call_creates_alive_scheduled_tasklet():
     got = []
     t = stackless.tasklet(got.append)(1)

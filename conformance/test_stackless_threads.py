@@ -13,25 +13,6 @@ stackless = pytest.importorskip("stackless")
 pytestmark = only_on("cpython", "cpython-pure", "pypy", reason="lib_pypy stackless is single-threaded")
 
 
-@pytest.fixture(autouse=True)
-def clean_scheduler():
-    stackless.set_schedule_callback(None)
-    stackless.set_channel_callback(None)
-    yield
-    stackless.set_schedule_callback(None)
-    stackless.set_channel_callback(None)
-    for _ in range(10):
-        if stackless.getruncount() <= 1:
-            break
-        try:
-            stackless.run()
-        except BaseException:
-            pass
-    if IMPL == "pypy-oracle":  # lib_pypy keeps one global queue; a failed (xfail) test may corrupt it
-        stackless._run_calls[:] = []
-        stackless._init()
-
-
 def _in_thread(fn):
     out = {}
 
