@@ -5,6 +5,7 @@
 //! it, so a suspended context's frames are readable in place for as long as it exists.
 
 use super::offsets as off;
+use super::{at, tstate};
 use pyo3::ffi;
 use std::cell::{Cell, RefCell};
 use std::os::raw::c_int;
@@ -60,18 +61,6 @@ pub(crate) struct PyState {
     trash_nesting: c_int,
     trash_later: *mut ffi::PyObject,
     owned: Option<Owned>,
-}
-
-/// # Safety
-/// `base + offset` is a field of type `T` of a live structure.
-unsafe fn at<T>(base: *mut u8, offset: usize) -> *mut T {
-    // SAFETY: per the contract.
-    unsafe { base.add(offset).cast::<T>() }
-}
-
-fn tstate() -> *mut u8 {
-    // SAFETY: P4 - called with the GIL held, so there is a current thread state.
-    unsafe { ffi::PyThreadState_Get().cast() }
 }
 
 /// Capture the running context's state (before it is suspended).
@@ -256,28 +245,6 @@ pub(crate) fn bottom_frame(owned: &OwnedRef) -> *mut ffi::PyObject {
         let f = frame.cast::<ffi::PyObject>();
         ffi::Py_INCREF(f);
         f
-    }
-}
-
-/// The thread's current contextvars context (a new reference), or null.
-pub(crate) fn get_context() -> *mut ffi::PyObject {
-    // SAFETY: live thread state; `context` is a strong reference owned by it.
-    unsafe {
-        let c = *at::<*mut ffi::PyObject>(tstate(), off::TS_CONTEXT);
-        ffi::Py_XINCREF(c);
-        c
-    }
-}
-
-/// Make `ctx` (a new reference, or null) the thread's current context, as PyContext_Enter
-/// does without keeping a "previous" link, and invalidate the ContextVar caches.
-pub(crate) fn set_context(ctx: *mut ffi::PyObject) {
-    let ts = tstate();
-    // SAFETY: live thread state; we move `ctx`'s reference in and release the old one.
-    unsafe {
-        let old = ptr::replace(at::<*mut ffi::PyObject>(ts, off::TS_CONTEXT), ctx);
-        *at::<u64>(ts, off::TS_CONTEXT_VER) += 1;
-        ffi::Py_XDECREF(old);
     }
 }
 

@@ -4,6 +4,7 @@
 //! so a suspended context's frames are readable in place.
 
 use super::offsets as off;
+use super::{at, free_chunks, tstate};
 use pyo3::ffi;
 use std::cell::{Cell, RefCell};
 use std::os::raw::c_int;
@@ -82,18 +83,6 @@ pub(crate) struct PyState {
     top: *mut u8,
     limit: *mut u8,
     owned: Option<Owned>,
-}
-
-/// # Safety
-/// `base + offset` is a field of type `T` of a live structure.
-unsafe fn at<T>(base: *mut u8, offset: usize) -> *mut T {
-    // SAFETY: per the contract.
-    unsafe { base.add(offset).cast::<T>() }
-}
-
-fn tstate() -> *mut u8 {
-    // SAFETY: P4 - called with the GIL held, so there is a current thread state.
-    unsafe { ffi::PyThreadState_Get().cast() }
 }
 
 /// Capture the running context's state (before it is suspended).
@@ -257,35 +246,6 @@ pub(crate) fn leave_finished() {
     TLS.with(|t| drop(t.current_owned.borrow_mut().take()));
 }
 
-/// Free a chain of data-stack chunks: CPython's own ones with its arena allocator (as it
-/// allocated them), our root chunk with `PyMem_RawFree`.
-///
-/// # Safety
-/// `chunk` heads a chain that nothing uses any more.
-unsafe fn free_chunks(mut chunk: *mut u8) {
-    // SAFETY: per the contract; `PyObject_GetArenaAllocator` fills the allocator CPython uses
-    // for data-stack chunks (`_PyObject_VirtualAlloc`).
-    unsafe {
-        while !chunk.is_null() {
-            let prev = *at::<*mut u8>(chunk, off::CHUNK_PREVIOUS);
-            if prev.is_null() {
-                ffi::PyMem_RawFree(chunk.cast());
-            } else {
-                let mut alloc = std::mem::zeroed::<ffi::PyObjectArenaAllocator>();
-                ffi::PyObject_GetArenaAllocator(&raw mut alloc);
-                if let Some(free) = alloc.free {
-                    free(
-                        alloc.ctx,
-                        chunk.cast(),
-                        *at::<usize>(chunk, off::CHUNK_SIZE),
-                    );
-                }
-            }
-            chunk = prev;
-        }
-    }
-}
-
 impl Drop for PyState {
     fn drop(&mut self) {
         // A suspended context destroyed without resuming (P1, P3).  Its frames are abandoned;
@@ -397,28 +357,6 @@ pub(crate) fn bottom_frame(owned: &OwnedRef) -> *mut ffi::PyObject {
             return frame_object_of(iframe);
         }
         frame_object_of(iframe)
-    }
-}
-
-/// The thread's current contextvars context (a new reference), or null.
-pub(crate) fn get_context() -> *mut ffi::PyObject {
-    // SAFETY: live thread state; `context` is a strong reference owned by it.
-    unsafe {
-        let c = *at::<*mut ffi::PyObject>(tstate(), off::TS_CONTEXT);
-        ffi::Py_XINCREF(c);
-        c
-    }
-}
-
-/// Make `ctx` (a new reference, or null) the thread's current context, as PyContext_Enter
-/// does without keeping a "previous" link, and invalidate the ContextVar caches.
-pub(crate) fn set_context(ctx: *mut ffi::PyObject) {
-    let ts = tstate();
-    // SAFETY: live thread state; we move `ctx`'s reference in and release the old one.
-    unsafe {
-        let old = ptr::replace(at::<*mut ffi::PyObject>(ts, off::TS_CONTEXT), ctx);
-        *at::<u64>(ts, off::TS_CONTEXT_VER) += 1;
-        ffi::Py_XDECREF(old);
     }
 }
 
