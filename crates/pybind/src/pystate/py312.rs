@@ -22,7 +22,11 @@
 //! instead of walking a chain whose stack is not in place (`RESTORED`/`REEXPOSED`).
 
 use super::offsets as off;
+#[path = "chain312.rs"]
+mod chain;
 use super::{at, free_chunks, tstate};
+pub(crate) use chain::top_frame;
+use chain::{expose, first_complete, frames_have_objects, relink, Exposed};
 use pyo3::ffi;
 use std::cell::{Cell, RefCell};
 use std::os::raw::c_int;
@@ -57,15 +61,6 @@ pub(crate) struct OwnedCtx {
 pub(crate) type Owned = Rc<OwnedCtx>;
 /// The continulet's weak view of its own context.
 pub(crate) type OwnedRef = Weak<OwnedCtx>;
-
-/// The frames of a context as seen while it is suspended (P5).
-struct Exposed {
-    /// First complete frame from the top (null if none).
-    top: *mut u8,
-    /// `(frame, original previous, rewired previous)` for every link rewired past
-    /// C-stack/incomplete frames.
-    links: Vec<(*mut u8, *mut u8, *mut u8)>,
-}
 
 thread_local! {
     static CURRENT_OWNED: RefCell<Option<Owned>> = const { RefCell::new(None) };
@@ -113,58 +108,6 @@ unsafe fn is_incomplete(f: *mut u8) -> bool {
         let first = *at::<c_int>(code, off::CODE_FIRSTTRACEABLE) as usize;
         let instr = *at::<*mut u8>(f, off::IFRAME_INSTR);
         instr < code.add(off::CODE_CODE_ADAPTIVE + first * CODEUNIT_BYTES)
-    }
-}
-
-/// `_PyFrame_GetFirstComplete`.
-///
-/// # Safety
-/// The chain from `f` up to the first complete frame is live and readable.
-unsafe fn first_complete(mut f: *mut u8) -> *mut u8 {
-    // SAFETY: per the contract.
-    unsafe {
-        while !f.is_null() && is_incomplete(f) {
-            f = *at::<*mut u8>(f, off::IFRAME_PREVIOUS);
-        }
-    }
-    f
-}
-
-/// Rewire the chain from `current` so that it holds only complete frames (P5).
-///
-/// # Safety
-/// The whole chain from `current` is live and readable: the context's C stack is in place.
-unsafe fn expose(current: *mut u8) -> Exposed {
-    // SAFETY: per the contract; complete frames live in heap chunks or generators, so the
-    // rewired links point only to heap memory.
-    unsafe {
-        let top = first_complete(current);
-        let mut links = Vec::new();
-        let mut f = top;
-        while !f.is_null() {
-            let prev = *at::<*mut u8>(f, off::IFRAME_PREVIOUS);
-            let next = first_complete(prev);
-            if next != prev {
-                links.push((f, prev, next));
-                *at::<*mut u8>(f, off::IFRAME_PREVIOUS) = next;
-            }
-            f = next;
-        }
-        Exposed { top, links }
-    }
-}
-
-/// Undo [`expose`] (`rewired = false`) or do it again (`rewired = true`).
-///
-/// # Safety
-/// The rewired frames are still alive (they belong to a context that exists).
-unsafe fn relink(e: &Exposed, rewired: bool) {
-    // SAFETY: per the contract; only heap frames were rewired, and we store pointer values
-    // without dereferencing them.
-    unsafe {
-        for &(f, orig, new) in &e.links {
-            *at::<*mut u8>(f, off::IFRAME_PREVIOUS) = if rewired { new } else { orig };
-        }
     }
 }
 
@@ -359,23 +302,6 @@ impl Drop for PyState {
     }
 }
 
-/// Whether any frame of the chain starting at `iframe` has a frame object.
-///
-/// # Safety
-/// `iframe` heads a chain of live heap interpreter frames (an exposed chain, P5).
-unsafe fn frames_have_objects(mut iframe: *mut u8) -> bool {
-    // SAFETY: per the contract.
-    unsafe {
-        while !iframe.is_null() {
-            if !(*at::<*mut ffi::PyObject>(iframe, off::IFRAME_FRAME_OBJ)).is_null() {
-                return true;
-            }
-            iframe = *at::<*mut u8>(iframe, off::IFRAME_PREVIOUS);
-        }
-    }
-    false
-}
-
 /// A frame object for the complete interpreter frame `iframe`, made the way
 /// `PyEval_GetFrame` makes one for the running frame (with the GC off, so no finalizer can
 /// run while the thread state points at a foreign frame).
@@ -407,16 +333,6 @@ unsafe fn frame_object_of(iframe: *mut u8) -> *mut ffi::PyObject {
         ffi::Py_XINCREF(f);
         f
     }
-}
-
-/// The top frame object of a suspended state (for greenlet's `gr_frame`), or null.
-pub(crate) fn top_frame(s: &PyState) -> *mut ffi::PyObject {
-    if s.exposed.top.is_null() {
-        return ptr::null_mut();
-    }
-    // SAFETY: `s` is a suspended context's state; its exposed top frame is complete and alive
-    // in its chunks (P5).
-    unsafe { frame_object_of(s.exposed.top) }
 }
 
 /// The bottom frame object of the context `owned` (the continulet's own), or null: walks from

@@ -1,0 +1,97 @@
+//! The suspended-frame-chain logic shared by CPython 3.12 and 3.13 (included by `py312.rs`
+//! and by `py313.rs` as their `chain` submodule; only one of them is ever compiled): entry
+//! frames of 3.12+ live on the C stack, so a suspended context's chain is rewired past them
+//! (invariant P5) and put back when it resumes.  `is_incomplete` is the version file's own.
+
+use super::super::{at, offsets as off};
+use super::{frame_object_of, is_incomplete, PyState};
+use pyo3::ffi;
+use std::ptr;
+
+/// The frames of a context as seen while it is suspended (P5).
+pub(super) struct Exposed {
+    /// First complete frame from the top (null if none).
+    pub(super) top: *mut u8,
+    /// `(frame, original previous, rewired previous)` for every link rewired past
+    /// C-stack/incomplete frames.
+    pub(super) links: Vec<(*mut u8, *mut u8, *mut u8)>,
+}
+
+/// `_PyFrame_GetFirstComplete`.
+///
+/// # Safety
+/// The chain from `f` up to the first complete frame is live and readable.
+pub(super) unsafe fn first_complete(mut f: *mut u8) -> *mut u8 {
+    // SAFETY: per the contract.
+    unsafe {
+        while !f.is_null() && is_incomplete(f) {
+            f = *at::<*mut u8>(f, off::IFRAME_PREVIOUS);
+        }
+    }
+    f
+}
+
+/// Rewire the chain from `current` so that it holds only complete frames (P5).
+///
+/// # Safety
+/// The whole chain from `current` is live and readable: the context's C stack is in place.
+pub(super) unsafe fn expose(current: *mut u8) -> Exposed {
+    // SAFETY: per the contract; complete frames live in heap chunks or generators, so the
+    // rewired links point only to heap memory.
+    unsafe {
+        let top = first_complete(current);
+        let mut links = Vec::new();
+        let mut f = top;
+        while !f.is_null() {
+            let prev = *at::<*mut u8>(f, off::IFRAME_PREVIOUS);
+            let next = first_complete(prev);
+            if next != prev {
+                links.push((f, prev, next));
+                *at::<*mut u8>(f, off::IFRAME_PREVIOUS) = next;
+            }
+            f = next;
+        }
+        Exposed { top, links }
+    }
+}
+
+/// Undo [`expose`] (`rewired = false`) or do it again (`rewired = true`).
+///
+/// # Safety
+/// The rewired frames are still alive (they belong to a context that exists).
+pub(super) unsafe fn relink(e: &Exposed, rewired: bool) {
+    // SAFETY: per the contract; only heap frames were rewired, and we store pointer values
+    // without dereferencing them.
+    unsafe {
+        for &(f, orig, new) in &e.links {
+            *at::<*mut u8>(f, off::IFRAME_PREVIOUS) = if rewired { new } else { orig };
+        }
+    }
+}
+
+/// Whether any frame of the chain starting at `iframe` has a frame object.
+///
+/// # Safety
+/// `iframe` heads a chain of live heap interpreter frames (an exposed chain, P5).
+pub(super) unsafe fn frames_have_objects(mut iframe: *mut u8) -> bool {
+    // SAFETY: per the contract.
+    unsafe {
+        while !iframe.is_null() {
+            if !(*at::<*mut ffi::PyObject>(iframe, off::IFRAME_FRAME_OBJ)).is_null() {
+                return true;
+            }
+            iframe = *at::<*mut u8>(iframe, off::IFRAME_PREVIOUS);
+        }
+    }
+    false
+}
+
+/// The top frame object of a suspended state (for greenlet's `gr_frame`), or null.
+pub(crate) fn top_frame(s: &PyState) -> *mut ffi::PyObject {
+    if s.exposed.top.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: `s` is a suspended context's state; its exposed top frame is complete and alive
+    // in its chunks (P5).
+    unsafe { frame_object_of(s.exposed.top) }
+}
