@@ -27,7 +27,7 @@
 mod pystate;
 mod scheduler;
 
-use continuation::{Host, Slot, Status};
+use continuation::{Host, Slot};
 use pyo3::exceptions::{PyMemoryError, PyNotImplementedError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -198,8 +198,8 @@ fn type_error_expected(obj: &Bound<'_, PyAny>) -> PyErr {
     ))
 }
 
-fn deliver(py: Python<'_>, p: Payload) -> PyResult<Py<PyAny>> {
-    let _ = py;
+/// What a payload means to the Python caller: a return value or a raised exception.
+fn deliver(p: Payload) -> PyResult<Py<PyAny>> {
     match p {
         Payload::Value(v) => Ok(v),
         Payload::Exc(e) => Err(*e),
@@ -223,7 +223,7 @@ impl Continulet {
     ) -> PyResult<Py<PyAny>> {
         match Self::check_switch(slf, to)? {
             Some((origin, destination)) => switch_and_deliver(&origin, &destination, payload),
-            None => deliver(slf.py(), payload),
+            None => deliver(payload),
         }
     }
 
@@ -292,8 +292,7 @@ fn switch_and_deliver(
     payload: Payload,
 ) -> PyResult<Py<PyAny>> {
     match continuation::switch::<Bind>(origin, destination, payload) {
-        Ok(Payload::Value(v)) => Ok(v),
-        Ok(Payload::Exc(e)) => Err(*e),
+        Ok(p) => deliver(p),
         Err((e, _)) => Err(switch_error(e)),
     }
 }
@@ -582,6 +581,5 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(suspended_frame, m)?)?;
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
     scheduler::register(m)?;
-    let _ = Status::Pending;
     Ok(())
 }
