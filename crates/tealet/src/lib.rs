@@ -393,16 +393,6 @@ fn abort_with(msg: &str) -> ! {
     std::process::abort()
 }
 
-impl Slice {
-    /// `reserve_upto` + `save_upto`, as one fallible step for the initial save.
-    unsafe fn save_upto_checked(&mut self, upto: *mut u8) -> Result<(), AllocError> {
-        self.reserve_upto_pub(upto)?;
-        // SAFETY: `[start, upto)` is the live stack of the spawning frames (caller's contract).
-        unsafe { self.save_upto(upto) };
-        Ok(())
-    }
-}
-
 // ---- the switching functions ------------------------------------------------------------------
 // Must never be inlined: each takes the stack marker in its own frame, and its caller's frame
 // must be entirely above the marker (spawn) or part of the saved slice (switch).  No Rust local

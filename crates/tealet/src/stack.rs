@@ -117,10 +117,6 @@ impl Slice {
     }
 
     /// Make room to have saved everything below `upto` (no copying).
-    pub(crate) fn reserve_upto_pub(&mut self, upto: *mut u8) -> Result<(), AllocError> {
-        self.reserve_upto(upto)
-    }
-
     fn reserve_upto(&mut self, upto: *mut u8) -> Result<(), AllocError> {
         let want = upto as usize - self.start as usize;
         if want > self.saved.len() {
@@ -128,6 +124,18 @@ impl Slice {
                 .try_reserve_exact(want - self.saved.len())
                 .map_err(|_| AllocError)?;
         }
+        Ok(())
+    }
+
+    /// [`Slice::reserve_upto`] then [`Slice::save_upto`]: one fallible step (the initial save).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Slice::save_upto`].
+    pub(crate) unsafe fn save_upto_checked(&mut self, upto: *mut u8) -> Result<(), AllocError> {
+        self.reserve_upto(upto)?;
+        // SAFETY: per the contract.
+        unsafe { self.save_upto(upto) };
         Ok(())
     }
 

@@ -352,10 +352,6 @@ pub(crate) fn bottom_frame(owned: &OwnedRef) -> *mut ffi::PyObject {
             }
             iframe = prev;
         }
-        if running {
-            // Our own frames: PyEval_GetFrame-style creation is fine without swapping.
-            return frame_object_of(iframe);
-        }
         frame_object_of(iframe)
     }
 }
