@@ -18,6 +18,13 @@ Steps (inside a body): yield V | to NAME V | throw NAME | permute NAMES | deep D
 ``kind == "greenlet"``: new NAME PARENT STEPS | switch NAME V | kwswitch NAME V | throw NAME
   | dead NAME | drop NAME | collect | reparent NAME PARENT; steps: parent V | switch NAME V
   | main V | throw NAME | deep D STEP | raise V | return V | current | exitret V
+``kind == "tasklet"`` (stackless: native core on CPython, pure Python on PyPy): new NAME STEPS
+  | run | schedule | send CH V | receive CH | kill NAME | throw NAME | state NAME | remove NAME
+  | insert NAME | runcount | balance CH | pref CH P | close CH | drop NAME | collect; steps:
+  send CH V | receive CH | schedule | schedule_remove | kill NAME | current | balance CH
+  | deep D STEP | raise V | return V
+Tasklet programs end with a kill of every tasklet still alive (trace off), so the scheduler is
+empty again for the next program.
 """
 
 import random
@@ -31,6 +38,12 @@ PRELUDE_GREENLET = '''\
 from greenlet import greenlet, getcurrent, GreenletExit, error
 main = getcurrent()
 '''
+PRELUDE_TASKLET = '''\
+import stackless
+from stackless import tasklet, channel, TaskletExit
+CH = {"x": K(channel()), "y": K(channel())}
+'''
+CHANNELS = "xy"
 
 
 _POOL = list(NAMES)
@@ -132,6 +145,69 @@ def _g_op(rng):
     return ("reparent", n, rng.choice(["main"] + _POOL))
 
 
+def _ch(rng):
+    return rng.choice(CHANNELS)
+
+
+def _t_step(rng, depth):
+    r = rng.random()
+    if r < 0.20:
+        return ("send", _ch(rng), _v(rng))
+    if r < 0.40:
+        return ("receive", _ch(rng))
+    if r < 0.52:
+        return ("schedule",)
+    if r < 0.56:
+        return ("schedule_remove",)
+    if r < 0.62:
+        return ("kill", _n(rng))
+    if r < 0.66:
+        return ("current",)
+    if r < 0.69:
+        return ("balance", _ch(rng))
+    if r < 0.77 and depth < 2:
+        return ("deep", rng.choice([1, 5, 30, 120]), _t_step(rng, depth + 1))
+    if r < 0.84:
+        return ("raise", _v(rng))
+    return ("return", _v(rng))
+
+
+def _t_op(rng):
+    r = rng.random()
+    n = _n(rng)
+    if r < 0.20:
+        return ("new", n, _cut([_t_step(rng, 0) for _ in range(rng.randint(0, 5))]))
+    if r < 0.34:
+        return ("run",)
+    if r < 0.44:
+        return ("schedule",)
+    if r < 0.52:
+        return ("send", _ch(rng), _v(rng))
+    if r < 0.60:
+        return ("receive", _ch(rng))
+    if r < 0.66:
+        return ("kill", n)
+    if r < 0.69:
+        return ("throw", n)
+    if r < 0.76:
+        return ("state", n)
+    if r < 0.80:
+        return ("remove", n)
+    if r < 0.84:
+        return ("insert", n)
+    if r < 0.86:
+        return ("runcount",)
+    if r < 0.89:
+        return ("balance", _ch(rng))
+    if r < 0.92:
+        return ("pref", _ch(rng), rng.choice([-1, 0, 1]))
+    if r < 0.94:
+        return ("close", _ch(rng))
+    if r < 0.97:
+        return ("drop", n)
+    return ("collect",)
+
+
 def _cut(steps):
     """Steps after a raise/return would be dead code."""
     for i, st in enumerate(steps):
@@ -142,8 +218,9 @@ def _cut(steps):
 
 def generate_ops(seed):
     rng = random.Random(seed)
-    kind = "continulet" if rng.random() < 0.5 else "greenlet"
-    op = _c_op if kind == "continulet" else _g_op
+    r = rng.random()
+    kind = "continulet" if r < 0.35 else "greenlet" if r < 0.7 else "tasklet"
+    op = {"continulet": _c_op, "greenlet": _g_op, "tasklet": _t_op}[kind]
     ops = []
     created = rng.sample(NAMES, rng.randint(2, 4))
     _POOL[:] = list(NAMES) + created * 4
@@ -252,6 +329,7 @@ def _g_body(w, name, steps):
     w2.add(0, "def %s(*args, **kwargs):" % fn)
     w2.add(1, "P(%r, 'start', S(args), S(kwargs))" % name)
     w2.add(1, "try:")
+    w2.add(2, "pass")
     for i, st in enumerate(steps):
         _g_step_text(w2, 2, "%s.%d" % (name, i), st, deferred)
     w2.add(1, "except GreenletExit as e:")
@@ -298,14 +376,113 @@ def _g_step_text(w, ind, tag, st, deferred):
         raise ValueError(st)
 
 
+def _t_body(w, name, steps):
+    fn = w.fresh("tbody_%s_" % name)
+    deferred = []
+    w2 = _W()
+    w2.fn = w.fn
+    w2.add(0, "def %s(*args):" % fn)
+    w2.add(1, "P(%r, 'start', S(args))" % name)
+    w2.add(1, "try:")
+    w2.add(2, "pass")
+    for i, st in enumerate(steps):
+        _t_step_text(w2, 2, "%s.%d" % (name, i), st, deferred)
+    w2.add(1, "except TaskletExit as e:")
+    w2.add(2, "P(%r, 'exit', X(e))" % name)
+    w2.add(2, "raise")
+    w2.add(1, "P(%r, 'end')" % name)
+    w.fn = w2.fn
+    for d in deferred:
+        w.lines.extend(d)
+    w.lines.extend(w2.lines)
+    return fn
+
+
+def _t_step_text(w, ind, tag, st, deferred):
+    k = st[0]
+    if k == "send":
+        _guard(w, ind, tag, ["CH[%r].send(%r)" % (st[1], st[2]), "P(%r, 'sent')" % tag])
+    elif k == "receive":
+        _guard(w, ind, tag, ["P(%r, 'got', S(CH[%r].receive()))" % (tag, st[1])])
+    elif k == "schedule":
+        _guard(w, ind, tag, ["stackless.schedule()", "P(%r, 'resumed')" % tag])
+    elif k == "schedule_remove":
+        _guard(w, ind, tag, ["stackless.schedule_remove()", "P(%r, 'reinserted')" % tag])
+    elif k == "kill":
+        _guard(w, ind, tag, ["R[%r].kill()" % st[1], "P(%r, 'killed')" % tag])
+    elif k == "current":
+        w.add(ind, "P(%r, 'current', S(stackless.getcurrent()), stackless.getruncount())" % tag)
+    elif k == "balance":
+        w.add(ind, "P(%r, 'balance', CH[%r].balance)" % (tag, st[1]))
+    elif k == "deep":
+        sub = _W()
+        sub.fn = w.fn
+        fn = sub.fresh("deep")
+        sub.add(0, "def %s(n):" % fn)
+        sub.add(1, "if n:")
+        sub.add(2, "return %s(n - 1)" % fn)
+        _t_step_text(sub, 1, tag + "d", st[2], deferred)
+        w.fn = sub.fn
+        deferred.append(sub.lines)
+        w.add(ind, "%s(%d)" % (fn, st[1]))
+    elif k == "raise":
+        w.add(ind, "raise Boom(%r)" % (st[1],))
+    elif k == "return":
+        w.add(ind, "return %r" % (st[1],))
+    else:
+        raise ValueError(st)
+
+
+def _t_main(tag, op, w):
+    """(line, guarded) for a main-program operation of a tasklet program."""
+    k = op[0]
+    if k == "new":
+        return "R[%r] = K(tasklet(%s)(%r))" % (op[1], _t_body(w, op[1], op[2]), tag), False
+    if k == "run":
+        return "stackless.run(); P(%r, 'ran', stackless.getruncount())" % tag, True
+    if k == "schedule":
+        return "stackless.schedule(); P(%r, 'scheduled')" % tag, True
+    if k == "send":
+        return "CH[%r].send(%r); P(%r, 'sent')" % (op[1], op[2], tag), True
+    if k == "receive":
+        return "P(%r, 'got', S(CH[%r].receive()))" % (tag, op[1]), True
+    if k == "kill":
+        return "R[%r].kill(); P(%r, 'killed')" % (op[1], tag), True
+    if k == "throw":
+        return "R[%r].throw(Boom(%r)); P(%r, 'thrown')" % (op[1], tag, tag), True
+    if k == "state":
+        return ("t = R[%r]; P(%r, 'state', t.alive, t.blocked, t.scheduled, t.paused, t.restorable)"
+                % (op[1], tag)), True
+    if k == "remove":
+        return "R[%r].remove(); P(%r, 'removed')" % (op[1], tag), True
+    if k == "insert":
+        return "R[%r].insert(); P(%r, 'inserted')" % (op[1], tag), True
+    if k == "runcount":
+        return "P(%r, 'runcount', stackless.getruncount())" % tag, True
+    if k == "balance":
+        return "P(%r, 'balance', CH[%r].balance)" % (tag, op[1]), True
+    if k == "pref":
+        return "CH[%r].preference = %r; P(%r, 'pref')" % (op[1], op[2], tag), True
+    if k == "close":
+        return "CH[%r].close(); P(%r, 'closed', CH[%r].closed, CH[%r].closing)" % (
+            op[1], tag, op[1], op[1]), True
+    if k == "drop":
+        return "D(%r); P(%r, 'dropped')" % (op[1], tag), False
+    if k == "collect":
+        return "collect(); P(%r, 'collected')" % tag, False
+    raise ValueError(op)
+
+
 def render(kind, ops):
     w = _W()
-    w.add(0, PRELUDE_CONTINULET if kind == "continulet" else PRELUDE_GREENLET)
+    w.add(0, {"continulet": PRELUDE_CONTINULET, "greenlet": PRELUDE_GREENLET, "tasklet": PRELUDE_TASKLET}[kind])
     main = []
     for i, op in enumerate(ops):
         tag = "m%d" % i
         k = op[0]
-        if kind == "continulet":
+        if kind == "tasklet":
+            main.append(_t_main(tag, op, w))
+        elif kind == "continulet":
             if k == "new":
                 fn = _c_body(w, op[1], op[2])
                 main.append(("R[%r] = K(continulet(%s, %r))" % (op[1], fn, tag), False))

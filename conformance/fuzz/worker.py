@@ -45,7 +45,9 @@ def run_program(text):
             return "{%s}" % ", ".join("%s: %s" % (k, S(v)) for k, v in sorted(x.items()))
         if isinstance(x, BaseException):
             return X(x)
-        if type(x).__module__ in ("_continuation", "greenlet"):
+        if type(x).__name__ == "tasklet" and getattr(x, "is_main", False):
+            return "<main>"
+        if type(x).__module__ in ("_continuation", "greenlet", "stackless"):
             if type(x).__name__ == "greenlet" and getattr(x, "parent", 1) is None:
                 return "<main>"
             return "<%s unnamed>" % type(x).__name__
@@ -53,7 +55,8 @@ def run_program(text):
 
     def X(e):
         t = type(e).__name__
-        if t in ("error", "Boom", "GreenletExit", "ValueError", "AttributeError", "KeyError"):
+        if t in ("error", "Boom", "GreenletExit", "TaskletExit", "ValueError", "AttributeError", "KeyError",
+                 "RuntimeError"):
             return "%s(%s)" % (t, e)
         if t == "TypeError" and str(e).startswith(("can't send non-None", "'_continuation.continulet'")):
             return "%s(%s)" % (t, e)  # the module's own messages (SPEC 1.11)
@@ -85,12 +88,20 @@ def run_program(text):
           "collect": collect, "__name__": "__fuzz__"}
     try:
         exec(compile(text, "<fuzz>", "exec"), ns)
+        # what became garbage is collected with the trace still on, so a kill-on-GC that PyPy
+        # would only do after the program shows in both traces (its *moment* may differ)
+        D(None)
     except BaseException as e:  # escaped the main program
         P("ESCAPED", X(e))
     on[0] = False
     _cleanup(KEEP)
+    if "stackless" in ns:
+        left = ns["stackless"].getruncount()
+        if left != 1:
+            trace.append("LEFTOVER runcount %d" % left)
     R.clear()
     del KEEP[:]
+    collect()
     ns.clear()
     return trace
 
@@ -98,7 +109,16 @@ def run_program(text):
 def _cleanup(keep):
     for obj in reversed(keep):
         for _ in range(100):
-            if type(obj).__name__ == "continulet" or hasattr(obj, "is_pending"):
+            if type(obj).__name__ == "channel":
+                break
+            if type(obj).__name__ == "tasklet":
+                if not obj.alive:
+                    break
+                try:
+                    obj.kill()
+                except BaseException:
+                    pass
+            elif type(obj).__name__ == "continulet" or hasattr(obj, "is_pending"):
                 if not obj.is_pending():
                     break
                 try:
