@@ -76,15 +76,63 @@ def _g_foreign_parent():
     _g_started().parent = box["g"]
 
 
-def _tasklet_foreign_switch():
+def _tasklet_of_thread(live):
+    """A bound tasklet created in another thread: still running (``live``) or exited."""
     import stackless
 
-    box = {}
-    th = threading.Thread(target=lambda: box.setdefault("t", stackless.tasklet(lambda: None)))
+    box, go = {}, threading.Event()
+
+    def thread():
+        box["t"] = stackless.tasklet(lambda: None)
+        go.wait(10)
+
+    th = threading.Thread(target=thread)
     th.start()
-    th.join()
+    while "t" not in box:
+        th.join(0.001)
+    if not live:
+        go.set()
+        th.join()
     box["t"].bind(lambda: None, ())
-    box["t"].switch()
+    return box["t"], go, th
+
+
+def _tasklet_foreign_switch():
+    t, go, th = _tasklet_of_thread(live=True)
+    try:
+        t.switch()
+    finally:
+        go.set()
+        th.join()
+
+
+def _tasklet_no_thread(method):
+    t, _, _ = _tasklet_of_thread(live=False)
+    assert t.thread_id == -1
+    getattr(t, method)()
+
+
+def _g_parent_root_not_main():
+    # Not reachable through greenlet's public API (every parent chain ends in a main
+    # greenlet), in C greenlet nor here: the check is defence against corrupted state, so
+    # the row corrupts it (a chain whose root is not a main greenlet).
+    g, orphan = _g(), _g()
+    orphan._greenlet__parent = None
+    g.parent = orphan
+
+
+def _tasklet_rebind_started():
+    import stackless
+
+    def f():
+        stackless.schedule_remove()
+
+    t = stackless.tasklet(f)()
+    t.run()  # now paused inside f, with a stack: not restorable
+    try:
+        t.bind(lambda: None)
+    finally:
+        t.kill()
 
 
 def _set_gr_context():
@@ -130,6 +178,8 @@ CATALOGUE = [
     ("g-parent-cycle", lambda: (lambda g: setattr(g, "parent", g))(_g()), ValueError, "cyclic parent chain",
      ("pypy-oracle",)),
     ("g-parent-thread", _g_foreign_parent, ValueError, "parent cannot be on a different thread", ("pypy-oracle",)),
+    ("g-parent-gc", _g_parent_root_not_main, ValueError, "parent must not be garbage collected",
+     ("pypy-oracle",)),
     ("g-del-parent", lambda: delattr(_g(), "parent"), AttributeError, "can't delete attribute", ("pypy-oracle",)),
     ("g-context-type", _set_gr_context, TypeError, "greenlet context must be a contextvars.Context or None", ()),
     ("g-del-context", lambda: delattr(_g(), "gr_context"), AttributeError, "can't delete context attribute",
@@ -162,6 +212,12 @@ CATALOGUE = [
     ("t-remove-current", lambda: __import__("stackless").getcurrent().remove(), RuntimeError,
      "The current tasklet cannot be removed.", ()),
     ("t-switch-foreign", _tasklet_foreign_switch, RuntimeError, "can't switch to a different thread.",
+     ("pypy-oracle",)),
+    ("t-switch-no-thread", lambda: _tasklet_no_thread("switch"), RuntimeError, "tasklet has no thread",
+     ("pypy-oracle",)),
+    ("t-run-no-thread", lambda: _tasklet_no_thread("run"), RuntimeError, "tasklet has no thread",
+     ("pypy-oracle",)),
+    ("t-rebind-with-stack", _tasklet_rebind_started, RuntimeError, "tasklet has C state on its stack",
      ("pypy-oracle",)),
     ("t-throw-dead", lambda: __import__("stackless").tasklet().throw(ValueError), RuntimeError,
      "You cannot throw to a dead tasklet", ("pypy-oracle",)),

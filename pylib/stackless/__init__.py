@@ -47,6 +47,10 @@ class tasklet(_core.TaskletBase):
             raise RuntimeError("can't (re)bind the current tasklet")
         if self._next is not None:
             raise RuntimeError("tasklet is scheduled")
+        if self._cont is not None and self is not s.main:
+            # started and not finished: its frames live on a switched C stack (we always hard
+            # switch), which Stackless refuses to throw away as well
+            raise RuntimeError("tasklet has C state on its stack")
         if self is s.main and args is None and kwargs is None:
             raise RuntimeError("can't unbind the main tasklet")
         self._cont = None  # drop the frames (tasklet_clear_frames)

@@ -512,9 +512,11 @@ def run_task(s, task, remove_current):
                 if inserted and task._next is not None and s.current is not task:
                     _remove(s, task)
             raise
+    rs = task._sched
+    if not rs.alive():
+        raise RuntimeError("tasklet has no thread")  # its thread exited (thread_id is -1)
     if remove_current:
         raise RuntimeError("can't switch to a different thread.")
-    rs = task._sched
     with _lock:  # interthread: run it next in its own thread
         if task._next is None:
             if rs.blocked or rs.chain is None:
