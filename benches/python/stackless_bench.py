@@ -9,6 +9,10 @@ Operations (best of REPEATS runs, ns per operation):
   schedule    one schedule() call with two tasklets taking turns (1 switch)
   create+run  tasklet(f)() and its whole life, in batches run by stackless.run()
   blocked     bytes of RSS per tasklet blocked on a channel receive (N of them)
+  preempt     one iteration of a busy loop (~5 instructions) in a tasklet under
+              run(timeout): the preemption budget counted per instruction (native core: a C
+              trace function; pure core: a sys.settrace function); "busy" is the same loop
+              under run() without a budget
 asyncio: the same ping-pong through two asyncio.Queue objects, and the same blocked count
 (coroutines awaiting a Queue.get()).
 """
@@ -95,7 +99,22 @@ def stackless_ops():
             ch.send(None)
         return per
 
-    return {"pingpong": pingpong, "schedule": schedule, "create_run": create_run, "blocked": blocked}
+    def busy_loop(n):
+        x = 0
+        for i in range(n):
+            x += i
+        return x
+
+    def preempt(n):
+        stackless.tasklet(busy_loop)(n)
+        assert stackless.run(10**12) is None  # a budget that never runs out
+
+    def busy(n):
+        stackless.tasklet(busy_loop)(n)
+        stackless.run()
+
+    return {"pingpong": pingpong, "schedule": schedule, "create_run": create_run, "blocked": blocked,
+            "preempt": preempt, "busy": busy}
 
 
 def stackless_rows():
@@ -108,6 +127,8 @@ def stackless_rows():
         "schedule": best(ops["schedule"], N),
         "create_run": best(ops["create_run"], N // 2),
         "blocked": ops["blocked"](N_BLOCKED),
+        "preempt": best(ops["preempt"], N),
+        "busy": best(ops["busy"], N),
     }
 
 
@@ -226,6 +247,8 @@ def main():
     row("schedule() round trip, ns", "schedule")
     row("tasklet create+run, ns", "create_run")
     row("memory per blocked tasklet, bytes", "blocked")
+    row("busy-loop iteration under run(timeout), ns", "preempt")
+    row("busy-loop iteration under run() (no budget), ns", "busy")
 
 
 if __name__ == "__main__":

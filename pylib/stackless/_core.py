@@ -691,7 +691,10 @@ def run_watchdog(s, timeout, flags):
         # 3.12 turns on opcode events for sys.settrace only if some frame already asked for
         # them: ask on this (our own, untraced) frame first.
         sys._getframe().f_trace_opcodes = True
-        sys.settrace(s.glob_tracer)
+        if NATIVE is not None:
+            NATIVE.set_tick_tracer(s)  # the same counting, in C (pystate/trace.rs)
+        else:
+            sys.settrace(s.glob_tracer)
         s.tracing = True
     elif len(s.watchdogs) == 2:
         s.runflags = flags & THREADBLOCK  # deviation: threadblock also works without timeout

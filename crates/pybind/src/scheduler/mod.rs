@@ -40,6 +40,8 @@
 
 mod switch;
 
+use crate::pystate;
+use crate::pystate::trace::TraceEvent;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
@@ -74,6 +76,9 @@ struct CoreRefs {
     insert: Obj,
     lock_acquire: Obj,
     lock_release: Obj,
+    tick_expired: Obj,
+    /// `_core._OUR_GLOBALS`: the globals dicts of our own modules (their frames are not traced).
+    our_globals: Obj,
 }
 
 static REFS: PyOnceLock<CoreRefs> = PyOnceLock::new();
@@ -1035,9 +1040,67 @@ fn stackless_init(core: &Bound<'_, PyModule>) -> PyResult<()> {
         insert: get("insert")?,
         lock_acquire: lock.getattr("acquire")?.unbind(),
         lock_release: lock.getattr("release")?.unbind(),
+        tick_expired: get("_tick_expired")?,
+        our_globals: get("_OUR_GLOBALS")?,
     };
     let _ = REFS.set(py, refs);
     Ok(())
+}
+
+/// The preemption budget of `run(timeout)`, counted natively: the opcode tracer of
+/// `_core._make_tracers`, without a Python call per instruction.  Frames of our own modules
+/// are not traced; a traced frame gets the Python local tracer as `f_trace` (3.13 only turns
+/// opcode events on for frames that have one; it is never called while this tracer is
+/// installed), `f_trace_opcodes`, and no line events (`f_trace_lines`).
+struct TickTracer;
+
+impl pystate::trace::Tracer for TickTracer {
+    fn event(
+        owner: &Bound<'_, PyAny>,
+        frame: &Bound<'_, PyAny>,
+        event: TraceEvent,
+    ) -> PyResult<()> {
+        let py = owner.py();
+        let s = owner.cast::<SchedBase>()?;
+        let r = refs(py)?;
+        match event {
+            TraceEvent::Call => {
+                let globals = frame.getattr(intern!(py, "f_globals"))?;
+                for ours in r.our_globals.bind(py).try_iter()? {
+                    if ours?.is(&globals) {
+                        return Ok(());
+                    }
+                }
+                frame.setattr(
+                    intern!(py, "f_trace"),
+                    owner.getattr(intern!(py, "local_tracer"))?,
+                )?;
+                frame.setattr(intern!(py, "f_trace_opcodes"), true)?;
+                frame.setattr(intern!(py, "f_trace_lines"), false)?; // only opcodes count
+            }
+            TraceEvent::Opcode => {
+                let expired = {
+                    let mut b = s.borrow_mut();
+                    if !b.tracing {
+                        return Ok(());
+                    }
+                    b.ticks += 1;
+                    b.ticks >= b.watermark
+                };
+                if expired {
+                    r.tick_expired.call1(py, (s, frame))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Install the native tick counter as this thread's trace function (`run(timeout)`); the
+/// caller restores the previous one with `sys.settrace`.
+#[pyfunction]
+fn set_tick_tracer(s: &Bound<'_, SchedBase>) {
+    pystate::trace::set_trace::<TickTracer>(s.as_any());
 }
 
 /// Register the scheduler's classes and functions in `continulet._native`.
@@ -1051,5 +1114,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stackless_init, m)?)?;
     m.add_function(wrap_pyfunction!(init_fields, m)?)?;
     m.add_function(wrap_pyfunction!(insert, m)?)?;
+    m.add_function(wrap_pyfunction!(set_tick_tracer, m)?)?;
     Ok(())
 }
