@@ -68,8 +68,14 @@ const START_SOURCE: &std::ffi::CStr = c"def make(switch):
         if switch(c) is not None:
             raise TypeError(\"can't send non-None value to a just-started continulet\")
         if kwds is None:
+            # explicit arities: CALL runs a Python `func` in this eval loop (no C recursion:
+            # less C stack to save per switch); `*args` would go through CALL_FUNCTION_EX
             if not args:
                 return func(c)
+            if len(args) == 1:
+                return func(c, args[0])
+            if len(args) == 2:
+                return func(c, args[0], args[1])
             return func(c, *args)
         return func(c, *args, **kwds)
     return start
