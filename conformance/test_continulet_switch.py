@@ -623,6 +623,19 @@ def test_throw_unexpected_keyword():
     assert str(ei.value) == "throw() got an unexpected keyword argument 'value'"
 
 
+def test_throw_keyword_names_are_pypys():
+    # PyPy's interp2app names: type, val, tb, to
+    def f(c):
+        try:
+            c.switch()
+        except ValueError as e:
+            return ("caught", e.args, e.__traceback__ is not None)
+
+    c = continulet(f)
+    c.switch()
+    assert c.throw(type=ValueError, val="v", tb=None) == ("caught", ("v",), True)
+
+
 def test_throw_to_must_be_continulet():
     with pytest.raises(TypeError) as ei:
         continulet(ret1).throw(ValueError, to=3)

@@ -417,15 +417,16 @@ impl Continulet {
         Self::do_switch(slf, Payload::Value(value.unwrap_or_else(|| py.None())), to)
     }
 
-    #[pyo3(signature = (r#type, value=None, tb=None, to=None))]
+    /// The keyword names are PyPy's (`val`, not `value`).
+    #[pyo3(signature = (r#type, val=None, tb=None, to=None))]
     fn throw(
         slf: &Bound<'_, Self>,
         r#type: &Bound<'_, PyAny>,
-        value: Option<&Bound<'_, PyAny>>,
+        val: Option<&Bound<'_, PyAny>>,
         tb: Option<&Bound<'_, PyAny>>,
         to: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let exc = make_exception(slf.py(), r#type, value, tb)?;
+        let exc = make_exception(slf.py(), r#type, val, tb)?;
         Self::do_switch(slf, Payload::Exc(Box::new(exc)), to)
     }
 
