@@ -895,6 +895,9 @@ pub(crate) fn tasklet_main(
     Ok(py.None())
 }
 
+// Not inlined (nor are `uncaught` and `tasklet_end`): what `tasklet_main` keeps on the C
+// stack while the body runs is saved and copied with every switch of the tasklet.
+#[inline(never)]
 fn run_body(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> PyResult<()> {
     claim(py, r, t)?;
     let (func, args, kwargs) = {
@@ -920,6 +923,8 @@ fn run_body(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> PyResul
 }
 
 /// An exception escaped the tasklet: the error handler, or a bomb for the watchdog.
+#[inline(never)]
+#[cold]
 fn uncaught(py: Python<'_>, r: &CoreRefs, e: &PyErr) -> PyResult<Option<Obj>> {
     let to_bomb = |e: &PyErr| -> PyResult<Obj> {
         let tb = e
@@ -944,6 +949,7 @@ fn uncaught(py: Python<'_>, r: &CoreRefs, e: &PyErr) -> PyResult<Option<Obj>> {
 
 /// `_core._tasklet_end` for the common case (another tasklet is runnable, no error, no
 /// callback); delegates the rest.
+#[inline(never)]
 fn tasklet_end(
     py: Python<'_>,
     r: &CoreRefs,
