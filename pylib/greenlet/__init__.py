@@ -72,6 +72,7 @@ try:
 except TypeError:
     _TracebackType = type(sys.exc_info()[2])
 _MISSING = object()
+_is_finalizing = sys.is_finalizing
 _leaked = []  # greenlets that survived GreenletExit on collection (kept, as greenlet does)
 
 
@@ -174,11 +175,11 @@ def _pack(args, kwargs):
 
 
 def _lineage_main(g):
-    while g._greenlet__c is None:
-        g = g._greenlet__parent
+    while _slot_c(g) is None:
+        g = _slot_parent(g)
         if g is None:
             return None
-    return g._greenlet__home.main
+    return _slot_home(g).main
 
 
 def _check_switch(g, ts):
@@ -223,25 +224,28 @@ def _deliver(target, args, kwargs, exc):
             _check_switch(target, ts)
             _begin(target, ts, run, args, kwargs, exc)
             return _transfer(ts, ts.current, target, _cswitch, None)
-        target = target._greenlet__parent  # dead: on to the parent
+        target = _slot_parent(target)  # dead: on to the parent
 
 
 def _begin(g, ts, run, args, kwargs, exc):
     g._greenlet__c = _continulet(_bootstrap, [g, run, args or (), kwargs or {}, exc])
     g._greenlet__ts = g._greenlet__home = ts
-    try:
-        del g._greenlet__run
-    except AttributeError:
-        pass
 
 
 def _bootstrap(c, box):
     g, run, args, kwargs, exc = box
-    del box[:], g  # I3
+    del box[:]
     ts = _tls.ts
     result = None
     try:
         _after(ts, "switch" if exc is None else "throw")
+        # The run attribute is released here, in the new greenlet, as the C greenlet's
+        # inner_bootstrap does: its __del__ may switch.
+        try:
+            del g._greenlet__run
+        except AttributeError:
+            pass
+        del g  # I3
         if exc is not None:
             raise exc
         result = run(*args, **kwargs)
@@ -262,9 +266,9 @@ def _bootstrap(c, box):
     while True:
         if p is None:  # greenlet would abort ("ran out of parent greenlets"); use main
             p = ts.main
-        if p._greenlet__ts is ts:
+        if _slot_ts(p) is ts:
             break
-        if p._greenlet__c is None:
+        if _slot_c(p) is None:
             try:
                 run = p.run
                 _check_switch(p, ts)
@@ -274,9 +278,9 @@ def _bootstrap(c, box):
                 _begin(p, ts, run, None if exc is not None else (result,), None, exc)
                 result = exc = None
                 break
-        elif p._greenlet__ts is not None or p._greenlet__main:
+        elif _slot_ts(p) is not None or _slot_main(p):
             exc = error("cannot switch to a different thread")
-        p = p._greenlet__parent
+        p = _slot_parent(p)
     _set_ctx(p._greenlet__context)
     p._greenlet__context = None
     ts.current = p
@@ -311,9 +315,23 @@ def _kill_pending(ts):
             _kill(g, ts)
 
 
+class _UnraisableArgs(object):
+    """What ``sys.unraisablehook`` receives (its own type cannot be made from Python)."""
+
+    __slots__ = ("exc_type", "exc_value", "exc_traceback", "err_msg", "object")
+
+
 def _unraisable(obj):
+    """As ``PyErr_WriteUnraisable(obj)``: to a replaced ``sys.unraisablehook``, else to stderr."""
     typ, val, tb = sys.exc_info()
     try:
+        hook = getattr(sys, "unraisablehook", None)
+        if hook is not None and hook is not getattr(sys, "__unraisablehook__", None):
+            args = _UnraisableArgs()
+            args.exc_type, args.exc_value, args.exc_traceback = typ, val, tb
+            args.err_msg, args.object = None, obj
+            hook(args)
+            return
         sys.stderr.write("Exception ignored in: %r\n" % (obj,))
         sys.excepthook(typ, val, tb)
     except BaseException:
@@ -325,6 +343,12 @@ def _unraisable(obj):
 
 def getcurrent():
     "Returns the current greenlet (i.e. the one which called this function)."
+    if _is_finalizing():  # greenlet >= 3.5.1: not during interpreter finalization
+        raise RuntimeError("greenlet is being finalized")
+    return _current()
+
+
+def _current():
     ts = _tls.ts
     if ts.deleteme:
         _kill_pending(ts)
@@ -348,7 +372,7 @@ Creates a new greenlet object (without running it).
         self = object.__new__(cls)
         self._greenlet__c = self._greenlet__ts = self._greenlet__home = self._greenlet__context = None
         self._greenlet__main = False
-        self._greenlet__parent = getcurrent()
+        self._greenlet__parent = _current()
         return self
 
     def __init__(self, run=_MISSING, parent=None, *extra):
@@ -467,6 +491,11 @@ started yet.  Returns the value passed when switching back."""
     def _stack_saved(self):
         return 0  # unknown at this level (the continulet owns the stack copy)
 
+    def __delattr__(self, name):
+        if name == "__dict__":  # as the C greenlet's __dict__ setter
+            raise TypeError("__dict__ may not be deleted")
+        object.__delattr__(self, name)
+
     def __getstate__(self):
         raise TypeError("cannot serialize '%s' object" % _tp_name(self))
 
@@ -534,8 +563,8 @@ def _set_parent(g, parent):
         if p is g:
             raise ValueError("cyclic parent chain")
         root = p
-        p = p._greenlet__parent
-    if not root._greenlet__main:
+        p = _slot_parent(p)
+    if not _slot_main(root):
         raise ValueError("parent must not be garbage collected")
     if g._greenlet__c is not None and g._greenlet__home.main is not root:
         raise ValueError("parent cannot be on a different thread")
@@ -593,11 +622,15 @@ def __getattr__(name):
     raise AttributeError("module 'greenlet' has no attribute %r" % (name,))
 
 
+# The slots read without the instance's __getattribute__ (a subclass's may be anything: the
+# C greenlet's state is not attributes at all); used where parent chains are walked.
+_slot_c, _slot_ts, _slot_home, _slot_parent, _slot_main = (
+    greenlet.__dict__["_greenlet__" + n].__get__ for n in ("c", "ts", "home", "parent", "main"))
 greenlet.settrace = staticmethod(settrace)
 _tls = _Local()  # per-thread state; _Local.__init__ runs once in each thread that uses greenlets
 greenlet.gettrace = staticmethod(gettrace)
 
 _INTERNAL_CODE = frozenset(
     f.__code__ for f in (_transfer, _cthrow_tb, _after, _deliver, _bootstrap, _kill, _kill_pending, getcurrent,
-                         greenlet.switch, greenlet.throw, greenlet.__del__)
+                         _current, greenlet.switch, greenlet.throw, greenlet.__del__)
 )
