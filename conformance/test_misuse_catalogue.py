@@ -196,7 +196,7 @@ CATALOGUE = [
      "green() takes at most 2 arguments (3 given)", ("pypy-oracle",)),
     ("g-getstate", lambda: __import__("copy").copy(_g()), TypeError, "cannot serialize 'greenlet.greenlet' object",
      ("pypy-oracle",)),
-    ("g-del-dict", _g_del_dict, TypeError, "__dict__ may not be deleted", ("cpython", "pypy", "pypy-oracle")),
+    ("g-del-dict", _g_del_dict, TypeError, "__dict__ may not be deleted", ("pypy-oracle",)),
     ("g-set-dict", _g_set_dict, TypeError, "__dict__ must be a dictionary", ("cpython", "pypy", "pypy-oracle")),
     # --- §3 stackless
     ("t-bind-not-callable", lambda: __import__("stackless").tasklet(5), TypeError,
@@ -228,7 +228,6 @@ CATALOGUE = [
 ]
 
 BUGS = {
-    "g-del-dict": "bug: pylib greenlet allows `del g.__dict__` (greenlet 3.x: TypeError)",
     "g-set-dict": "bug: pylib greenlet gives the interpreter's message for `g.__dict__ = 5`",
 }
 
