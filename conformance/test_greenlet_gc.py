@@ -40,7 +40,6 @@ def _parked(log):
 
 
 @pytest.mark.fresh_interpreter_on_pypy
-@differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 @differs("pypy-oracle", reason=NO_KILL)
 def test_suspended_greenlet_is_killed_on_collection():
     log = []
@@ -72,7 +71,6 @@ def test_dead_greenlet_is_freed():
 
 
 @pytest.mark.fresh_interpreter_on_pypy
-@differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 @differs("pypy-oracle", reason=NO_KILL)
 def test_kill_runs_in_current_greenlet_context():
     main = getcurrent()
@@ -98,7 +96,6 @@ def test_kill_runs_in_current_greenlet_context():
 
 
 @pytest.mark.fresh_interpreter_on_pypy
-@differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 @differs("pypy-oracle", reason=NO_KILL)
 def test_parent_restored_after_kill():
     main = getcurrent()
@@ -129,7 +126,6 @@ def test_parent_restored_after_kill():
 
 
 @pytest.mark.fresh_interpreter_on_pypy
-@differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 @differs("pypy-oracle", reason=NO_KILL)
 def test_greenlet_catching_exit_and_returning():
     log = []
@@ -150,7 +146,6 @@ def test_greenlet_catching_exit_and_returning():
 
 
 @pytest.mark.fresh_interpreter_on_pypy
-@differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 @differs("pypy-oracle", reason=NO_KILL)
 def test_many_suspended_greenlets_collected():
     log = []
@@ -172,7 +167,6 @@ def test_weakref_callback_after_death():
 
 
 @pytest.mark.fresh_interpreter_on_pypy
-@differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 @differs("pypy-oracle", reason=NO_KILL)
 def test_greenlet_refusing_to_die(capfd):
     main = getcurrent()

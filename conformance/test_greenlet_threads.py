@@ -207,7 +207,6 @@ def test_gr_context_of_greenlet_running_in_other_thread():
 
 
 @pytest.mark.fresh_interpreter_on_pypy
-@differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 @differs("pypy-oracle", reason="lib_pypy greenlet never raises GreenletExit into collected greenlets")
 def test_greenlet_dropped_in_other_thread_is_killed_in_its_own():
     log = []

@@ -48,10 +48,25 @@ import _continuation
 from contextvars import Context as _Context
 from continulet._compat import (
     get_contextvar_context as _get_ctx,
+    native as _native,
     normalize_exc as _normalize_exc,
     set_contextvar_context as _set_ctx,
     suspended_frame as _suspended_frame,
 )
+
+
+def _native_bases():
+    """CPython: the native bases of greenlet and _ThreadState (``continulet._native``), whose
+    ``switch`` takes the common case natively (``crates/pybind/src/greenlet.rs``); None on
+    PyPy, or when ``CONTINULET_PURE`` is set (then this module is the whole implementation)."""
+    import os
+
+    if _native is None or os.environ.get("CONTINULET_PURE") or not hasattr(_native, "_GreenletBase"):
+        return None
+    return _native
+
+
+_NATIVE = _native_bases()
 
 __version__ = "3.5.0+continulet.0.1.0"
 __implementation__ = "continulet"
@@ -86,8 +101,25 @@ can be used to kill a single greenlet."""
 # ____________________________________________________________ per-thread state
 
 
-class _ThreadState(object):
-    __slots__ = ("current", "main", "origin", "trace", "deleteme", "thread", "exited")
+if _NATIVE is not None:
+
+    class _ThreadState(_NATIVE._ThreadStateBase):
+        __slots__ = ()  # the fields are the native base's (same names)
+
+    _GreenletBase = _NATIVE._GreenletBase
+    _GREENLET_SLOTS = ("_greenlet__run",)
+    _new_object = _GreenletBase.__new__
+else:
+
+    class _ThreadState(object):
+        __slots__ = ("current", "main", "origin", "trace", "deleteme", "thread", "exited")
+
+    _GreenletBase = object
+    _GREENLET_SLOTS = (
+        "_greenlet__c", "_greenlet__ts", "_greenlet__home", "_greenlet__parent", "_greenlet__run",
+        "_greenlet__context", "_greenlet__main", "__dict__", "__weakref__",
+    )
+    _new_object = object.__new__
 
 
 class _ThreadSentinel(object):
@@ -107,7 +139,7 @@ class _Local(_thread._local):
         ts.exited = False
         t = threading.current_thread()
         ts.thread = None if t is threading.main_thread() else t
-        main = object.__new__(greenlet)
+        main = _new_object(greenlet)
         main._greenlet__c = _continulet.__new__(_continulet)
         main._greenlet__ts = main._greenlet__home = ts
         main._greenlet__parent = main._greenlet__context = None
@@ -127,8 +159,12 @@ def _alive(ts):
 # ____________________________________________________________ switching core
 
 
-def _transfer(ts, cur, target, op, arg):
-    """Switch from ``cur`` (running) to the active ``target``; ``op`` is switch or throw."""
+def _transfer(ts, target, op, arg):
+    """Switch from the current greenlet to the active ``target``; ``op`` is switch or throw.
+
+    The current greenlet is read here, not passed in: on CPython 3.10 a caller's arguments
+    stay on its value stack until the call returns, which would keep it referenced (I3)."""
+    cur = ts.current
     ts.origin = cur  # first: from here on a __del__ defers its kill (I2)
     cur._greenlet__context = _get_ctx()
     _set_ctx(target._greenlet__context)
@@ -215,15 +251,15 @@ def _deliver(target, args, kwargs, exc):
             return _pack(args, kwargs)
         if target._greenlet__ts is ts:
             if exc is not None:
-                return _transfer(ts, ts.current, target, _cthrow_tb, exc)
-            return _transfer(ts, ts.current, target, _cswitch, _pack(args, kwargs))
+                return _transfer(ts, target, _cthrow_tb, exc)
+            return _transfer(ts, target, _cswitch, _pack(args, kwargs))
         if target._greenlet__c is None:
             run = target.run  # may run arbitrary code (subclass properties)
             if target._greenlet__c is not None:
                 continue
             _check_switch(target, ts)
             _begin(target, ts, run, args, kwargs, exc)
-            return _transfer(ts, ts.current, target, _cswitch, None)
+            return _transfer(ts, target, _cswitch, None)
         target = _slot_parent(target)  # dead: on to the parent
 
 
@@ -248,7 +284,16 @@ def _bootstrap(c, box):
         del g  # I3
         if exc is not None:
             raise exc
-        result = run(*args, **kwargs)
+        # explicit arities: CALL runs a Python ``run`` in this eval loop (no C recursion, less
+        # C stack saved per switch of this greenlet); ``*args`` goes through CALL_FUNCTION_EX
+        if kwargs:
+            result = run(*args, **kwargs)
+        elif not args:
+            result = run()
+        elif len(args) == 1:
+            result = run(args[0])
+        else:
+            result = run(*args)
     except GreenletExit as e:
         result = e
         exc = None
@@ -355,7 +400,7 @@ def _current():
     return ts.current
 
 
-class greenlet(object):
+class greenlet(_GreenletBase):
     """greenlet(run=None, parent=None) -> greenlet
 
 Creates a new greenlet object (without running it).
@@ -363,13 +408,10 @@ Creates a new greenlet object (without running it).
  - *run* -- The callable to invoke.
  - *parent* -- The parent greenlet. The default is the current greenlet."""
 
-    __slots__ = (
-        "_greenlet__c", "_greenlet__ts", "_greenlet__home", "_greenlet__parent", "_greenlet__run",
-        "_greenlet__context", "_greenlet__main", "__dict__", "__weakref__",
-    )
+    __slots__ = _GREENLET_SLOTS
 
     def __new__(cls, *args, **kwargs):
-        self = object.__new__(cls)
+        self = _new_object(cls)
         self._greenlet__c = self._greenlet__ts = self._greenlet__home = self._greenlet__context = None
         self._greenlet__main = False
         self._greenlet__parent = _current()
@@ -383,17 +425,19 @@ Creates a new greenlet object (without running it).
         if parent is not None:
             _set_parent(self, parent)
 
-    def switch(self, *args, **kwargs):
-        """switch(*args, **kwargs)
+    if _NATIVE is None:
 
-Switch execution to this greenlet, starting it with ``run(*args, **kwargs)`` if it has not
-started yet.  Returns the value passed when switching back."""
-        ts = _tls.ts
-        if self._greenlet__ts is ts and ts.current is not self:
-            if kwargs:
-                return _transfer(ts, ts.current, self, _cswitch, (args, kwargs) if args else kwargs)
-            return _transfer(ts, ts.current, self, _cswitch, args[0] if len(args) == 1 else args)
-        return _deliver(self, args, kwargs, None)
+        def switch(self, *args, **kwargs):
+            """switch(*args, **kwargs)
+
+    Switch execution to this greenlet, starting it with ``run(*args, **kwargs)`` if it has not
+    started yet.  Returns the value passed when switching back."""
+            ts = _tls.ts
+            if self._greenlet__ts is ts and ts.current is not self:
+                if kwargs:
+                    return _transfer(ts, self, _cswitch, (args, kwargs) if args else kwargs)
+                return _transfer(ts, self, _cswitch, args[0] if len(args) == 1 else args)
+            return _deliver(self, args, kwargs, None)
 
     def throw(self, *args, **kwargs):
         """throw([typ[, val[, tb]]]) -- switch to this greenlet and raise the exception there
@@ -405,7 +449,7 @@ started yet.  Returns the value passed when switching back."""
         exc = _make_exc(*args)
         ts = _tls.ts
         if self._greenlet__ts is ts and ts.current is not self:
-            return _transfer(ts, ts.current, self, _cthrow_tb, exc)
+            return _transfer(ts, self, _cthrow_tb, exc)
         return _deliver(self, None, None, exc)
 
     def __bool__(self):
@@ -625,12 +669,16 @@ def __getattr__(name):
 # The slots read without the instance's __getattribute__ (a subclass's may be anything: the
 # C greenlet's state is not attributes at all); used where parent chains are walked.
 _slot_c, _slot_ts, _slot_home, _slot_parent, _slot_main = (
-    greenlet.__dict__["_greenlet__" + n].__get__ for n in ("c", "ts", "home", "parent", "main"))
+    (_GreenletBase if _NATIVE is not None else greenlet).__dict__["_greenlet__" + n].__get__
+    for n in ("c", "ts", "home", "parent", "main"))
 greenlet.settrace = staticmethod(settrace)
 _tls = _Local()  # per-thread state; _Local.__init__ runs once in each thread that uses greenlets
 greenlet.gettrace = staticmethod(gettrace)
 
 _INTERNAL_CODE = frozenset(
     f.__code__ for f in (_transfer, _cthrow_tb, _after, _deliver, _bootstrap, _kill, _kill_pending, getcurrent,
-                         _current, greenlet.switch, greenlet.throw, greenlet.__del__)
+                         _current, greenlet.throw, greenlet.__del__)
+    + ((greenlet.switch,) if _NATIVE is None else ())
 )
+if _NATIVE is not None:
+    _NATIVE.greenlet_init(sys.modules[__name__])

@@ -23,6 +23,7 @@
 
 #![deny(unsafe_code)]
 
+mod greenlet;
 #[allow(unsafe_code)] // the one module allowed to touch interpreter internals (style rule 2)
 mod pystate;
 mod scheduler;
@@ -215,6 +216,14 @@ fn deliver(p: Payload) -> PyResult<Py<PyAny>> {
 impl Continulet {
     fn status(&self) -> u8 {
         self.status.load(Ordering::Acquire)
+    }
+
+    fn is_uninit(&self) -> bool {
+        self.status() == ST_UNINIT
+    }
+
+    fn is_finished(&self) -> bool {
+        self.status() == ST_FINISHED
     }
 
     fn thread_core(&self) -> Option<&Core> {
@@ -588,5 +597,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(suspended_frame, m)?)?;
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
     scheduler::register(m)?;
+    greenlet::register(m)?;
     Ok(())
 }

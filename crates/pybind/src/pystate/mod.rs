@@ -149,6 +149,13 @@ pub(super) fn tstate() -> *mut u8 {
     unsafe { ffi::PyThreadState_Get().cast() }
 }
 
+/// The address of the calling thread's `PyThreadState`, as an identity only (never
+/// dereferenced by the caller).  An exited thread's address may be reused by a new thread:
+/// callers pair it with their own "this thread exited" flag.
+pub(crate) fn thread_state_id() -> usize {
+    tstate() as usize
+}
+
 /// The thread's current contextvars context (a new reference), or null.
 pub(crate) fn get_context() -> *mut ffi::PyObject {
     // SAFETY: live thread state; `context` is a strong reference owned by it.

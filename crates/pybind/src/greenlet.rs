@@ -1,0 +1,317 @@
+//! # The native fast path of `greenlet.switch` on CPython
+//!
+//! `pylib/greenlet` is greenlet 3.x in Python over `_continuation`, and it stays the whole
+//! implementation on PyPy and with `CONTINULET_PURE=1`.  On CPython its two state classes get
+//! native bases from here: [`GreenletBase`] holds a greenlet's fields and [`ThreadStateBase`]
+//! the per-thread state, under the *same attribute names* the Python code uses
+//! (`_greenlet__c`, `current`, ...), so every Python path reads and writes the very same
+//! fields.  Only the common case of `switch` runs here: a started greenlet of this thread that
+//! is not the current one.  It does what `greenlet._transfer` does — record the origin, swap
+//! the contextvars contexts, make the target current, double-switch the continulets
+//! (`current._c.switch(value, to=target._c)`) — and, on the way back, what `_transfer` does
+//! after its switch (the Python `_after` only when a tracer or a deferred kill needs it).
+//! Every other case (unstarted, dead, other thread, self-switch) calls the Python `_deliver`
+//! before changing anything, so the two modes cannot drift apart.
+//!
+//! # Invariants
+//!
+//! * **G1** (greenlet.py's I3) Nothing on the C stack of a suspended greenlet references that
+//!   greenlet: the fast path drops its reference to the current greenlet before the switch and
+//!   keeps only the two continulets, so a greenlet that loses its last reference is finalized
+//!   (and killed with `GreenletExit`) by refcounting, as in pure mode.
+//! * **G2** (the crate's B2) No pyo3 borrow guard is held across the switch: every
+//!   `borrow`/`borrow_mut` ends before `Continulet::do_switch`.
+//! * **G3** A `ThreadStateBase` belongs to the thread that created it (`tstate`: that thread's
+//!   `PyThreadState` address); the fast path is taken only on that thread.  An address can be
+//!   reused once its thread has exited, so the fast path also requires `exited` to be false
+//!   (greenlet.py sets it when the thread's locals are destroyed, before its thread state is).
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::{intern, PyTraverseError, PyVisit};
+
+use crate::{pystate, Continulet, ObjRef, Payload};
+
+type Obj = Py<PyAny>;
+
+/// The fields of a greenlet (the base of `greenlet.greenlet` on CPython).
+#[pyclass(subclass, dict, weakref, module = "greenlet", name = "_GreenletBase")]
+#[derive(Default)]
+pub(crate) struct GreenletBase {
+    /// Its continulet once started (the main greenlet's is uninitialized).
+    #[pyo3(get, set, name = "_greenlet__c")]
+    c: Option<Obj>,
+    /// Its thread's state while it is alive, None before it starts and once it is dead.
+    #[pyo3(get, set, name = "_greenlet__ts")]
+    ts: Option<Obj>,
+    /// The thread state it started in (kept after death).
+    #[pyo3(get, set, name = "_greenlet__home")]
+    home: Option<Obj>,
+    #[pyo3(get, set, name = "_greenlet__parent")]
+    parent: Option<Obj>,
+    /// Its saved contextvars context while it is not running.
+    #[pyo3(get, set, name = "_greenlet__context")]
+    context: Option<Obj>,
+    #[pyo3(get, set, name = "_greenlet__main")]
+    main: bool,
+}
+
+/// The per-thread state of greenlet (the base of `greenlet._ThreadState` on CPython).
+#[pyclass(subclass, module = "greenlet", name = "_ThreadStateBase")]
+pub(crate) struct ThreadStateBase {
+    #[pyo3(get, set)]
+    current: Option<Obj>,
+    #[pyo3(get, set)]
+    main: Option<Obj>,
+    /// The greenlet a switch under way comes from (None: no switch under way).
+    #[pyo3(get, set)]
+    origin: Option<Obj>,
+    #[pyo3(get, set)]
+    trace: Option<Obj>,
+    /// Greenlets whose kill is deferred (a Python list).
+    #[pyo3(get, set)]
+    deleteme: Option<Obj>,
+    #[pyo3(get, set)]
+    thread: Option<Obj>,
+    #[pyo3(get, set)]
+    exited: bool,
+    /// G3: the creating thread's `PyThreadState` address.
+    tstate: usize,
+}
+
+/// What the fast path needs from `greenlet` (set once by [`greenlet_init`]).
+struct Refs {
+    deliver: Obj,
+    after: Obj,
+}
+
+static REFS: PyOnceLock<Refs> = PyOnceLock::new();
+
+fn visit_all(visit: &PyVisit<'_>, objs: &[&Option<Obj>]) -> Result<(), PyTraverseError> {
+    for o in objs.iter().copied().flatten() {
+        visit.call(o)?;
+    }
+    Ok(())
+}
+
+#[pymethods]
+impl GreenletBase {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        Self::default()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit_all(
+            &visit,
+            &[&self.c, &self.ts, &self.home, &self.parent, &self.context],
+        )
+    }
+
+    fn __clear__(&mut self) {
+        self.c = None;
+        self.ts = None;
+        self.home = None;
+        self.parent = None;
+        self.context = None;
+    }
+
+    /// switch(*args, **kwargs)
+    ///
+    /// Switch execution to this greenlet, starting it with ``run(*args, **kwargs)`` if it has
+    /// not started yet.  Returns the value passed when switching back.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn switch(
+        slf: &Bound<'_, Self>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Obj> {
+        let py = slf.py();
+        let refs = REFS.get(py).ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err("greenlet native path not initialized")
+        })?;
+        if let Some((ts, cur)) = fast_path_state(slf) {
+            let value = pack(py, args, kwargs);
+            return transfer(py, refs, &ts, cur, slf, value);
+        }
+        let kwargs: Obj = kwargs.map_or_else(
+            || PyDict::new(py).into_any().unbind(),
+            |k| k.clone().into_any().unbind(),
+        );
+        refs.deliver.call1(py, (slf, args, kwargs, py.None()))
+    }
+}
+
+/// The target's thread state and the current greenlet, when `switch` can take the fast path:
+/// the target is started and alive in this thread (G3) and is not the current greenlet.
+fn fast_path_state<'py>(
+    target: &Bound<'py, GreenletBase>,
+) -> Option<(Bound<'py, ThreadStateBase>, Obj)> {
+    let py = target.py();
+    let ts = target.borrow().ts.as_ref().map(|t| t.clone_ref(py))?;
+    let ts = ts.into_bound(py).cast_into::<ThreadStateBase>().ok()?;
+    let cur = {
+        let b = ts.borrow();
+        if b.tstate != pystate::thread_state_id() || b.exited {
+            return None;
+        }
+        match &b.current {
+            Some(c) if !c.is(target) => c.clone_ref(py),
+            _ => return None,
+        }
+    };
+    Some((ts, cur))
+}
+
+/// greenlet's argument packing: one positional argument is passed as itself.
+fn pack(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> Obj {
+    match kwargs.filter(|k| !k.is_empty()) {
+        Some(k) if args.is_empty() => k.clone().into_any().unbind(),
+        Some(k) => PyTuple::new(py, [args.as_any(), k.as_any()])
+            .map_or_else(|_| py.None(), |t| t.into_any().unbind()),
+        None if args.len() == 1 => args.get_item(0).map_or_else(|_| py.None(), Bound::unbind),
+        None => args.clone().into_any().unbind(),
+    }
+}
+
+/// `greenlet._transfer(ts, cur, target, _cswitch, value)`.
+fn transfer(
+    py: Python<'_>,
+    refs: &Refs,
+    ts: &Bound<'_, ThreadStateBase>,
+    cur: Obj,
+    target: &Bound<'_, GreenletBase>,
+    value: Obj,
+) -> PyResult<Obj> {
+    let cur = cur.into_bound(py).cast_into::<GreenletBase>()?;
+    ts.borrow_mut().origin = Some(cur.clone().into_any().unbind());
+    let ctx = pystate::frame_into_py(py, pystate::get_context());
+    let (tc, target_ctx) = {
+        let mut t = target.borrow_mut();
+        (t.c.as_ref().map(|c| c.clone_ref(py)), t.context.take())
+    };
+    let cc = {
+        let mut c = cur.borrow_mut();
+        c.context = Some(ctx);
+        c.c.as_ref().map(|c| c.clone_ref(py))
+    };
+    pystate::set_context(target_ctx.map_or(std::ptr::null_mut(), Py::into_ptr));
+    ts.borrow_mut().current = Some(target.clone().into_any().unbind());
+    drop(cur); // G1
+    let (Some(cc), Some(tc)) = (cc, tc) else {
+        return Err(crate::error::new_err("greenlet has no continulet"));
+    };
+    let result = continulet_switch(py, cc, tc, value); // G2
+    match result {
+        Ok(v) => {
+            if needs_after(ts) {
+                refs.after.call1(py, (ts, intern!(py, "switch")))?;
+            } else {
+                ts.borrow_mut().origin = None;
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            refs.after.call1(py, (ts, intern!(py, "throw")))?;
+            Err(e)
+        }
+    }
+}
+
+/// `cc.switch(value, to=tc)` for the continulets of two greenlets of this thread, without
+/// `Continulet::check_switch`'s general checks: both are of this thread (G3), a live
+/// greenlet's continulet is never finished, and `cc` and `tc` are distinct.  What remains of
+/// PyPy's rules is the uninitialized continulet of a main greenlet (greenlet.py's I1): as
+/// `self` it means "switch to `to`", as `to` it means "no `to`".
+fn continulet_switch(py: Python<'_>, cc: Obj, tc: Obj, value: Obj) -> PyResult<Obj> {
+    let cc = cc.into_bound(py).cast_into::<Continulet>()?;
+    let tc = tc.into_bound(py).cast_into::<Continulet>()?;
+    let (cc_uninit, tc_uninit) = (cc.get().is_uninit(), tc.get().is_uninit());
+    if (!cc_uninit && cc.get().is_finished()) || (!tc_uninit && tc.get().is_finished()) {
+        return Continulet::do_switch(&cc, Payload::Value(value), Some(tc.as_any()));
+    }
+    let (origin, destination) = match (cc_uninit, tc_uninit) {
+        (true, true) => return Ok(value),
+        (true, false) => (tc.clone(), tc),
+        (false, true) => (cc.clone(), cc),
+        (false, false) => (cc, tc),
+    };
+    crate::switch_and_deliver(
+        &ObjRef(origin.unbind()),
+        &ObjRef(destination.unbind()),
+        Payload::Value(value),
+    )
+}
+
+/// `ts.trace is not None or ts.deleteme`: the receiver must run the Python `_after`.
+fn needs_after(ts: &Bound<'_, ThreadStateBase>) -> bool {
+    let py = ts.py();
+    let b = ts.borrow();
+    b.trace.as_ref().is_some_and(|t| !t.is_none(py))
+        || b.deleteme
+            .as_ref()
+            .is_some_and(|d| d.bind(py).cast::<PyList>().map_or(true, |l| !l.is_empty()))
+}
+
+#[pymethods]
+impl ThreadStateBase {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        ThreadStateBase {
+            current: None,
+            main: None,
+            origin: None,
+            trace: None,
+            deleteme: None,
+            thread: None,
+            exited: false,
+            tstate: pystate::thread_state_id(),
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit_all(
+            &visit,
+            &[
+                &self.current,
+                &self.main,
+                &self.origin,
+                &self.trace,
+                &self.deleteme,
+                &self.thread,
+            ],
+        )
+    }
+
+    fn __clear__(&mut self) {
+        self.current = None;
+        self.main = None;
+        self.origin = None;
+        self.trace = None;
+        self.deleteme = None;
+        self.thread = None;
+    }
+}
+
+/// Connect the fast path to `greenlet` (called once, at the end of its import).
+#[pyfunction]
+fn greenlet_init(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = module.py();
+    let refs = Refs {
+        deliver: module.getattr("_deliver")?.unbind(),
+        after: module.getattr("_after")?.unbind(),
+    };
+    let _ = REFS.set(py, refs);
+    Ok(())
+}
+
+/// Register the greenlet bases in `continulet._native`.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<GreenletBase>()?;
+    m.add_class::<ThreadStateBase>()?;
+    m.add_function(wrap_pyfunction!(greenlet_init, m)?)?;
+    Ok(())
+}
