@@ -25,6 +25,11 @@
 //!   `PyThreadState` address); the fast path is taken only on that thread.  An address can be
 //!   reused once its thread has exited, so the fast path also requires `exited` to be false
 //!   (greenlet.py sets it when the thread's locals are destroyed, before its thread state is).
+//! * **G4** No Python object is released while a borrow guard of these objects is held: a
+//!   release can run a finalizer (a greenlet's `__del__` kills it, reading and writing `ts` and
+//!   greenlets), which would find them borrowed.  Old values are taken out, the guard ends,
+//!   then they are dropped: in the fast path and in every attribute setter (pyo3's generated
+//!   setters drop the old value under the guard).
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -40,18 +45,18 @@ type Obj = Py<PyAny>;
 #[derive(Default)]
 pub(crate) struct GreenletBase {
     /// Its continulet once started (the main greenlet's is uninitialized).
-    #[pyo3(get, set, name = "_greenlet__c")]
+    #[pyo3(get, name = "_greenlet__c")]
     c: Option<Obj>,
     /// Its thread's state while it is alive, None before it starts and once it is dead.
-    #[pyo3(get, set, name = "_greenlet__ts")]
+    #[pyo3(get, name = "_greenlet__ts")]
     ts: Option<Obj>,
     /// The thread state it started in (kept after death).
-    #[pyo3(get, set, name = "_greenlet__home")]
+    #[pyo3(get, name = "_greenlet__home")]
     home: Option<Obj>,
-    #[pyo3(get, set, name = "_greenlet__parent")]
+    #[pyo3(get, name = "_greenlet__parent")]
     parent: Option<Obj>,
     /// Its saved contextvars context while it is not running.
-    #[pyo3(get, set, name = "_greenlet__context")]
+    #[pyo3(get, name = "_greenlet__context")]
     context: Option<Obj>,
     #[pyo3(get, set, name = "_greenlet__main")]
     main: bool,
@@ -60,24 +65,33 @@ pub(crate) struct GreenletBase {
 /// The per-thread state of greenlet (the base of `greenlet._ThreadState` on CPython).
 #[pyclass(subclass, module = "greenlet", name = "_ThreadStateBase")]
 pub(crate) struct ThreadStateBase {
-    #[pyo3(get, set)]
+    #[pyo3(get)]
     current: Option<Obj>,
-    #[pyo3(get, set)]
+    #[pyo3(get)]
     main: Option<Obj>,
     /// The greenlet a switch under way comes from (None: no switch under way).
-    #[pyo3(get, set)]
+    #[pyo3(get)]
     origin: Option<Obj>,
-    #[pyo3(get, set)]
+    #[pyo3(get)]
     trace: Option<Obj>,
     /// Greenlets whose kill is deferred (a Python list).
-    #[pyo3(get, set)]
+    #[pyo3(get)]
     deleteme: Option<Obj>,
-    #[pyo3(get, set)]
+    #[pyo3(get)]
     thread: Option<Obj>,
     #[pyo3(get, set)]
     exited: bool,
     /// G3: the creating thread's `PyThreadState` address.
     tstate: usize,
+}
+
+/// A setter's value: Python None is stored as `None` (pyo3 refuses deletion itself).
+fn settable(value: Obj) -> Option<Obj> {
+    if value.is_none(pystate::attached()) {
+        None
+    } else {
+        Some(value)
+    }
 }
 
 /// What the fast path needs from `greenlet` (set once by [`greenlet_init`]).
@@ -108,6 +122,36 @@ impl GreenletBase {
             &visit,
             &[&self.c, &self.ts, &self.home, &self.parent, &self.context],
         )
+    }
+
+    #[setter(_greenlet__c)]
+    fn set_c(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().c, settable(value));
+        drop(old); // G4
+    }
+
+    #[setter(_greenlet__ts)]
+    fn set_ts(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().ts, settable(value));
+        drop(old); // G4
+    }
+
+    #[setter(_greenlet__home)]
+    fn set_home(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().home, settable(value));
+        drop(old); // G4
+    }
+
+    #[setter(_greenlet__parent)]
+    fn set_parent(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().parent, settable(value));
+        drop(old); // G4
+    }
+
+    #[setter(_greenlet__context)]
+    fn set_context(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().context, settable(value));
+        drop(old); // G4
     }
 
     fn __clear__(&mut self) {
@@ -186,19 +230,28 @@ fn transfer(
     value: Obj,
 ) -> PyResult<Obj> {
     let cur = cur.into_bound(py).cast_into::<GreenletBase>()?;
-    ts.borrow_mut().origin = Some(cur.clone().into_any().unbind());
+    let old_origin = ts
+        .borrow_mut()
+        .origin
+        .replace(cur.clone().into_any().unbind()); // G4: dropped after the guard
+    drop(old_origin);
     let ctx = pystate::frame_into_py(py, pystate::get_context());
     let (tc, target_ctx) = {
         let mut t = target.borrow_mut();
         (t.c.as_ref().map(|c| c.clone_ref(py)), t.context.take())
     };
-    let cc = {
+    let (cc, old_ctx) = {
         let mut c = cur.borrow_mut();
-        c.context = Some(ctx);
-        c.c.as_ref().map(|c| c.clone_ref(py))
+        let old = c.context.replace(ctx);
+        (c.c.as_ref().map(|c| c.clone_ref(py)), old)
     };
+    drop(old_ctx); // G4
     pystate::set_context(target_ctx.map_or(std::ptr::null_mut(), Py::into_ptr));
-    ts.borrow_mut().current = Some(target.clone().into_any().unbind());
+    let old_current = ts
+        .borrow_mut()
+        .current
+        .replace(target.clone().into_any().unbind());
+    drop(old_current); // G4 (it is `cur`, still referenced here)
     drop(cur); // G1
     let (Some(cc), Some(tc)) = (cc, tc) else {
         return Err(crate::error::new_err("greenlet has no continulet"));
@@ -209,7 +262,10 @@ fn transfer(
             if needs_after(ts) {
                 refs.after.call1(py, (ts, intern!(py, "switch")))?;
             } else {
-                ts.borrow_mut().origin = None;
+                // G4: the origin may hold the last reference to the greenlet we came from,
+                // whose __del__ kills it, reading `ts`.
+                let origin = ts.borrow_mut().origin.take();
+                drop(origin);
             }
             Ok(v)
         }
@@ -284,6 +340,42 @@ impl ThreadStateBase {
                 &self.thread,
             ],
         )
+    }
+
+    #[setter(current)]
+    fn set_current(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().current, settable(value));
+        drop(old); // G4
+    }
+
+    #[setter(main)]
+    fn set_main(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().main, settable(value));
+        drop(old); // G4
+    }
+
+    #[setter(origin)]
+    fn set_origin(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().origin, settable(value));
+        drop(old); // G4
+    }
+
+    #[setter(trace)]
+    fn set_trace(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().trace, settable(value));
+        drop(old); // G4
+    }
+
+    #[setter(deleteme)]
+    fn set_deleteme(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().deleteme, settable(value));
+        drop(old); // G4
+    }
+
+    #[setter(thread)]
+    fn set_thread(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().thread, settable(value));
+        drop(old); // G4
     }
 
     fn __clear__(&mut self) {
