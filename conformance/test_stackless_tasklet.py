@@ -4,6 +4,7 @@ Expected results follow C Stackless 3.x (taskletobject.c / scheduling.c); where 
 lib_pypy stackless lacks the API or behaves differently the test is a documented deviation.
 """
 
+import gc
 import sys
 import threading
 
@@ -581,3 +582,18 @@ def test_many_tasklets_round_robin():
     stackless.run()
     assert log == [(k, i) for k in range(3) for i in range(50)]
 
+
+
+def test_finalizer_of_a_replaced_tempval_can_read_the_tasklet():
+    # the native core releases the old value after its borrow of the tasklet, not under it
+    seen = []
+
+    class Old(object):
+        def __del__(self):
+            seen.append((t.tempval, t.alive))
+
+    t = stackless.tasklet()
+    t.tempval = Old()
+    t.tempval = 1
+    gc.collect()
+    assert seen == [(1, False)]

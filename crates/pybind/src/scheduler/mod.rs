@@ -89,6 +89,17 @@ fn refs(py: Python<'_>) -> PyResult<&'static CoreRefs> {
     })
 }
 
+/// A setter's value: Python None is stored as `None`.  The setters are written out (not
+/// pyo3's `set`) so that the old value is released after the borrow guard: a finalizer it
+/// runs may read or write the same object.
+fn settable(py: Python<'_>, value: Obj) -> Option<Obj> {
+    if value.is_none(py) {
+        None
+    } else {
+        Some(value)
+    }
+}
+
 fn visit_all(visit: &PyVisit<'_>, objs: &[&Option<Obj>]) -> Result<(), PyTraverseError> {
     for o in objs.iter().copied().flatten() {
         visit.call(o)?;
@@ -101,23 +112,23 @@ fn visit_all(visit: &PyVisit<'_>, objs: &[&Option<Obj>]) -> Result<(), PyTravers
 #[derive(Default)]
 #[allow(clippy::struct_excessive_bools)] // the flags of a tasklet, one Python attribute each
 pub(crate) struct TaskletBase {
-    #[pyo3(get, set, name = "_sched")]
+    #[pyo3(get, name = "_sched")]
     sched: Option<Obj>,
-    #[pyo3(get, set, name = "_next")]
+    #[pyo3(get, name = "_next")]
     next: Option<Obj>,
-    #[pyo3(get, set, name = "_prev")]
+    #[pyo3(get, name = "_prev")]
     prev: Option<Obj>,
-    #[pyo3(get, set, name = "_chan")]
+    #[pyo3(get, name = "_chan")]
     chan: Option<Obj>,
-    #[pyo3(get, set, name = "_cont")]
+    #[pyo3(get, name = "_cont")]
     cont: Option<Obj>,
-    #[pyo3(get, set, name = "_func")]
+    #[pyo3(get, name = "_func")]
     func: Option<Obj>,
-    #[pyo3(get, set, name = "_args")]
+    #[pyo3(get, name = "_args")]
     args: Option<Obj>,
-    #[pyo3(get, set, name = "_kwargs")]
+    #[pyo3(get, name = "_kwargs")]
     kwargs: Option<Obj>,
-    #[pyo3(get, set)]
+    #[pyo3(get)]
     tempval: Option<Obj>,
     #[pyo3(get, set, name = "_blocked")]
     blocked: i64,
@@ -135,6 +146,60 @@ pub(crate) struct TaskletBase {
 
 #[pymethods]
 impl TaskletBase {
+    #[setter(_sched)]
+    fn set_sched(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().sched, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
+    #[setter(_next)]
+    fn set_next(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().next, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
+    #[setter(_prev)]
+    fn set_prev(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().prev, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
+    #[setter(_chan)]
+    fn set_chan(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().chan, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
+    #[setter(_cont)]
+    fn set_cont(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().cont, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
+    #[setter(_func)]
+    fn set_func(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().func, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
+    #[setter(_args)]
+    fn set_args(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().args, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
+    #[setter(_kwargs)]
+    fn set_kwargs(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().kwargs, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
+    #[setter(tempval)]
+    fn set_tempval(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().tempval, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
@@ -166,9 +231,9 @@ impl TaskletBase {
 /// Fields of a channel, and its hot methods (the base of `stackless.channel` on CPython).
 #[pyclass(subclass, weakref, module = "continulet._native", name = "ChannelBase")]
 pub(crate) struct ChannelBase {
-    #[pyo3(get, set, name = "_next")]
+    #[pyo3(get, name = "_next")]
     next: Option<Obj>,
-    #[pyo3(get, set, name = "_prev")]
+    #[pyo3(get, name = "_prev")]
     prev: Option<Obj>,
     #[pyo3(get, set, name = "_balance")]
     balance: i64,
@@ -182,6 +247,18 @@ pub(crate) struct ChannelBase {
 
 #[pymethods]
 impl ChannelBase {
+    #[setter(_next)]
+    fn set_next(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().next, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
+    #[setter(_prev)]
+    fn set_prev(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().prev, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
@@ -219,11 +296,11 @@ impl ChannelBase {
 #[pyclass(subclass, module = "continulet._native", name = "SchedBase")]
 #[derive(Default)]
 pub(crate) struct SchedBase {
-    #[pyo3(get, set)]
+    #[pyo3(get)]
     chain: Option<Obj>,
-    #[pyo3(get, set)]
+    #[pyo3(get)]
     current: Option<Obj>,
-    #[pyo3(get, set)]
+    #[pyo3(get)]
     main: Option<Obj>,
     #[pyo3(get, set)]
     runcount: i64,
@@ -245,6 +322,24 @@ pub(crate) struct SchedBase {
 
 #[pymethods]
 impl SchedBase {
+    #[setter(chain)]
+    fn set_chain(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().chain, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
+    #[setter(current)]
+    fn set_current(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().current, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
+    #[setter(main)]
+    fn set_main(slf: &Bound<'_, Self>, value: Obj) {
+        let old = std::mem::replace(&mut slf.borrow_mut().main, settable(slf.py(), value));
+        drop(old); // released after the borrow: its finalizer may read this object
+    }
+
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
