@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import differs, only_on
+from conftest import only_on
 
 CRASH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crash")
 NEVER = ("Fatal Python error", "Segmentation fault", "core dumped", "SystemError", "panicked",
@@ -49,9 +49,6 @@ def test_recursion_at_the_limit_in_continulet_and_greenlet():
     assert r.stderr == ""
 
 
-@differs("cpython", reason="bug: a greenlet started at the recursion limit can leave greenlet.py "
-         "switching to an already-finished continulet ('continulet already finished' instead of "
-         "RecursionError); continulet() itself now raises RecursionError from __init__ there")
 def test_create_and_start_at_the_recursion_limit():
     r = run("recursion_limit.py", "create")
     assert r.returncode == 0, r.stderr

@@ -176,6 +176,17 @@ def _transfer(ts, target, op, arg):
     try:
         arg = op(cc, arg, to=tc)
     except BaseException:
+        g = ts.current
+        if g is not ts.main and g._greenlet__c is tc and not tc.is_pending():
+            # The target's continulet ended before its _bootstrap took over (RecursionError
+            # at its first line, at the recursion limit): it never ran, we never left.
+            prev = ts.origin
+            ts.current = prev
+            g._greenlet__ts = None
+            _set_ctx(prev._greenlet__context)
+            prev._greenlet__context = None
+            del prev
+        del g
         _after(ts, "throw")
         raise
     if ts.trace is None and not ts.deleteme:
