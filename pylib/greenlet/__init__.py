@@ -114,10 +114,13 @@ else:
     class _ThreadState(object):
         __slots__ = ("current", "main", "origin", "trace", "deleteme", "thread", "exited")
 
-    _GreenletBase = object
+    class _GreenletBase(object):
+        """Owns the instance ``__dict__`` and ``__weakref__`` (as the native base does), so
+        that ``greenlet`` can define ``__dict__`` with greenlet's own checks."""
+
     _GREENLET_SLOTS = (
         "_greenlet__c", "_greenlet__ts", "_greenlet__home", "_greenlet__parent", "_greenlet__run",
-        "_greenlet__context", "_greenlet__main", "__dict__", "__weakref__",
+        "_greenlet__context", "_greenlet__main",
     )
     _new_object = object.__new__
 
@@ -411,6 +414,19 @@ def _current():
     return ts.current
 
 
+_base_dict = _GreenletBase.__dict__["__dict__"]
+
+
+def _set_dict(g, value):
+    if not isinstance(value, dict):  # the C greenlet's __dict__ setter
+        raise TypeError("__dict__ must be a dictionary")
+    _base_dict.__set__(g, value)
+
+
+def _del_dict(g):
+    raise TypeError("__dict__ may not be deleted")
+
+
 class greenlet(_GreenletBase):
     """greenlet(run=None, parent=None) -> greenlet
 
@@ -546,10 +562,8 @@ Creates a new greenlet object (without running it).
     def _stack_saved(self):
         return 0  # unknown at this level (the continulet owns the stack copy)
 
-    def __delattr__(self, name):
-        if name == "__dict__":  # as the C greenlet's __dict__ setter
-            raise TypeError("__dict__ may not be deleted")
-        object.__delattr__(self, name)
+    # greenlet's own __dict__ checks; attribute access itself goes through the base's dict slot
+    __dict__ = property(_base_dict.__get__, _set_dict, _del_dict, doc="The instance dictionary.")
 
     def __getstate__(self):
         raise TypeError("cannot serialize '%s' object" % _tp_name(self))
