@@ -439,8 +439,9 @@ Creates a new greenlet object (without running it).
 
     def __new__(cls, *args, **kwargs):
         self = _new_object(cls)
-        self._greenlet__c = self._greenlet__ts = self._greenlet__home = self._greenlet__context = None
-        self._greenlet__main = False
+        if _NATIVE is None:  # the native base starts with these
+            self._greenlet__c = self._greenlet__ts = self._greenlet__home = self._greenlet__context = None
+            self._greenlet__main = False
         self._greenlet__parent = _current()
         return self
 
