@@ -637,3 +637,14 @@ def test_stack_saved():
     assert isinstance(g._stack_saved, int) and g._stack_saved >= 0
     g.switch()
     assert g._stack_saved == 0
+
+
+@only_on("cpython", "cpython-pure", reason="PyPy's continulets do not report a saved stack size (0)")
+def test_stack_saved_of_a_suspended_greenlet_is_its_saved_c_stack():
+    main = getcurrent()
+    g = G(lambda: main.switch())
+    g.switch()
+    assert g._stack_saved > 0
+    assert getcurrent()._stack_saved == 0  # running
+    g.switch()
+    assert g._stack_saved == 0  # dead

@@ -67,6 +67,7 @@ def _native_bases():
 
 
 _NATIVE = _native_bases()
+_stack_saved_of = getattr(_native, "stack_saved", None)  # CPython: bytes a continulet saved
 
 __version__ = "3.5.0+continulet.0.1.0"
 __implementation__ = "continulet"
@@ -561,7 +562,14 @@ Creates a new greenlet object (without running it).
 
     @property
     def _stack_saved(self):
-        return 0  # unknown at this level (the continulet owns the stack copy)
+        """Bytes of this greenlet's C stack saved to the heap while it is suspended (0 when
+        running, dead or not started; always 0 where the interpreter does not say)."""
+        ts = self._greenlet__ts
+        if _stack_saved_of is None or ts is None or self is ts.current:
+            return 0
+        # I1: a suspended main greenlet's stack is kept by the running greenlet's continulet
+        c = ts.current._greenlet__c if self._greenlet__main else self._greenlet__c
+        return _stack_saved_of(c) if c is not None else 0
 
     # greenlet's own __dict__ checks; attribute access itself goes through the base's dict slot
     __dict__ = property(_base_dict.__get__, _set_dict, _del_dict, doc="The instance dictionary.")
