@@ -220,7 +220,8 @@ fn pack(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyD
     }
 }
 
-/// `greenlet._transfer(ts, cur, target, _cswitch, value)`.
+/// `greenlet._transfer(ts, target, _cswitch, value)`.  Everything that can fail is checked
+/// before the first change.
 fn transfer(
     py: Python<'_>,
     refs: &Refs,
@@ -230,21 +231,22 @@ fn transfer(
     value: Obj,
 ) -> PyResult<Obj> {
     let cur = cur.into_bound(py).cast_into::<GreenletBase>()?;
+    let (Some(cc), Some(tc)) = (
+        cur.borrow().c.as_ref().map(|c| c.clone_ref(py)),
+        target.borrow().c.as_ref().map(|c| c.clone_ref(py)),
+    ) else {
+        return Err(crate::error::new_err("greenlet has no continulet"));
+    };
+    let cc = cc.into_bound(py).cast_into::<Continulet>()?;
+    let tc = tc.into_bound(py).cast_into::<Continulet>()?;
     let old_origin = ts
         .borrow_mut()
         .origin
         .replace(cur.clone().into_any().unbind()); // G4: dropped after the guard
     drop(old_origin);
     let ctx = pystate::frame_into_py(py, pystate::get_context());
-    let (tc, target_ctx) = {
-        let mut t = target.borrow_mut();
-        (t.c.as_ref().map(|c| c.clone_ref(py)), t.context.take())
-    };
-    let (cc, old_ctx) = {
-        let mut c = cur.borrow_mut();
-        let old = c.context.replace(ctx);
-        (c.c.as_ref().map(|c| c.clone_ref(py)), old)
-    };
+    let target_ctx = target.borrow_mut().context.take();
+    let old_ctx = cur.borrow_mut().context.replace(ctx);
     drop(old_ctx); // G4
     pystate::set_context(target_ctx.map_or(std::ptr::null_mut(), Py::into_ptr));
     let old_current = ts
@@ -253,10 +255,7 @@ fn transfer(
         .replace(target.clone().into_any().unbind());
     drop(old_current); // G4 (it is `cur`, still referenced here)
     drop(cur); // G1
-    let (Some(cc), Some(tc)) = (cc, tc) else {
-        return Err(crate::error::new_err("greenlet has no continulet"));
-    };
-    let result = continulet_switch(py, cc, tc, value); // G2
+    let result = continulet_switch(cc, tc, value); // G2
     match result {
         Ok(v) => {
             if needs_after(ts) {
@@ -281,9 +280,11 @@ fn transfer(
 /// greenlet's continulet is never finished, and `cc` and `tc` are distinct.  What remains of
 /// PyPy's rules is the uninitialized continulet of a main greenlet (greenlet.py's I1): as
 /// `self` it means "switch to `to`", as `to` it means "no `to`".
-fn continulet_switch(py: Python<'_>, cc: Obj, tc: Obj, value: Obj) -> PyResult<Obj> {
-    let cc = cc.into_bound(py).cast_into::<Continulet>()?;
-    let tc = tc.into_bound(py).cast_into::<Continulet>()?;
+fn continulet_switch(
+    cc: Bound<'_, Continulet>,
+    tc: Bound<'_, Continulet>,
+    value: Obj,
+) -> PyResult<Obj> {
     let (cc_uninit, tc_uninit) = (cc.get().is_uninit(), tc.get().is_uninit());
     if (!cc_uninit && cc.get().is_finished()) || (!tc_uninit && tc.get().is_finished()) {
         return Continulet::do_switch(&cc, Payload::Value(value), Some(tc.as_any()));
