@@ -263,6 +263,43 @@ def _guard(w, ind, tag, body_lines):
     w.add(ind + 1, "P(%r, X(e))" % (tag,))
 
 
+def _deep(w, ind, tag, st, deferred, step_text, arg):
+    """``deep D STEP``: a function recursing D times (passing ``arg`` along), then the step."""
+    sub = _W()
+    sub.fn = w.fn
+    fn = sub.fresh("deep")
+    sub.add(0, "def %s(%sn):" % (fn, arg))
+    sub.add(1, "if n:")
+    sub.add(2, "return %s(%sn - 1)" % (fn, arg))
+    step_text(sub, 1, tag + "d", st[2], deferred)
+    w.fn = sub.fn
+    deferred.append(sub.lines)
+    w.add(ind, "%s(%s%d)" % (fn, arg, st[1]))
+
+
+def _exit_body(w, name, steps, prefix, params, shown, exit_exc, step_text):
+    """A greenlet or tasklet body: its steps, tracing the exit exception and re-raising it."""
+    fn = w.fresh("%s%s_" % (prefix, name))
+    deferred = []
+    w2 = _W()
+    w2.fn = w.fn
+    w2.add(0, "def %s(%s):" % (fn, params))
+    w2.add(1, "P(%r, 'start', %s)" % (name, shown))
+    w2.add(1, "try:")
+    w2.add(2, "pass")
+    for i, st in enumerate(steps):
+        step_text(w2, 2, "%s.%d" % (name, i), st, deferred)
+    w2.add(1, "except %s as e:" % exit_exc)
+    w2.add(2, "P(%r, 'exit', X(e))" % name)
+    w2.add(2, "raise")
+    w2.add(1, "P(%r, 'end')" % name)
+    w.fn = w2.fn
+    for d in deferred:
+        w.lines.extend(d)
+    w.lines.extend(w2.lines)
+    return fn
+
+
 def _c_body(w, name, steps):
     fn = w.fresh("body_%s_" % name)
     deferred = []
@@ -296,16 +333,7 @@ def _c_step_text(w, ind, tag, st, deferred):
     elif k == "permute":
         _guard(w, ind, tag, ["permute(*[R[n] for n in %r if n in R])" % (st[1],), "P(%r, 'permuted')" % tag])
     elif k == "deep":
-        sub = _W()
-        sub.fn = w.fn
-        fn = sub.fresh("deep")
-        sub.add(0, "def %s(c, n):" % fn)
-        sub.add(1, "if n:")
-        sub.add(2, "return %s(c, n - 1)" % fn)
-        _c_step_text(sub, 1, tag + "d", st[2], deferred)
-        w.fn = sub.fn
-        deferred.append(sub.lines)
-        w.add(ind, "%s(c, %d)" % (fn, st[1]))
+        _deep(w, ind, tag, st, deferred, _c_step_text, 'c, ')
     elif k == "new":
         sub = _W()
         sub.fn = w.fn
@@ -322,25 +350,8 @@ def _c_step_text(w, ind, tag, st, deferred):
 
 
 def _g_body(w, name, steps):
-    fn = w.fresh("run_%s_" % name)
-    deferred = []
-    w2 = _W()
-    w2.fn = w.fn
-    w2.add(0, "def %s(*args, **kwargs):" % fn)
-    w2.add(1, "P(%r, 'start', S(args), S(kwargs))" % name)
-    w2.add(1, "try:")
-    w2.add(2, "pass")
-    for i, st in enumerate(steps):
-        _g_step_text(w2, 2, "%s.%d" % (name, i), st, deferred)
-    w2.add(1, "except GreenletExit as e:")
-    w2.add(2, "P(%r, 'exit', X(e))" % name)
-    w2.add(2, "raise")
-    w2.add(1, "P(%r, 'end')" % name)
-    w.fn = w2.fn
-    for d in deferred:
-        w.lines.extend(d)
-    w.lines.extend(w2.lines)
-    return fn
+    return _exit_body(w, name, steps, "run_", "*args, **kwargs", "S(args), S(kwargs)", "GreenletExit",
+                      _g_step_text)
 
 
 def _g_step_text(w, ind, tag, st, deferred):
@@ -354,16 +365,7 @@ def _g_step_text(w, ind, tag, st, deferred):
     elif k == "throw":
         _guard(w, ind, tag, ["P(%r, 'got', S(R[%r].throw(Boom(%r))))" % (tag, st[1], tag)])
     elif k == "deep":
-        sub = _W()
-        sub.fn = w.fn
-        fn = sub.fresh("deep")
-        sub.add(0, "def %s(n):" % fn)
-        sub.add(1, "if n:")
-        sub.add(2, "return %s(n - 1)" % fn)
-        _g_step_text(sub, 1, tag + "d", st[2], deferred)
-        w.fn = sub.fn
-        deferred.append(sub.lines)
-        w.add(ind, "%s(%d)" % (fn, st[1]))
+        _deep(w, ind, tag, st, deferred, _g_step_text, '')
     elif k == "current":
         w.add(ind, "P(%r, 'current', S(getcurrent()), S(getcurrent().parent))" % tag)
     elif k == "raise":
@@ -377,25 +379,7 @@ def _g_step_text(w, ind, tag, st, deferred):
 
 
 def _t_body(w, name, steps):
-    fn = w.fresh("tbody_%s_" % name)
-    deferred = []
-    w2 = _W()
-    w2.fn = w.fn
-    w2.add(0, "def %s(*args):" % fn)
-    w2.add(1, "P(%r, 'start', S(args))" % name)
-    w2.add(1, "try:")
-    w2.add(2, "pass")
-    for i, st in enumerate(steps):
-        _t_step_text(w2, 2, "%s.%d" % (name, i), st, deferred)
-    w2.add(1, "except TaskletExit as e:")
-    w2.add(2, "P(%r, 'exit', X(e))" % name)
-    w2.add(2, "raise")
-    w2.add(1, "P(%r, 'end')" % name)
-    w.fn = w2.fn
-    for d in deferred:
-        w.lines.extend(d)
-    w.lines.extend(w2.lines)
-    return fn
+    return _exit_body(w, name, steps, "tbody_", "*args", "S(args)", "TaskletExit", _t_step_text)
 
 
 def _t_step_text(w, ind, tag, st, deferred):
@@ -415,16 +399,7 @@ def _t_step_text(w, ind, tag, st, deferred):
     elif k == "balance":
         w.add(ind, "P(%r, 'balance', CH[%r].balance)" % (tag, st[1]))
     elif k == "deep":
-        sub = _W()
-        sub.fn = w.fn
-        fn = sub.fresh("deep")
-        sub.add(0, "def %s(n):" % fn)
-        sub.add(1, "if n:")
-        sub.add(2, "return %s(n - 1)" % fn)
-        _t_step_text(sub, 1, tag + "d", st[2], deferred)
-        w.fn = sub.fn
-        deferred.append(sub.lines)
-        w.add(ind, "%s(%d)" % (fn, st[1]))
+        _deep(w, ind, tag, st, deferred, _t_step_text, '')
     elif k == "raise":
         w.add(ind, "raise Boom(%r)" % (st[1],))
     elif k == "return":

@@ -28,8 +28,8 @@
 //! * **G4** No Python object is released while a borrow guard of these objects is held: a
 //!   release can run a finalizer (a greenlet's `__del__` kills it, reading and writing `ts` and
 //!   greenlets), which would find them borrowed.  Old values are taken out, the guard ends,
-//!   then they are dropped: in the fast path and in every attribute setter (pyo3's generated
-//!   setters drop the old value under the guard).
+//!   then they are dropped: in the fast path, and in every attribute setter
+//!   (`fields::set_field`, invariant F1).
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -85,15 +85,6 @@ pub(crate) struct ThreadStateBase {
     tstate: usize,
 }
 
-/// A setter's value: Python None is stored as `None` (pyo3 refuses deletion itself).
-fn settable(value: Obj) -> Option<Obj> {
-    if value.is_none(pystate::attached()) {
-        None
-    } else {
-        Some(value)
-    }
-}
-
 /// What the fast path needs from `greenlet` (set once by [`greenlet_init`]).
 struct Refs {
     deliver: Obj,
@@ -101,13 +92,6 @@ struct Refs {
 }
 
 static REFS: PyOnceLock<Refs> = PyOnceLock::new();
-
-fn visit_all(visit: &PyVisit<'_>, objs: &[&Option<Obj>]) -> Result<(), PyTraverseError> {
-    for o in objs.iter().copied().flatten() {
-        visit.call(o)?;
-    }
-    Ok(())
-}
 
 #[pymethods]
 impl GreenletBase {
@@ -118,7 +102,7 @@ impl GreenletBase {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit_all(
+        crate::fields::visit_all(
             &visit,
             &[&self.c, &self.ts, &self.home, &self.parent, &self.context],
         )
@@ -126,32 +110,27 @@ impl GreenletBase {
 
     #[setter(_greenlet__c)]
     fn set_c(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().c, settable(value));
-        drop(old); // G4
+        crate::fields::set_field(slf, value, |o| &mut o.c);
     }
 
     #[setter(_greenlet__ts)]
     fn set_ts(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().ts, settable(value));
-        drop(old); // G4
+        crate::fields::set_field(slf, value, |o| &mut o.ts);
     }
 
     #[setter(_greenlet__home)]
     fn set_home(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().home, settable(value));
-        drop(old); // G4
+        crate::fields::set_field(slf, value, |o| &mut o.home);
     }
 
     #[setter(_greenlet__parent)]
     fn set_parent(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().parent, settable(value));
-        drop(old); // G4
+        crate::fields::set_field(slf, value, |o| &mut o.parent);
     }
 
     #[setter(_greenlet__context)]
     fn set_context(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().context, settable(value));
-        drop(old); // G4
+        crate::fields::set_field(slf, value, |o| &mut o.context);
     }
 
     fn __clear__(&mut self) {
@@ -330,7 +309,7 @@ impl ThreadStateBase {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit_all(
+        crate::fields::visit_all(
             &visit,
             &[
                 &self.current,
@@ -345,38 +324,32 @@ impl ThreadStateBase {
 
     #[setter(current)]
     fn set_current(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().current, settable(value));
-        drop(old); // G4
+        crate::fields::set_field(slf, value, |o| &mut o.current);
     }
 
     #[setter(main)]
     fn set_main(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().main, settable(value));
-        drop(old); // G4
+        crate::fields::set_field(slf, value, |o| &mut o.main);
     }
 
     #[setter(origin)]
     fn set_origin(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().origin, settable(value));
-        drop(old); // G4
+        crate::fields::set_field(slf, value, |o| &mut o.origin);
     }
 
     #[setter(trace)]
     fn set_trace(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().trace, settable(value));
-        drop(old); // G4
+        crate::fields::set_field(slf, value, |o| &mut o.trace);
     }
 
     #[setter(deleteme)]
     fn set_deleteme(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().deleteme, settable(value));
-        drop(old); // G4
+        crate::fields::set_field(slf, value, |o| &mut o.deleteme);
     }
 
     #[setter(thread)]
     fn set_thread(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().thread, settable(value));
-        drop(old); // G4
+        crate::fields::set_field(slf, value, |o| &mut o.thread);
     }
 
     fn __clear__(&mut self) {

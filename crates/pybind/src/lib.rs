@@ -23,6 +23,7 @@
 
 #![deny(unsafe_code)]
 
+mod fields;
 mod greenlet;
 #[allow(unsafe_code)] // the one module allowed to touch interpreter internals (style rule 2)
 mod pystate;

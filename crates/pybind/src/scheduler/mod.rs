@@ -89,24 +89,6 @@ fn refs(py: Python<'_>) -> PyResult<&'static CoreRefs> {
     })
 }
 
-/// A setter's value: Python None is stored as `None`.  The setters are written out (not
-/// pyo3's `set`) so that the old value is released after the borrow guard: a finalizer it
-/// runs may read or write the same object.
-fn settable(py: Python<'_>, value: Obj) -> Option<Obj> {
-    if value.is_none(py) {
-        None
-    } else {
-        Some(value)
-    }
-}
-
-fn visit_all(visit: &PyVisit<'_>, objs: &[&Option<Obj>]) -> Result<(), PyTraverseError> {
-    for o in objs.iter().copied().flatten() {
-        visit.call(o)?;
-    }
-    Ok(())
-}
-
 /// Fields of a tasklet (the base of `stackless.tasklet` on CPython).
 #[pyclass(subclass, weakref, module = "continulet._native", name = "TaskletBase")]
 #[derive(Default)]
@@ -148,56 +130,47 @@ pub(crate) struct TaskletBase {
 impl TaskletBase {
     #[setter(_sched)]
     fn set_sched(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().sched, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.sched);
     }
 
     #[setter(_next)]
     fn set_next(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().next, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.next);
     }
 
     #[setter(_prev)]
     fn set_prev(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().prev, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.prev);
     }
 
     #[setter(_chan)]
     fn set_chan(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().chan, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.chan);
     }
 
     #[setter(_cont)]
     fn set_cont(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().cont, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.cont);
     }
 
     #[setter(_func)]
     fn set_func(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().func, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.func);
     }
 
     #[setter(_args)]
     fn set_args(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().args, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.args);
     }
 
     #[setter(_kwargs)]
     fn set_kwargs(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().kwargs, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.kwargs);
     }
 
     #[setter(tempval)]
     fn set_tempval(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().tempval, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.tempval);
     }
 
     #[new]
@@ -207,7 +180,7 @@ impl TaskletBase {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit_all(
+        crate::fields::visit_all(
             &visit,
             &[
                 &self.sched,
@@ -249,14 +222,12 @@ pub(crate) struct ChannelBase {
 impl ChannelBase {
     #[setter(_next)]
     fn set_next(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().next, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.next);
     }
 
     #[setter(_prev)]
     fn set_prev(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().prev, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.prev);
     }
 
     #[new]
@@ -283,7 +254,7 @@ impl ChannelBase {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit_all(&visit, &[&self.next, &self.prev])
+        crate::fields::visit_all(&visit, &[&self.next, &self.prev])
     }
 
     fn __clear__(&mut self) {
@@ -324,20 +295,17 @@ pub(crate) struct SchedBase {
 impl SchedBase {
     #[setter(chain)]
     fn set_chain(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().chain, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.chain);
     }
 
     #[setter(current)]
     fn set_current(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().current, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.current);
     }
 
     #[setter(main)]
     fn set_main(slf: &Bound<'_, Self>, value: Obj) {
-        let old = std::mem::replace(&mut slf.borrow_mut().main, settable(slf.py(), value));
-        drop(old); // released after the borrow: its finalizer may read this object
+        crate::fields::set_field(slf, value, |o| &mut o.main);
     }
 
     #[new]
@@ -348,7 +316,7 @@ impl SchedBase {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit_all(&visit, &[&self.chain, &self.current, &self.main])
+        crate::fields::visit_all(&visit, &[&self.chain, &self.current, &self.main])
     }
 
     fn __clear__(&mut self) {
