@@ -58,6 +58,17 @@ G_STEP = st.one_of(
     st.tuples(st.just("raise"), VALUES),
     st.tuples(st.just("exitret"), VALUES),
 )
+CHANNELS = st.sampled_from(list(progs.CHANNELS))
+T_STEP = st.one_of(
+    st.tuples(st.just("send"), CHANNELS, VALUES),
+    st.tuples(st.just("receive"), CHANNELS),
+    st.tuples(st.just("schedule")),
+    st.tuples(st.just("schedule_remove")),
+    st.tuples(st.just("kill"), NAMES),
+    st.tuples(st.just("deep"), st.sampled_from([1, 30, 120]), st.tuples(st.just("receive"), CHANNELS)),
+    st.tuples(st.just("raise"), VALUES),
+    st.tuples(st.just("return"), VALUES),
+)
 
 _workers = {}
 
@@ -77,49 +88,50 @@ def _run_both(kind, ops):
 
 class ProgramMachine(RuleBasedStateMachine):
     """Builds a program one operation at a time; after each rule the program so far is run on
-    both interpreters (persistent workers), so hypothesis shrinks a divergence to few ops."""
+    both interpreters (persistent workers), so hypothesis shrinks a divergence to few ops.
+    Each rule stands for one operation per kind of program (continulet / greenlet / tasklet)."""
 
-    @initialize(kind=st.sampled_from(["continulet", "greenlet"]))
+    @initialize(kind=st.sampled_from(["continulet", "greenlet", "tasklet"]))
     def start(self, kind):
         self.kind = kind
         self.ops = []
 
-    def _check(self):
+    def _add(self, op):
+        self.ops.append(op)
         _run_both(self.kind, self.ops)
 
     @rule(n=NAMES, c=st.lists(C_STEP, max_size=4), g=st.lists(G_STEP, max_size=4),
-          parent=st.sampled_from(["main", "a", "b"]))
-    def new(self, n, c, g, parent):
-        if self.kind == "continulet":
-            self.ops.append(("new", n, progs._cut(c)))
-        else:
-            self.ops.append(("new", n, parent, progs._cut(g)))
-        self._check()
+          t=st.lists(T_STEP, max_size=4), parent=st.sampled_from(["main", "a", "b"]))
+    def new(self, n, c, g, t, parent):
+        self._add({"continulet": ("new", n, progs._cut(c)), "greenlet": ("new", n, parent, progs._cut(g)),
+                   "tasklet": ("new", n, progs._cut(t))}[self.kind])
 
     @rule(n=NAMES, v=VALUES)
-    def switch(self, n, v):
-        self.ops.append(("switch", n, v))
-        self._check()
+    def switch_or_run(self, n, v):
+        self._add(("run",) if self.kind == "tasklet" else ("switch", n, v))
 
-    @rule(n=NAMES, m=NAMES, v=VALUES)
-    def to_or_kwswitch(self, n, m, v):
-        self.ops.append(("to", n, m, v) if self.kind == "continulet" else ("kwswitch", n, v))
-        self._check()
+    @rule(n=NAMES, m=NAMES, v=VALUES, ch=CHANNELS)
+    def to_kwswitch_or_send(self, n, m, v, ch):
+        self._add({"continulet": ("to", n, m, v), "greenlet": ("kwswitch", n, v),
+                   "tasklet": ("send", ch, v)}[self.kind])
 
     @rule(n=NAMES)
-    def throw(self, n):
-        self.ops.append(("throw", n))
-        self._check()
+    def throw_or_kill(self, n):
+        self._add(("kill", n) if self.kind == "tasklet" else ("throw", n))
 
-    @rule(n=NAMES, ns=st.lists(NAMES, max_size=3, unique=True))
-    def permute_or_dead(self, n, ns):
-        self.ops.append(("permute", ns) if self.kind == "continulet" else ("dead", n))
-        self._check()
+    @rule(n=NAMES, ns=st.lists(NAMES, max_size=3, unique=True), ch=CHANNELS)
+    def permute_dead_or_receive(self, n, ns, ch):
+        self._add({"continulet": ("permute", ns), "greenlet": ("dead", n),
+                   "tasklet": ("receive", ch)}[self.kind])
+
+    @rule(n=NAMES)
+    def query_or_schedule(self, n):
+        self._add({"continulet": ("pending", n), "greenlet": ("dead", n),
+                   "tasklet": ("schedule",)}[self.kind])
 
     @rule(n=NAMES)
     def drop(self, n):
-        self.ops.append(("drop", n))
-        self._check()
+        self._add(("drop", n))
 
 
 ProgramMachine.TestCase.settings = settings(
