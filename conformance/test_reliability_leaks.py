@@ -242,7 +242,6 @@ def test_greenlet_nested_parent_chain_is_flat():
     check_flat(cycle, CYCLES // 2)
 
 
-@differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 def test_greenlet_kill_on_gc_is_flat():
     from greenlet import GreenletExit, getcurrent, greenlet
 
@@ -267,7 +266,6 @@ def test_greenlet_kill_on_gc_is_flat():
     check_flat(cycle, KILL_CYCLES)
 
 
-@differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call returns, so the suspended greenlet's own switch call still references it: never garbage, never killed (3.11+ moves arguments into the callee)")
 def test_greenlet_in_reference_cycle_killed_by_collector_is_flat():
     from greenlet import GreenletExit, getcurrent, greenlet
 

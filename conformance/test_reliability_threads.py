@@ -302,9 +302,6 @@ def check_thread_exit_with_suspended_greenlets():
 
 
 @differs("pypy-oracle", reason=ORACLE_GREENLET)
-@differs("cpython-3.10", reason="CPython 3.10 keeps call arguments on the caller's value stack until the call "
-         "returns, so a suspended greenlet's own switch call still references it: greenlets parked in an exited "
-         "thread are never garbage on 3.10 (leaked, not crashed; same cause as the 3.10 kill-on-collection xfails)")
 def test_thread_exit_with_suspended_greenlets_runs_no_code_and_frees_them():
     _in_fresh_interpreter("check_thread_exit_with_suspended_greenlets")
 
