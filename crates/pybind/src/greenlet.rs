@@ -36,7 +36,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
-use crate::{pystate, Continulet, ObjRef, Payload};
+use crate::{pystate, Continulet, Payload};
 
 type Obj = Py<PyAny>;
 
@@ -234,7 +234,7 @@ fn transfer(
         .replace(target.clone().into_any().unbind());
     drop(old_current); // G4 (it is `cur`, still referenced here)
     drop(cur); // G1
-    let result = continulet_switch(cc, tc, value); // G2
+    let result = continulet_switch(&cc, tc, value); // G2
     match result {
         Ok(v) => {
             if needs_after(ts) {
@@ -254,31 +254,19 @@ fn transfer(
     }
 }
 
-/// `cc.switch(value, to=tc)` for the continulets of two greenlets of this thread, without
-/// `Continulet::check_switch`'s general checks: both are of this thread (G3), a live
-/// greenlet's continulet is never finished, and `cc` and `tc` are distinct.  What remains of
-/// PyPy's rules is the uninitialized continulet of a main greenlet (greenlet.py's I1): as
-/// `self` it means "switch to `to`", as `to` it means "no `to`".
+/// `cc.switch(value, to=tc)`, with PyPy's checks (an uninitialized continulet, a main
+/// greenlet's, counts as "no `to`" / "switch to `to`": greenlet.py's I1).
 fn continulet_switch(
-    cc: Bound<'_, Continulet>,
+    cc: &Bound<'_, Continulet>,
     tc: Bound<'_, Continulet>,
     value: Obj,
 ) -> PyResult<Obj> {
-    let (cc_uninit, tc_uninit) = (cc.get().is_uninit(), tc.get().is_uninit());
-    if (!cc_uninit && cc.get().is_finished()) || (!tc_uninit && tc.get().is_finished()) {
-        return Continulet::do_switch(&cc, Payload::Value(value), Some(tc.as_any()));
+    match Continulet::check_switch_to(cc, Some(tc))? {
+        Some((origin, destination)) => {
+            crate::switch_and_deliver(&origin, &destination, Payload::Value(value))
+        }
+        None => Ok(value),
     }
-    let (origin, destination) = match (cc_uninit, tc_uninit) {
-        (true, true) => return Ok(value),
-        (true, false) => (tc.clone(), tc),
-        (false, true) => (cc.clone(), cc),
-        (false, false) => (cc, tc),
-    };
-    crate::switch_and_deliver(
-        &ObjRef(origin.unbind()),
-        &ObjRef(destination.unbind()),
-        Payload::Value(value),
-    )
 }
 
 /// `ts.trace is not None or ts.deleteme`: the receiver must run the Python `_after`.

@@ -219,14 +219,6 @@ impl Continulet {
         self.status.load(Ordering::Acquire)
     }
 
-    fn is_uninit(&self) -> bool {
-        self.status() == ST_UNINIT
-    }
-
-    fn is_finished(&self) -> bool {
-        self.status() == ST_FINISHED
-    }
-
     fn thread_core(&self) -> Option<&Core> {
         self.core.get().and_then(ThreadBound::get)
     }
@@ -251,7 +243,7 @@ impl Continulet {
         to: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<(ObjRef, ObjRef)>> {
         // 1. `to` must be a continulet; an uninitialized one counts as None.
-        let mut to: Option<Bound<'_, Continulet>> = match to {
+        let to: Option<Bound<'_, Continulet>> = match to {
             None => None,
             Some(t) if t.is_none() => None,
             Some(t) => Some(
@@ -260,6 +252,16 @@ impl Continulet {
                     .clone(),
             ),
         };
+        Self::check_switch_to(slf, to)
+    }
+
+    /// `check_switch` from step 1 on, for a `to` already known to be a continulet (greenlet's
+    /// fast path calls it directly).
+    #[inline(never)]
+    fn check_switch_to<'py>(
+        slf: &Bound<'py, Self>,
+        mut to: Option<Bound<'py, Continulet>>,
+    ) -> PyResult<Option<(ObjRef, ObjRef)>> {
         if to.as_ref().is_some_and(|t| t.get().status() == ST_UNINIT) {
             to = None;
         }

@@ -46,6 +46,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
+use stackless_core::budget::Budget;
 use stackless_core::channel::{self, Decision, Dir, Next};
 use stackless_core::ring::{self, Links};
 use stackless_core::Flags;
@@ -279,20 +280,55 @@ pub(crate) struct SchedBase {
     switch_trap: i64,
     #[pyo3(get, set)]
     schedlock: bool,
-    #[pyo3(get, set)]
-    interval: i64,
-    #[pyo3(get, set)]
-    watermark: i64,
-    #[pyo3(get, set)]
-    ticks: i64,
-    #[pyo3(get, set)]
-    runflags: i64,
+    /// `run(timeout)`'s instruction budget and run flags (Python: `ticks`, `watermark`,
+    /// `interval`, `runflags`).
+    budget: Budget,
     #[pyo3(get, set)]
     tracing: bool,
 }
 
 #[pymethods]
 impl SchedBase {
+    #[getter]
+    fn ticks(&self) -> u64 {
+        self.budget.ticks
+    }
+
+    #[setter]
+    fn set_ticks(&mut self, value: u64) {
+        self.budget.ticks = value;
+    }
+
+    #[getter]
+    fn watermark(&self) -> u64 {
+        self.budget.watermark
+    }
+
+    #[setter]
+    fn set_watermark(&mut self, value: u64) {
+        self.budget.watermark = value;
+    }
+
+    #[getter]
+    fn interval(&self) -> u64 {
+        self.budget.interval
+    }
+
+    #[setter]
+    fn set_interval(&mut self, value: u64) {
+        self.budget.interval = value;
+    }
+
+    #[getter]
+    fn runflags(&self) -> u32 {
+        self.budget.flags.0
+    }
+
+    #[setter]
+    fn set_runflags(&mut self, value: u32) {
+        self.budget.flags = Flags(value);
+    }
+
     #[setter(chain)]
     fn set_chain(slf: &Bound<'_, Self>, value: Obj) {
         crate::fields::set_field(slf, value, |o| &mut o.chain);
@@ -602,7 +638,7 @@ fn plain<'py>(
 ) -> Option<Bound<'py, TaskletBase>> {
     let cur = {
         let b = s.borrow();
-        if b.switch_trap != 0 || b.tracing || b.runflags & i64::from(Flags::SOFT) != 0 {
+        if b.switch_trap != 0 || b.tracing || b.budget.flags.has(Flags::SOFT) {
             return None;
         }
         as_tasklet(py, b.current.as_ref())
@@ -666,9 +702,7 @@ fn set_current(s: &Bound<'_, SchedBase>, nxt: &Bound<'_, TaskletBase>) {
         let mut b = s.borrow_mut();
         let o1 = b.current.replace(nxt.clone().into_any().unbind());
         let o2 = b.chain.replace(nxt.clone().into_any().unbind());
-        if b.runflags & i64::from(Flags::TOTALTIMEOUT) == 0 {
-            b.watermark = b.ticks + b.interval;
-        }
+        b.budget.on_switch();
         (o1, o2)
     };
     drop(olds);
@@ -1120,7 +1154,9 @@ fn stackless_init(core: &Bound<'_, PyModule>) -> PyResult<()> {
 /// `_core._make_tracers`, without a Python call per instruction.  Frames of our own modules
 /// are not traced; a traced frame gets the Python local tracer as `f_trace` (3.13 only turns
 /// opcode events on for frames that have one; it is never called while this tracer is
-/// installed), `f_trace_opcodes`, and no line events (`f_trace_lines`).
+/// installed), `f_trace_opcodes`, and no line events (`f_trace_lines`).  The count is
+/// `stackless_core::budget::Budget::tick` on the scheduler's budget (the same one that a
+/// switch re-arms and the Python core reads as `ticks`/`watermark`/`interval`/`runflags`).
 struct TickTracer;
 
 impl pystate::trace::Tracer for TickTracer {
@@ -1153,8 +1189,7 @@ impl pystate::trace::Tracer for TickTracer {
                     if !b.tracing {
                         return Ok(());
                     }
-                    b.ticks += 1;
-                    b.ticks >= b.watermark
+                    b.budget.tick(1)
                 };
                 if expired {
                     r.tick_expired.call1(py, (s, frame))?;
