@@ -12,9 +12,12 @@ Exports:
   ``get_contextvar_context()`` -> the current ``Context`` or ``None``
   ``set_contextvar_context(ctx)`` -> make ``ctx`` (a ``Context`` or ``None``) current
   ``native`` -> the native extension module on CPython, ``None`` on PyPy
+  ``native_part(name)`` -> ``native`` if it has ``name`` and ``CONTINULET_PURE`` is not set
+      (the native bases and fast paths of ``greenlet`` and ``stackless``), else ``None``
   ``suspended_frame(cont)`` -> top frame of the context stored in ``cont`` (or ``None``)
 """
 
+import os
 import platform
 
 IS_PYPY = platform.python_implementation() == "PyPy"
@@ -55,3 +58,10 @@ else:
         if tb is not None:
             exc = exc.with_traceback(tb)  # raises "__traceback__ must be a traceback or None"
         return exc
+
+
+def native_part(name):
+    """``native`` when it provides ``name`` and the pure mode is not forced."""
+    if native is None or os.environ.get("CONTINULET_PURE") or not hasattr(native, name):
+        return None
+    return native

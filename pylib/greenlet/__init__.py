@@ -49,24 +49,17 @@ from contextvars import Context as _Context
 from continulet._compat import (
     get_contextvar_context as _get_ctx,
     native as _native,
+    native_part as _native_part,
     normalize_exc as _normalize_exc,
     set_contextvar_context as _set_ctx,
     suspended_frame as _suspended_frame,
 )
 
 
-def _native_bases():
-    """CPython: the native bases of greenlet and _ThreadState (``continulet._native``), whose
-    ``switch`` takes the common case natively (``crates/pybind/src/greenlet.rs``); None on
-    PyPy, or when ``CONTINULET_PURE`` is set (then this module is the whole implementation)."""
-    import os
-
-    if _native is None or os.environ.get("CONTINULET_PURE") or not hasattr(_native, "_GreenletBase"):
-        return None
-    return _native
-
-
-_NATIVE = _native_bases()
+# CPython: the native bases of greenlet and _ThreadState, whose ``switch`` takes the common
+# case natively (crates/pybind/src/greenlet.rs); None on PyPy or with CONTINULET_PURE set
+# (then this module is the whole implementation).
+_NATIVE = _native_part("_GreenletBase")
 _stack_saved_of = getattr(_native, "stack_saved", None)  # CPython: bytes a continulet saved
 
 __version__ = "3.5.0+continulet.0.1.0"

@@ -32,27 +32,13 @@ import sys
 import threading
 
 from _continuation import continulet, permute
-from continulet._compat import suspended_frame as _suspended_frame
+from continulet._compat import native_part as _native_part, suspended_frame as _suspended_frame
 
 THREADBLOCK, SOFT, IGNORE_NESTING, TOTALTIMEOUT = 1, 2, 4, 8
 
-
-
-def _native_core():
-    """The native core of the CPython extension (``continulet._native``), or None: on PyPy, on
-    an extension without it, or when ``CONTINULET_PURE`` is set (then this module is the core)."""
-    import os
-
-    try:
-        from continulet._compat import native
-    except ImportError:
-        return None
-    if native is None or os.environ.get("CONTINULET_PURE") or not hasattr(native, "SchedBase"):
-        return None
-    return native
-
-
-NATIVE = _native_core()
+# The native core of the CPython extension, or None (PyPy, or CONTINULET_PURE set: then this
+# module is the whole core).
+NATIVE = _native_part("SchedBase")
 
 if NATIVE is not None:
     # Fields in Rust (same names), and the hot paths: channel send/receive, schedule(), the
