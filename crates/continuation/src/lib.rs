@@ -55,6 +55,16 @@ pub trait Host: 'static {
     fn take_parked() -> Self::State;
     /// Reinstate a saved state (the resumed context's) into the interpreter.
     fn restore(state: Self::State);
+    /// [`Host::save_parked`] then [`Host::restore`]: the host may do both in one step.
+    fn park_and_restore(state: Self::State) {
+        Self::save_parked();
+        Self::restore(state);
+    }
+    /// [`Host::resumed`] then [`Host::take_parked`]: the host may do both in one step.
+    fn resumed_take_parked() -> Self::State {
+        Self::resumed();
+        Self::take_parked()
+    }
     /// Give the interpreter a fresh state for the context of `obj`, which is starting (the
     /// spawner's state was saved just before).
     fn enter_new(obj: &Self::Obj);
@@ -190,10 +200,11 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// The message crossing a switch (PyPy's `global_state`).
+/// The message crossing a switch (PyPy's `global_state`): the switching side already moved
+/// `origin`'s continuation into the destination (`prepare_switch`); the resumed side stores
+/// the context it came from in `origin`.
 struct Msg<H: Host> {
     origin: H::Obj,
-    destination: H::Obj,
     payload: H::Payload,
 }
 
@@ -203,30 +214,22 @@ struct Msg<H: Host> {
 /// the stack during the switch (every byte of that frame is copied on every switch).
 #[inline(never)]
 fn post_switch<H: Host>(r: tealet::Resumed<Msg<H>>) -> H::Payload {
-    H::resumed();
-    let Msg {
-        origin,
-        destination,
-        payload,
-    } = r.value;
+    let Msg { origin, payload } = r.value;
     let finished = r.from.is_none();
-    let came_from = match r.from {
+    let came_from = if let Some(handle) = r.from {
         // The switching side parked its state just before the switch.
-        Some(handle) => Stored::Pending(Frame {
+        Stored::Pending(Frame {
             handle,
-            state: H::take_parked(),
-        }),
-        None => Stored::Finished,
-    };
-    // destination.h, origin.h = origin.h, came_from
-    if std::ptr::eq(H::slot(&origin), H::slot(&destination)) {
-        let old = H::slot(&origin).replace(came_from);
-        debug_assert!(matches!(old, Stored::InFlight));
+            state: H::resumed_take_parked(),
+        })
     } else {
-        let old_origin = H::slot(&origin).replace(came_from);
-        let old_dest = H::slot(&destination).replace(old_origin);
-        debug_assert!(matches!(old_dest, Stored::InFlight));
-    }
+        H::resumed();
+        Stored::Finished
+    };
+    // The second half of `destination.h, origin.h = origin.h, came_from` (the switching side
+    // did the first before the switch).
+    let old = H::slot(&origin).replace(came_from);
+    debug_assert!(matches!(old, Stored::InFlight));
     if finished {
         H::on_finished(&origin);
     }
@@ -289,8 +292,7 @@ fn finish_context<H: Host>(o: H::Obj, result: H::Payload) -> (tealet::Suspended,
     (
         frame.handle,
         Msg::<H> {
-            origin: o.clone(),
-            destination: o,
+            origin: o,
             payload: result,
         },
     )
@@ -313,12 +315,14 @@ pub fn switch<H: Host>(
     let (handle, msg) = prepare_switch::<H>(origin, destination, payload)?;
     match handle.switch(msg) {
         Ok(r) => Ok(post_switch::<H>(r)),
-        Err(e) => Err(switch_failed::<H>(destination, e)),
+        Err(e) => Err(switch_failed::<H>(origin, destination, e)),
     }
 }
 
-/// Before the switch: take the destination's continuation, park the running context's state,
-/// reinstate the target's.  Never inlined, for the same reason as [`post_switch`].
+/// Before the switch: take the destination's continuation, move the origin's into the
+/// destination (`destination.h = origin.h`; the origin is in flight until the resumed side
+/// stores the context it came from there), park the running context's state, reinstate the
+/// target's.  Never inlined, for the same reason as [`post_switch`].
 #[inline(never)]
 #[allow(clippy::type_complexity)]
 fn prepare_switch<H: Host>(
@@ -326,19 +330,23 @@ fn prepare_switch<H: Host>(
     destination: &H::Obj,
     payload: H::Payload,
 ) -> Result<(tealet::Suspended, Msg<H>), (Error, H::Payload)> {
-    let frame = match H::slot(destination).replace(Stored::InFlight) {
+    let destination_slot = H::slot(destination);
+    let frame = match destination_slot.replace(Stored::InFlight) {
         Stored::Pending(frame) => frame,
         other => {
-            H::slot(destination).replace(other);
+            destination_slot.replace(other);
             return Err((Error::AlreadyFinished, payload));
         }
     };
-    H::save_parked();
+    let origin_slot = H::slot(origin);
+    if !std::ptr::eq(origin_slot, destination_slot) {
+        let old_origin = origin_slot.replace(Stored::InFlight);
+        destination_slot.replace(old_origin);
+    }
     let Frame { handle, state } = frame;
-    H::restore(state);
+    H::park_and_restore(state);
     let msg = Msg::<H> {
         origin: origin.clone(),
-        destination: destination.clone(),
         payload,
     };
     Ok((handle, msg))
@@ -348,14 +356,19 @@ fn prepare_switch<H: Host>(
 #[cold]
 #[inline(never)]
 fn switch_failed<H: Host>(
+    origin: &H::Obj,
     destination: &H::Obj,
     e: tealet::SwitchError<Msg<H>>,
 ) -> (Error, H::Payload) {
     let target_state = H::save();
-    H::slot(destination).replace(Stored::Pending(Frame {
+    let (origin_slot, destination_slot) = (H::slot(origin), H::slot(destination));
+    let old_origin = destination_slot.replace(Stored::Pending(Frame {
         handle: e.target,
         state: target_state,
     }));
+    if !std::ptr::eq(origin_slot, destination_slot) {
+        origin_slot.replace(old_origin);
+    }
     H::restore(H::take_parked());
     (Error::NoMemory, e.value.payload)
 }

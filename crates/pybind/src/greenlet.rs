@@ -155,9 +155,9 @@ impl GreenletBase {
         let refs = REFS.get(py).ok_or_else(|| {
             pyo3::exceptions::PyRuntimeError::new_err("greenlet native path not initialized")
         })?;
-        if let Some((ts, cur)) = fast_path_state(slf) {
+        if let Some(fast) = fast_path_state(slf) {
             let value = pack(py, args, kwargs);
-            return transfer(py, refs, &ts, cur, slf, value);
+            return transfer(refs, fast, slf, value);
         }
         let kwargs: Obj = kwargs.map_or_else(
             || PyDict::new(py).into_any().unbind(),
@@ -167,25 +167,49 @@ impl GreenletBase {
     }
 }
 
-/// The target's thread state and the current greenlet, when `switch` can take the fast path:
-/// the target is started and alive in this thread (G3) and is not the current greenlet.
-fn fast_path_state<'py>(
-    target: &Bound<'py, GreenletBase>,
-) -> Option<(Bound<'py, ThreadStateBase>, Obj)> {
+/// What the fast path of `switch` works with: the target's thread state, the current
+/// greenlet, and the two continulets.
+struct Fast<'py> {
+    ts: Bound<'py, ThreadStateBase>,
+    cur: Bound<'py, GreenletBase>,
+    cc: Bound<'py, Continulet>,
+    tc: Bound<'py, Continulet>,
+}
+
+/// The fast path's objects, when `switch` can take it: the target is started and alive in this
+/// thread (G3) and is not the current greenlet.  Anything unusual (no continulet, a field of
+/// an unexpected type) is left to the Python `_deliver`.
+fn fast_path_state<'py>(target: &Bound<'py, GreenletBase>) -> Option<Fast<'py>> {
     let py = target.py();
-    let ts = target.borrow().ts.as_ref().map(|t| t.clone_ref(py))?;
-    let ts = ts.into_bound(py).cast_into::<ThreadStateBase>().ok()?;
+    let (ts, tc) = {
+        let t = target.borrow();
+        (
+            t.ts.as_ref()?.bind(py).clone(),
+            t.c.as_ref()?.bind(py).clone(),
+        )
+    };
+    let ts = ts.cast_into::<ThreadStateBase>().ok()?;
+    let tc = tc.cast_into::<Continulet>().ok()?;
     let cur = {
         let b = ts.borrow();
         if b.tstate != pystate::thread_state_id() || b.exited {
             return None;
         }
         match &b.current {
-            Some(c) if !c.is(target) => c.clone_ref(py),
+            Some(c) if !c.is(target) => c.bind(py).clone(),
             _ => return None,
         }
     };
-    Some((ts, cur))
+    let cur = cur.cast_into::<GreenletBase>().ok()?;
+    let cc = cur.borrow().c.as_ref()?.bind(py).clone();
+    let cc = cc.cast_into::<Continulet>().ok()?;
+    Some(Fast { ts, cur, cc, tc })
+}
+
+/// Release an old field value (after its borrow guard ended, G4) as a `Bound`: a plain
+/// reference-count drop, without pyo3's per-thread GIL lookup that dropping a `Py` does.
+fn release(py: Python<'_>, old: Option<Obj>) {
+    drop(old.map(|o| o.into_bound(py)));
 }
 
 /// greenlet's argument packing: one positional argument is passed as itself.
@@ -199,56 +223,55 @@ fn pack(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyD
     }
 }
 
-/// `greenlet._transfer(ts, target, _cswitch, value)`.  Everything that can fail is checked
-/// before the first change.
+/// `greenlet._transfer(ts, target, _cswitch, value)`: every check was made by
+/// [`fast_path_state`] before the first change.  The changes are made in `_transfer`'s order
+/// (the origin first: from then on a `__del__` defers its kill), each old value released
+/// right after its own change.
 fn transfer(
-    py: Python<'_>,
     refs: &Refs,
-    ts: &Bound<'_, ThreadStateBase>,
-    cur: Obj,
+    fast: Fast<'_>,
     target: &Bound<'_, GreenletBase>,
     value: Obj,
 ) -> PyResult<Obj> {
-    let cur = cur.into_bound(py).cast_into::<GreenletBase>()?;
-    let (Some(cc), Some(tc)) = (
-        cur.borrow().c.as_ref().map(|c| c.clone_ref(py)),
-        target.borrow().c.as_ref().map(|c| c.clone_ref(py)),
-    ) else {
-        return Err(crate::error::new_err("greenlet has no continulet"));
-    };
-    let cc = cc.into_bound(py).cast_into::<Continulet>()?;
-    let tc = tc.into_bound(py).cast_into::<Continulet>()?;
+    let py = target.py();
+    let Fast { ts, cur, cc, tc } = fast;
     let old_origin = ts
         .borrow_mut()
         .origin
-        .replace(cur.clone().into_any().unbind()); // G4: dropped after the guard
-    drop(old_origin);
+        .replace(cur.clone().into_any().unbind());
+    release(py, old_origin);
     let ctx = pystate::frame_into_py(py, pystate::get_context());
-    let target_ctx = target.borrow_mut().context.take();
     let old_ctx = cur.borrow_mut().context.replace(ctx);
-    drop(old_ctx); // G4
+    release(py, old_ctx);
+    let target_ctx = target.borrow_mut().context.take();
     pystate::set_context(target_ctx.map_or(std::ptr::null_mut(), Py::into_ptr));
     let old_current = ts
         .borrow_mut()
         .current
         .replace(target.clone().into_any().unbind());
-    drop(old_current); // G4 (it is `cur`, still referenced here)
+    release(py, old_current); // it is `cur`, still referenced here
     drop(cur); // G1
     let result = continulet_switch(&cc, tc, value); // G2
     match result {
         Ok(v) => {
-            if needs_after(ts) {
-                refs.after.call1(py, (ts, intern!(py, "switch")))?;
-            } else {
-                // G4: the origin may hold the last reference to the greenlet we came from,
-                // whose __del__ kills it, reading `ts`.
-                let origin = ts.borrow_mut().origin.take();
-                drop(origin);
+            // G4: the origin may hold the last reference to the greenlet we came from,
+            // whose __del__ kills it, reading `ts`.
+            let origin = {
+                let mut b = ts.borrow_mut();
+                if needs_after(py, &b) {
+                    None
+                } else {
+                    Some(b.origin.take())
+                }
+            };
+            match origin {
+                Some(origin) => release(py, origin),
+                None => drop(refs.after.call1(py, (&ts, intern!(py, "switch")))?),
             }
             Ok(v)
         }
         Err(e) => {
-            refs.after.call1(py, (ts, intern!(py, "throw")))?;
+            refs.after.call1(py, (&ts, intern!(py, "throw")))?;
             Err(e)
         }
     }
@@ -270,11 +293,10 @@ fn continulet_switch(
 }
 
 /// `ts.trace is not None or ts.deleteme`: the receiver must run the Python `_after`.
-fn needs_after(ts: &Bound<'_, ThreadStateBase>) -> bool {
-    let py = ts.py();
-    let b = ts.borrow();
-    b.trace.as_ref().is_some_and(|t| !t.is_none(py))
-        || b.deleteme
+fn needs_after(py: Python<'_>, ts: &ThreadStateBase) -> bool {
+    ts.trace.as_ref().is_some_and(|t| !t.is_none(py))
+        || ts
+            .deleteme
             .as_ref()
             .is_some_and(|d| d.bind(py).cast::<PyList>().map_or(true, |l| !l.is_empty()))
 }

@@ -94,11 +94,16 @@ pub struct Continulet {
 }
 
 /// A reference to a continulet object, as the `continuation` crate passes them around.
-struct ObjRef(Py<Continulet>);
+///
+/// A `Bound` for the GIL of the context it lives in (every context runs attached, P4), so that
+/// cloning and dropping it are a plain reference-count change: a `Py` would look up pyo3's
+/// per-thread GIL count on every drop, several times per switch.
+#[derive(Clone)]
+struct ObjRef(Bound<'static, Continulet>);
 
-impl Clone for ObjRef {
-    fn clone(&self) -> Self {
-        ObjRef(self.0.clone_ref(pystate::attached()))
+impl ObjRef {
+    fn new(c: Bound<'_, Continulet>) -> ObjRef {
+        ObjRef(c.unbind().into_bound(pystate::attached()))
     }
 }
 
@@ -138,6 +143,12 @@ impl Host for Bind {
     fn restore(state: pystate::PyState) {
         pystate::restore(state);
     }
+    fn park_and_restore(state: pystate::PyState) {
+        pystate::park_and_restore(state);
+    }
+    fn resumed_take_parked() -> pystate::PyState {
+        pystate::resumed_take_parked()
+    }
     fn enter_new(obj: &ObjRef) {
         let own = pystate::enter_new();
         if let Some(core) = obj.0.get().core.get().and_then(ThreadBound::get) {
@@ -168,7 +179,7 @@ impl Host for Bind {
                 let kwargs: Py<PyAny> = kwargs.map_or_else(|| py.None(), Py::into_any);
                 Ok(start
                     .bind(py)
-                    .call1((obj.0.clone_ref(py), callable, args, kwargs))?
+                    .call1((obj.0.clone(), callable, args, kwargs))?
                     .unbind())
             });
         match result {
@@ -294,9 +305,9 @@ impl Continulet {
         if this.get().thread_core().is_none() {
             return Err(error::new_err("cannot switch to a different thread"));
         }
-        let origin = ObjRef(this.unbind());
+        let origin = ObjRef::new(this);
         let destination = match to {
-            Some(t) => ObjRef(t.unbind()),
+            Some(t) => ObjRef::new(t),
             None => origin.clone(),
         };
         Ok(Some((origin, destination)))
@@ -407,7 +418,7 @@ impl Continulet {
             return Err(error::new_err("continulet already __init__ialized"));
         }
         me.status.store(ST_PENDING, Ordering::Release);
-        match continuation::start::<Bind>(&ObjRef(slf.clone().unbind())) {
+        match continuation::start::<Bind>(&ObjRef::new(slf.clone())) {
             Ok(None | Some(Payload::Value(_))) => Ok(()),
             // The hidden start frame could not even run (e.g. at the recursion limit): report
             // its error from `__init__` rather than hand out an already-finished continulet.
@@ -515,7 +526,7 @@ fn permute(args: &Bound<'_, PyTuple>) -> PyResult<()> {
                 return Err(error::new_err("inter-thread support is missing"))
             }
             ST_FINISHED => return Err(error::new_err("got an already-finished continulet")),
-            _ => objs.push(ObjRef(c.clone().unbind())),
+            _ => objs.push(ObjRef::new(c.clone())),
         }
     }
     continuation::permute::<Bind>(&objs).map_err(|e| error::new_err(e.to_string()))

@@ -149,6 +149,9 @@ struct ThreadCtx {
     boot: Cell<Option<BootFn>>,
     boot_arg: Cell<*mut u8>,
     transfer: Transfer,
+    /// Recently freed slices, reused by the next switches (in the context itself, so a switch
+    /// looks up one thread-local, not two).
+    cache: SliceCache,
 }
 
 thread_local! {
@@ -163,15 +166,50 @@ thread_local! {
             boot: Cell::new(None),
             boot_arg: Cell::new(ptr::null_mut()),
             transfer: Transfer::new(),
+            cache: SliceCache {
+                slots: [const { Cell::new(ptr::null_mut()) }; CACHE_SLOTS],
+                len: Cell::new(0),
+                state: Cell::new(CacheState::Unarmed),
+            },
         }
     };
 }
 
 /// Recently freed slices of this thread, reused by the next switches so that a steady stream of
-/// switches allocates nothing.  Separate from `ThreadCtx` because it has a destructor.
+/// switches allocates nothing.  `ThreadCtx` has no destructor, so the cache is emptied at
+/// thread exit by a separate guard ([`CacheGuard`]), armed when the first slice is kept.
 struct SliceCache {
     slots: [Cell<*mut Slice>; CACHE_SLOTS],
     len: Cell<usize>,
+    state: Cell<CacheState>,
+}
+
+/// Whether the cache may keep slices.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CacheState {
+    /// Nothing kept yet; the exit guard is not registered.
+    Unarmed,
+    /// The exit guard is registered: slices may be kept.
+    Armed,
+    /// The thread is exiting (or its guard could not be registered): nothing is kept.
+    Closed,
+}
+
+/// Empties this thread's slice cache when the thread's locals are destroyed.
+struct CacheGuard;
+
+impl Drop for CacheGuard {
+    fn drop(&mut self) {
+        // SAFETY: `CTX` has no destructor, so it is still valid while other thread-locals are
+        // destroyed.
+        let c = unsafe { &*ctx() };
+        c.cache.state.set(CacheState::Closed);
+        c.cache.clear();
+    }
+}
+
+thread_local! {
+    static CACHE_GUARD: CacheGuard = const { CacheGuard };
 }
 
 const CACHE_SLOTS: usize = 8;
@@ -190,7 +228,7 @@ impl SliceCache {
 
     fn push(&self, slice: *mut Slice) -> bool {
         let n = self.len.get();
-        if n == CACHE_SLOTS {
+        if n == CACHE_SLOTS || !self.arm() {
             return false;
         }
         self.slots[n].set(slice);
@@ -204,24 +242,29 @@ impl SliceCache {
             unsafe { Slice::free(s) };
         }
     }
-}
 
-impl Drop for SliceCache {
-    fn drop(&mut self) {
-        self.clear();
+    /// Register the exit guard the first time a slice is to be kept.
+    fn arm(&self) -> bool {
+        match self.state.get() {
+            CacheState::Armed => true,
+            CacheState::Closed => false,
+            CacheState::Unarmed => {
+                let armed = CACHE_GUARD.try_with(|_| ()).is_ok();
+                self.state.set(if armed {
+                    CacheState::Armed
+                } else {
+                    CacheState::Closed
+                });
+                armed
+            }
+        }
     }
-}
-
-thread_local! {
-    static CACHE: SliceCache = const {
-        SliceCache { slots: [const { Cell::new(ptr::null_mut()) }; CACHE_SLOTS], len: Cell::new(0) }
-    };
 }
 
 /// A slice for `[start, stop)`: recycled if the cache has one, else freshly allocated.
 #[inline]
-fn new_slice(start: *mut u8, stop: *mut u8) -> Result<*mut Slice, AllocError> {
-    match CACHE.try_with(SliceCache::pop).ok().flatten() {
+fn new_slice(c: &ThreadCtx, start: *mut u8, stop: *mut u8) -> Result<*mut Slice, AllocError> {
+    match c.cache.pop() {
         Some(s) => {
             // SAFETY: the cache owned `s`, out of any chain; now we do.
             unsafe { Slice::reset(s, start, stop) };
@@ -237,10 +280,10 @@ fn new_slice(start: *mut u8, stop: *mut u8) -> Result<*mut Slice, AllocError> {
 ///
 /// The caller owns `slice` and does not use it afterwards.
 #[inline]
-unsafe fn drop_slice(slice: *mut Slice) {
+unsafe fn drop_slice(c: &ThreadCtx, slice: *mut Slice) {
     // SAFETY: per the contract.
     let small = unsafe { (*slice).capacity() } <= CACHE_MAX_CAPACITY;
-    if !(small && CACHE.try_with(|c| c.push(slice)).unwrap_or(false)) {
+    if !(small && c.cache.push(slice)) {
         // SAFETY: per the contract.
         unsafe { Slice::free(slice) };
     }
@@ -249,7 +292,8 @@ unsafe fn drop_slice(slice: *mut Slice) {
 /// Free the slices this thread keeps for reuse (at most 8, each at most 16 KiB).  Switching
 /// keeps working afterwards; the next switches allocate again.
 pub fn trim_cache() {
-    let _ = CACHE.try_with(SliceCache::clear);
+    // SAFETY: this thread's context outlives the thread's code (no destructor).
+    unsafe { &*ctx() }.cache.clear();
 }
 
 fn ctx() -> *const ThreadCtx {
@@ -316,7 +360,7 @@ unsafe extern "C" fn save_state(sp: *mut u8, ctx: *mut u8) -> *mut u8 {
     // from a live handle consumed by the caller (I1), and the chain invariants hold (S1-S3).
     unsafe {
         let ctx = &*ctx.cast::<ThreadCtx>();
-        let Ok(source) = new_slice(sp, ctx.current_stop.get()) else {
+        let Ok(source) = new_slice(ctx, sp, ctx.current_stop.get()) else {
             ctx.failed.set(true);
             return ptr::null_mut();
         };
@@ -325,7 +369,7 @@ unsafe extern "C" fn save_state(sp: *mut u8, ctx: *mut u8) -> *mut u8 {
         let target = ctx.target.get();
         if chain.clear_for(target, (*target).stop).is_err() {
             chain.pop(source);
-            drop_slice(source);
+            drop_slice(ctx, source);
             ctx.failed.set(true);
             return ptr::null_mut();
         }
@@ -339,14 +383,14 @@ unsafe extern "C" fn initial_save_state(sp: *mut u8, ctx: *mut u8) -> *mut u8 {
     // SAFETY: as in `save_state`; `[sp, marker)` is the live frame of the spawning call chain.
     unsafe {
         let ctx = &*ctx.cast::<ThreadCtx>();
-        let Ok(source) = new_slice(sp, ctx.current_stop.get()) else {
+        let Ok(source) = new_slice(ctx, sp, ctx.current_stop.get()) else {
             ctx.failed.set(true);
             return ptr::null_mut();
         };
         // Save what the new tealet will overwrite right away: the frames below the marker.
         let saved = (*source).save_upto_checked(ctx.marker.get());
         if saved.is_err() {
-            drop_slice(source);
+            drop_slice(ctx, source);
             ctx.failed.set(true);
             return ptr::null_mut();
         }
@@ -383,7 +427,7 @@ unsafe extern "C" fn restore_state(_new_sp: *mut u8, ctx: *mut u8) -> *mut u8 {
         let target = ctx.target.get();
         (*target).restore();
         ctx.current_stop.set((*target).stop);
-        drop_slice(target);
+        drop_slice(ctx, target);
         ptr::dangling_mut::<u8>()
     }
 }
@@ -395,8 +439,10 @@ fn abort_with(msg: &str) -> ! {
 
 // ---- the switching functions ------------------------------------------------------------------
 // Must never be inlined: each takes the stack marker in its own frame, and its caller's frame
-// must be entirely above the marker (spawn) or part of the saved slice (switch).  No Rust local
-// is used across `arch::switch` except through `ctx()`, which is re-read afterwards.
+// must be entirely above the marker (spawn) or part of the saved slice (switch).  A Rust local
+// used across `arch::switch` is exactly what it was before (I5: the frame's bytes and the
+// callee-saved registers come back unchanged, on the same thread, I2); the thread's context
+// pointer is the only one the switching functions keep across it.
 
 /// Raise the running context's far end to cover `marker` (only the thread's original context
 /// can run above its recorded end).
@@ -410,10 +456,8 @@ fn cover(ctx: &ThreadCtx, marker: *mut u8) {
 /// Switch to `target`; returns the slice of whoever resumed us (null: a tealet finished), or
 /// `Err` if nothing happened because memory ran out.
 #[inline(never)]
-unsafe fn switch_raw(target: *mut Slice) -> Result<*mut Slice, AllocError> {
+unsafe fn switch_raw(c: &ThreadCtx, target: *mut Slice) -> Result<*mut Slice, AllocError> {
     let marker = 0u8;
-    // SAFETY: this thread's context outlives the thread's code (no destructor).
-    let c = unsafe { &*ctx() };
     cover(c, black_box(ptr::from_ref(&marker).cast_mut()));
     c.target.set(target);
     c.failed.set(false);
@@ -426,8 +470,7 @@ unsafe fn switch_raw(target: *mut Slice) -> Result<*mut Slice, AllocError> {
             ptr::from_ref(c).cast_mut().cast(),
         )
     };
-    // SAFETY: as above; re-read after the switch.
-    let c = unsafe { &*ctx() };
+    // `c` is still right: this frame was put back exactly as it was, on the same thread.
     if r.is_null() {
         debug_assert!(c.failed.get());
         return Err(AllocError);
@@ -584,10 +627,10 @@ impl Suspended {
         c.transfer.put(value);
         let target = self.into_raw();
         // SAFETY: `target` is a live suspended slice of this thread, consumed here (I1, I2).
-        match unsafe { switch_raw(target) } {
+        match unsafe { switch_raw(c, target) } {
             Ok(source) => {
-                // SAFETY: see `switch_raw`.
-                let value = unsafe { (*ctx()).transfer.take::<T>() };
+                // `c` is still this thread's context (see `switch_raw`).
+                let value = c.transfer.take::<T>();
                 Ok(Resumed {
                     from: Suspended::from_raw(source),
                     value,
@@ -636,8 +679,9 @@ impl Drop for Suspended {
         // SAFETY: the handle owns a live slice of this thread (I1, I2); it is unlinked from the
         // chain, then freed exactly once.
         unsafe {
-            (*(*ctx()).chain.get()).unlink(slice);
-            drop_slice(slice);
+            let c = &*ctx();
+            (*c.chain.get()).unlink(slice);
+            drop_slice(c, slice);
         }
     }
 }

@@ -86,6 +86,20 @@ mod parked {
 #[cfg(all(Py_3_10, not(all(Py_3_11, not(Py_3_12))), not(Py_3_14)))]
 pub(crate) use parked::{save_parked, take_parked};
 
+/// `save_parked()` then `restore(s)` (3.11 does both with one thread-local lookup).
+#[cfg(all(Py_3_10, not(all(Py_3_11, not(Py_3_12))), not(Py_3_14)))]
+pub(crate) fn park_and_restore(s: PyState) {
+    save_parked();
+    restore(s);
+}
+
+/// `resumed()` then `take_parked()` (3.11 does both with one thread-local lookup).
+#[cfg(all(Py_3_10, not(all(Py_3_11, not(Py_3_12))), not(Py_3_14)))]
+pub(crate) fn resumed_take_parked() -> PyState {
+    resumed();
+    take_parked()
+}
+
 #[cfg(any(not(Py_3_10), Py_3_14))]
 compile_error!(
     "continulet: CPython 3.10 to 3.13 have a src/pystate/ file (3.14: see ARCHITECTURE.md)"

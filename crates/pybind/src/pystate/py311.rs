@@ -69,6 +69,25 @@ pub(crate) fn take_parked() -> PyState {
         .expect("a state was parked before the switch")
 }
 
+/// `save_parked()` then `restore(s)`, with one thread-local lookup.
+pub(crate) fn park_and_restore(s: PyState) {
+    TLS.with(|t| {
+        let parked = save_in(t);
+        let old = t.parked.borrow_mut().replace(parked);
+        debug_assert!(old.is_none(), "a parked state was never taken");
+        restore_in(t, s);
+    });
+}
+
+/// `resumed()` then `take_parked()`, with one thread-local lookup.
+pub(crate) fn resumed_take_parked() -> PyState {
+    TLS.with(|t| {
+        resumed_in(t);
+        t.parked.borrow_mut().take()
+    })
+    .expect("a state was parked before the switch")
+}
+
 /// The saved interpreter state of a suspended context.
 pub(crate) struct PyState {
     cframe: *mut u8,
@@ -133,7 +152,11 @@ fn save_in(t: &PerThread) -> PyState {
 }
 
 /// Reinstate a saved state (before the stack switch: P2, nothing is dereferenced).
-pub(crate) fn restore(mut s: PyState) {
+pub(crate) fn restore(s: PyState) {
+    TLS.with(|t| restore_in(t, s));
+}
+
+fn restore_in(t: &PerThread, mut s: PyState) {
     let ts = tstate();
     // SAFETY: `ts` is the live thread state; offsets from the real headers; only pointer
     // values are stored (P2).
@@ -164,18 +187,22 @@ pub(crate) fn restore(mut s: PyState) {
         if let Some(o) = &owned {
             o.suspended_top.set(ptr::null_mut());
         }
-        TLS.with(|t| *t.current_owned.borrow_mut() = owned);
+        *t.current_owned.borrow_mut() = owned;
     }
 }
 
 /// After the stack switch, on the resumed side: carry `use_tracing` over from the context we
 /// came from, so `sys.settrace`/`setprofile` keep working (3.11 caches it in the cframe).
 pub(crate) fn resumed() {
+    TLS.with(resumed_in);
+}
+
+fn resumed_in(t: &PerThread) {
     let ts = tstate();
     // SAFETY: the stack is back in place, so the thread state's cframe is valid again.
     unsafe {
         let cframe = *at::<*mut u8>(ts, off::TS_CFRAME);
-        *at::<u8>(cframe, off::CFRAME_USE_TRACING) = TLS.with(|t| t.use_tracing.get());
+        *at::<u8>(cframe, off::CFRAME_USE_TRACING) = t.use_tracing.get();
     }
 }
 

@@ -22,7 +22,6 @@ pub(crate) fn permute2(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<(
     if a.get().thread_core().is_none() || b.get().thread_core().is_none() {
         return Err(crate::error::new_err("inter-thread support is missing"));
     }
-    let (a, b) = (a.clone().unbind(), b.clone().unbind());
-    continuation::permute::<crate::Bind>(&[ObjRef(a), ObjRef(b)])
+    continuation::permute::<crate::Bind>(&[ObjRef::new(a.clone()), ObjRef::new(b.clone())])
         .map_err(|e| crate::error::new_err(e.to_string()))
 }
