@@ -23,7 +23,8 @@
 //!   exactly one slot, or inside a message crossing a switch, never both.
 //! * **C2** `InFlight` is only ever seen by the two ends of one switch.
 //! * **C3** Slots are only touched on their owner thread; the host checks threads before
-//!   calling in (see `tealet::ThreadBound`).
+//!   calling in (see `tealet::ThreadBound`), and every slot lookup of one operation reuses the
+//!   running thread's [`ThreadToken`] (one thread-local access per switch, not one per slot).
 //!
 //! No `unsafe` here: everything unsafe is in `tealet` (stacks) and the host (interpreter).
 
@@ -32,7 +33,7 @@
 use std::cell::RefCell;
 use std::fmt;
 
-pub use tealet::AllocError;
+pub use tealet::{AllocError, ThreadToken};
 
 /// The interpreter a continulet runs: how to save and reinstate its per-context state, and
 /// how to run a continulet's body.  Implemented by the Python binding.
@@ -44,8 +45,8 @@ pub trait Host: 'static {
     /// A shared reference to a continulet object.
     type Obj: Clone + 'static;
 
-    /// The slot of `obj` (the host checked that `obj` belongs to this thread).
-    fn slot(obj: &Self::Obj) -> &Slot<Self>;
+    /// The slot of `obj` (the host checked that `obj` belongs to `thread`, the running one).
+    fn slot(obj: &Self::Obj, thread: ThreadToken) -> &Slot<Self>;
     /// Capture the running context's state before it is suspended.
     fn save() -> Self::State;
     /// [`Host::save`] into a per-thread parking place instead of returning it (a switch
@@ -213,7 +214,7 @@ struct Msg<H: Host> {
 /// Never inlined: its temporaries must not take room in the frame that stays suspended on
 /// the stack during the switch (every byte of that frame is copied on every switch).
 #[inline(never)]
-fn post_switch<H: Host>(r: tealet::Resumed<Msg<H>>) -> H::Payload {
+fn post_switch<H: Host>(thread: ThreadToken, r: tealet::Resumed<Msg<H>>) -> H::Payload {
     let Msg { origin, payload } = r.value;
     let finished = r.from.is_none();
     let came_from = if let Some(handle) = r.from {
@@ -228,7 +229,7 @@ fn post_switch<H: Host>(r: tealet::Resumed<Msg<H>>) -> H::Payload {
     };
     // The second half of `destination.h, origin.h = origin.h, came_from` (the switching side
     // did the first before the switch).
-    let old = H::slot(&origin).replace(came_from);
+    let old = H::slot(&origin, thread).replace(came_from);
     debug_assert!(matches!(old, Stored::InFlight));
     if finished {
         H::on_finished(&origin);
@@ -246,21 +247,22 @@ fn post_switch<H: Host>(r: tealet::Resumed<Msg<H>>) -> H::Payload {
 /// Returns `Some(payload)` if the new context finished before its first switch back (its body
 /// failed at once, e.g. at the interpreter's recursion limit): the payload is what it delivered.
 pub fn start<H: Host>(obj: &H::Obj) -> Result<Option<H::Payload>, Error> {
-    if H::slot(obj).status() != Status::Uninit {
+    let thread = ThreadToken::current();
+    if H::slot(obj, thread).status() != Status::Uninit {
         return Err(Error::AlreadyInitialized);
     }
     let o = obj.clone();
     let spawned = tealet::spawn(move |creator: tealet::Suspended| {
-        enter_context::<H>(&o, creator);
+        enter_context::<H>(thread, &o, creator);
         // The host's body starts with PyPy's hidden `start` frame, whose first action is a
         // switch straight back to the creator (so the callable is not called yet).
         let result = H::run(&o);
-        finish_context::<H>(o, result)
+        finish_context::<H>(thread, o, result)
     });
     match spawned {
         Ok(r) => {
             let finished_at_once = r.from.is_none();
-            let payload = post_switch::<H>(r);
+            let payload = post_switch::<H>(thread, r);
             Ok(finished_at_once.then_some(payload))
         }
         Err(AllocError) => Err(Error::NoMemory),
@@ -271,10 +273,10 @@ pub fn start<H: Host>(obj: &H::Obj) -> Result<Option<H::Payload>, Error> {
 /// afresh, and store the spawner in the continulet (PyPy's `new_stacklet_callback`).
 /// Never inlined, so its temporaries do not stay in the context's bottom frame.
 #[inline(never)]
-fn enter_context<H: Host>(o: &H::Obj, creator: tealet::Suspended) {
+fn enter_context<H: Host>(thread: ThreadToken, o: &H::Obj, creator: tealet::Suspended) {
     let from_state = H::save();
     H::enter_new(o);
-    H::slot(o).replace(Stored::Pending(Frame {
+    H::slot(o, thread).replace(Stored::Pending(Frame {
         handle: creator,
         state: from_state,
     }));
@@ -283,9 +285,13 @@ fn enter_context<H: Host>(o: &H::Obj, creator: tealet::Suspended) {
 /// Last steps of a finished context: release its interpreter stack and hand the result to
 /// whoever is stored in the continulet now.  Never inlined, like [`enter_context`].
 #[inline(never)]
-fn finish_context<H: Host>(o: H::Obj, result: H::Payload) -> (tealet::Suspended, Msg<H>) {
+fn finish_context<H: Host>(
+    thread: ThreadToken,
+    o: H::Obj,
+    result: H::Payload,
+) -> (tealet::Suspended, Msg<H>) {
     H::leave_finished();
-    let Stored::Pending(frame) = H::slot(&o).replace(Stored::InFlight) else {
+    let Stored::Pending(frame) = H::slot(&o, thread).replace(Stored::InFlight) else {
         unreachable!("continuation: a running continulet always stores its resumer")
     };
     H::restore(frame.state);
@@ -300,7 +306,8 @@ fn finish_context<H: Host>(o: H::Obj, result: H::Payload) -> (tealet::Suspended,
 
 /// The switch itself, after the host's checks (PyPy `switch`, from "pre-switch" on):
 /// `origin` is `self`, `destination` is `self` for a simple switch or `to` for a double
-/// switch.  Returns what is delivered back to us later.
+/// switch; `thread` is the running thread, which the host checked both belong to (C3).
+/// Returns what is delivered back to us later.
 ///
 /// # Errors
 ///
@@ -308,14 +315,15 @@ fn finish_context<H: Host>(o: H::Obj, result: H::Payload) -> (tealet::Suspended,
 /// payload is handed back.
 #[inline(never)]
 pub fn switch<H: Host>(
+    thread: ThreadToken,
     origin: &H::Obj,
     destination: &H::Obj,
     payload: H::Payload,
 ) -> Result<H::Payload, (Error, H::Payload)> {
-    let (handle, msg) = prepare_switch::<H>(origin, destination, payload)?;
+    let (handle, msg) = prepare_switch::<H>(thread, origin, destination, payload)?;
     match handle.switch(msg) {
-        Ok(r) => Ok(post_switch::<H>(r)),
-        Err(e) => Err(switch_failed::<H>(origin, destination, e)),
+        Ok(r) => Ok(post_switch::<H>(thread, r)),
+        Err(e) => Err(switch_failed::<H>(thread, origin, destination, e)),
     }
 }
 
@@ -326,11 +334,12 @@ pub fn switch<H: Host>(
 #[inline(never)]
 #[allow(clippy::type_complexity)]
 fn prepare_switch<H: Host>(
+    thread: ThreadToken,
     origin: &H::Obj,
     destination: &H::Obj,
     payload: H::Payload,
 ) -> Result<(tealet::Suspended, Msg<H>), (Error, H::Payload)> {
-    let destination_slot = H::slot(destination);
+    let destination_slot = H::slot(destination, thread);
     let frame = match destination_slot.replace(Stored::InFlight) {
         Stored::Pending(frame) => frame,
         other => {
@@ -338,7 +347,7 @@ fn prepare_switch<H: Host>(
             return Err((Error::AlreadyFinished, payload));
         }
     };
-    let origin_slot = H::slot(origin);
+    let origin_slot = H::slot(origin, thread);
     if !std::ptr::eq(origin_slot, destination_slot) {
         let old_origin = origin_slot.replace(Stored::InFlight);
         destination_slot.replace(old_origin);
@@ -356,12 +365,13 @@ fn prepare_switch<H: Host>(
 #[cold]
 #[inline(never)]
 fn switch_failed<H: Host>(
+    thread: ThreadToken,
     origin: &H::Obj,
     destination: &H::Obj,
     e: tealet::SwitchError<Msg<H>>,
 ) -> (Error, H::Payload) {
     let target_state = H::save();
-    let (origin_slot, destination_slot) = (H::slot(origin), H::slot(destination));
+    let (origin_slot, destination_slot) = (H::slot(origin, thread), H::slot(destination, thread));
     let old_origin = destination_slot.replace(Stored::Pending(Frame {
         handle: e.target,
         state: target_state,
@@ -374,21 +384,24 @@ fn switch_failed<H: Host>(
 }
 
 /// `permute(*continulets)`: rotate the stored continuations (the host filtered out
-/// uninitialized ones and checked threads).  `c1` gets `cn`'s, `c2` gets `c1`'s, ...
+/// uninitialized ones and checked that all belong to `thread`, the running one).  `c1` gets `cn`'s, `c2` gets `c1`'s, ...
 ///
 /// # Errors
 ///
 /// [`Error::PermuteFinished`] if one of them is finished (nothing permuted).
-pub fn permute<H: Host>(objs: &[H::Obj]) -> Result<(), Error> {
-    if objs.iter().any(|o| H::slot(o).status() == Status::Finished) {
+pub fn permute<H: Host>(thread: ThreadToken, objs: &[H::Obj]) -> Result<(), Error> {
+    if objs
+        .iter()
+        .any(|o| H::slot(o, thread).status() == Status::Finished)
+    {
         return Err(Error::PermuteFinished);
     }
     if objs.len() < 2 {
         return Ok(());
     }
-    let mut carry = H::slot(&objs[objs.len() - 1]).replace(Stored::InFlight);
+    let mut carry = H::slot(&objs[objs.len() - 1], thread).replace(Stored::InFlight);
     for o in objs {
-        carry = H::slot(o).replace(carry);
+        carry = H::slot(o, thread).replace(carry);
     }
     debug_assert!(matches!(carry, Stored::InFlight));
     Ok(())

@@ -4,7 +4,7 @@
 //! continulet stores), including a switch that fails for lack of memory, after which nothing
 //! may have changed.
 
-use continuation::{Error, Host, Slot, Status};
+use continuation::{Error, Host, Slot, Status, ThreadToken};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -62,7 +62,7 @@ impl Host for Toy {
     type Payload = i64;
     type Obj = Obj;
 
-    fn slot(obj: &Obj) -> &Slot<Toy> {
+    fn slot(obj: &Obj, _thread: ThreadToken) -> &Slot<Toy> {
         &obj.slot
     }
     fn save() -> u32 {
@@ -110,11 +110,13 @@ fn new(id: u32, body: impl FnOnce(&Obj, i64) -> i64 + 'static) -> Obj {
 }
 
 fn switch(c: &Obj, v: i64) -> i64 {
-    continuation::switch::<Toy>(c, c, v).unwrap_or_else(|_| panic!("switch failed"))
+    continuation::switch::<Toy>(ThreadToken::current(), c, c, v)
+        .unwrap_or_else(|_| panic!("switch failed"))
 }
 
 fn switch_to(c: &Obj, to: &Obj, v: i64) -> i64 {
-    continuation::switch::<Toy>(c, to, v).unwrap_or_else(|_| panic!("switch failed"))
+    continuation::switch::<Toy>(ThreadToken::current(), c, to, v)
+        .unwrap_or_else(|_| panic!("switch failed"))
 }
 
 fn running() -> u32 {
@@ -134,7 +136,11 @@ fn switch_delivers_values_both_ways_and_finishing_returns_the_result() {
         assert_eq!(running(), 1);
         second * 10
     });
-    assert_eq!(stored(&c), Some(1), "a started continulet stores its own context");
+    assert_eq!(
+        stored(&c),
+        Some(1),
+        "a started continulet stores its own context"
+    );
     assert_eq!(switch(&c, 5), 6);
     assert_eq!(running(), 0);
     assert_eq!(stored(&c), Some(1));
@@ -143,7 +149,7 @@ fn switch_delivers_values_both_ways_and_finishing_returns_the_result() {
     assert_eq!(c.slot.status(), Status::Finished);
     assert_eq!(LIVE_CONTEXTS.with(Cell::get), 0);
     assert!(matches!(
-        continuation::switch::<Toy>(&c, &c, 1),
+        continuation::switch::<Toy>(ThreadToken::current(), &c, &c, 1),
         Err((Error::AlreadyFinished, 1))
     ));
 }
@@ -151,7 +157,11 @@ fn switch_delivers_values_both_ways_and_finishing_returns_the_result() {
 #[test]
 fn while_a_continulet_runs_it_stores_whoever_switched_into_it() {
     let c = new(1, |c, _| {
-        assert_eq!(stored(c), Some(0), "the main context is stored in the running continulet");
+        assert_eq!(
+            stored(c),
+            Some(0),
+            "the main context is stored in the running continulet"
+        );
         switch(c, 0)
     });
     switch(&c, 0);
@@ -174,7 +184,11 @@ fn double_switch_resumes_the_target_and_stores_the_origins_continuation_in_it() 
     });
     assert_eq!(stored(&a), Some(1));
     assert_eq!(stored(&b), Some(2));
-    assert_eq!(switch_to(&b, &a, 1), 1101, "a (+100), then b (+1000), back to main");
+    assert_eq!(
+        switch_to(&b, &a, 1),
+        1101,
+        "a (+100), then b (+1000), back to main"
+    );
     assert_eq!(running(), 0);
     // a's body switched through a (to b's body, which a stored), b's body through b (to
     // main, which b stored): each now stores its own body again.
@@ -190,16 +204,16 @@ fn double_switch_resumes_the_target_and_stores_the_origins_continuation_in_it() 
 fn permute_rotates_the_stored_continuations() {
     let a = new(1, switch);
     let b = new(2, switch);
-    continuation::permute::<Toy>(&[a.clone(), b.clone()]).unwrap();
+    continuation::permute::<Toy>(ThreadToken::current(), &[a.clone(), b.clone()]).unwrap();
     assert_eq!(stored(&a), Some(2));
     assert_eq!(stored(&b), Some(1));
-    continuation::permute::<Toy>(&[a.clone(), b.clone()]).unwrap();
+    continuation::permute::<Toy>(ThreadToken::current(), &[a.clone(), b.clone()]).unwrap();
     assert_eq!((stored(&a), stored(&b)), (Some(1), Some(2)));
     switch(&a, 0);
     switch(&a, 0);
     assert!(a.finished.get());
     assert!(matches!(
-        continuation::permute::<Toy>(&[a.clone(), b.clone()]),
+        continuation::permute::<Toy>(ThreadToken::current(), &[a.clone(), b.clone()]),
         Err(Error::PermuteFinished)
     ));
     switch(&b, 0);
@@ -213,12 +227,22 @@ fn a_switch_without_memory_changes_nothing() {
     for to in [&a, &b] {
         tealet::trim_cache();
         FAIL_HERE.with(|f| f.set(true));
-        let r = continuation::switch::<Toy>(&a, to, 40);
+        let r = continuation::switch::<Toy>(ThreadToken::current(), &a, to, 40);
         FAIL_HERE.with(|f| f.set(false));
-        assert!(matches!(r, Err((Error::NoMemory, 40))), "the payload comes back");
+        assert!(
+            matches!(r, Err((Error::NoMemory, 40))),
+            "the payload comes back"
+        );
         assert_eq!(running(), 0);
-        assert_eq!((stored(&a), stored(&b)), (Some(1), Some(2)), "nothing moved");
-        assert!(PARKED.with(Cell::get).is_none(), "the parked state was taken back");
+        assert_eq!(
+            (stored(&a), stored(&b)),
+            (Some(1), Some(2)),
+            "nothing moved"
+        );
+        assert!(
+            PARKED.with(Cell::get).is_none(),
+            "the parked state was taken back"
+        );
     }
     // Both still work.
     assert_eq!(switch(&a, 1), 2);

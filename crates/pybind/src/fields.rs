@@ -1,7 +1,8 @@
 //! # Object fields of the native base classes (`scheduler`, `greenlet`)
 //!
 //! The tasklet, channel, scheduler, greenlet and greenlet-thread-state bases keep Python
-//! objects in `Option<Py<PyAny>>` fields that the Python layers read and write as attributes.
+//! objects in `Option<Py<PyAny>>` fields that the Python layers read and write as attributes
+//! (or `Option<Py<T>>` where the fast paths want a known class without checking it per use).
 //!
 //! # Invariants
 //!
@@ -29,6 +30,16 @@ pub(crate) fn set_field<T: PyClass<Frozen = False>>(
     } else {
         Some(value)
     };
+    set_typed_field(obj, value, field);
+}
+
+/// `field = value` for a field of one class (pyo3 checked the type when it extracted
+/// `value`), the old value released after the borrow (F1).
+pub(crate) fn set_typed_field<T: PyClass<Frozen = False>, V>(
+    obj: &Bound<'_, T>,
+    value: Option<Py<V>>,
+    field: impl FnOnce(&mut T) -> &mut Option<Py<V>>,
+) {
     let old = std::mem::replace(field(&mut obj.borrow_mut()), value);
     drop(old); // F1: the guard is gone
 }

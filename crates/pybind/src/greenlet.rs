@@ -46,10 +46,10 @@ type Obj = Py<PyAny>;
 pub(crate) struct GreenletBase {
     /// Its continulet once started (the main greenlet's is uninitialized).
     #[pyo3(get, name = "_greenlet__c")]
-    c: Option<Obj>,
+    c: Option<Py<Continulet>>,
     /// Its thread's state while it is alive, None before it starts and once it is dead.
     #[pyo3(get, name = "_greenlet__ts")]
-    ts: Option<Obj>,
+    ts: Option<Py<ThreadStateBase>>,
     /// The thread state it started in (kept after death).
     #[pyo3(get, name = "_greenlet__home")]
     home: Option<Obj>,
@@ -66,7 +66,7 @@ pub(crate) struct GreenletBase {
 #[pyclass(subclass, module = "greenlet", name = "_ThreadStateBase")]
 pub(crate) struct ThreadStateBase {
     #[pyo3(get)]
-    current: Option<Obj>,
+    current: Option<Py<GreenletBase>>,
     #[pyo3(get)]
     main: Option<Obj>,
     /// The greenlet a switch under way comes from (None: no switch under way).
@@ -102,20 +102,27 @@ impl GreenletBase {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        crate::fields::visit_all(
-            &visit,
-            &[&self.c, &self.ts, &self.home, &self.parent, &self.context],
-        )
+        if let Some(c) = &self.c {
+            visit.call(c)?;
+        }
+        if let Some(ts) = &self.ts {
+            visit.call(ts)?;
+        }
+        crate::fields::visit_all(&visit, &[&self.home, &self.parent, &self.context])
     }
 
     #[setter(_greenlet__c)]
-    fn set_c(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.c);
+    fn set_c(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = typed(value)?;
+        crate::fields::set_typed_field(slf, value, |o| &mut o.c);
+        Ok(())
     }
 
     #[setter(_greenlet__ts)]
-    fn set_ts(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.ts);
+    fn set_ts(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = typed(value)?;
+        crate::fields::set_typed_field(slf, value, |o| &mut o.ts);
+        Ok(())
     }
 
     #[setter(_greenlet__home)]
@@ -151,20 +158,37 @@ impl GreenletBase {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Obj> {
-        let py = slf.py();
-        let refs = REFS.get(py).ok_or_else(|| {
-            pyo3::exceptions::PyRuntimeError::new_err("greenlet native path not initialized")
-        })?;
-        if let Some(fast) = fast_path_state(slf) {
-            let value = pack(py, args, kwargs);
-            return transfer(refs, fast, slf, value);
+        // Only calls here: this frame stays on the stack during the switch, and every byte of
+        // it is copied on every switch.
+        let refs = refs(slf.py())?;
+        match fast_path_state(slf) {
+            Some(fast) => transfer(refs, fast, slf, pack(slf.py(), args, kwargs)),
+            None => slow_switch(refs, slf, args, kwargs),
         }
-        let kwargs: Obj = kwargs.map_or_else(
-            || PyDict::new(py).into_any().unbind(),
-            |k| k.clone().into_any().unbind(),
-        );
-        refs.deliver.call1(py, (slf, args, kwargs, py.None()))
     }
+}
+
+/// What greenlet_init connected.
+fn refs(py: Python<'_>) -> PyResult<&Refs> {
+    REFS.get(py).ok_or_else(|| {
+        pyo3::exceptions::PyRuntimeError::new_err("greenlet native path not initialized")
+    })
+}
+
+/// `switch` for every case but the common one: greenlet.py's `_deliver`.
+#[inline(never)]
+fn slow_switch(
+    refs: &Refs,
+    target: &Bound<'_, GreenletBase>,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Obj> {
+    let py = target.py();
+    let kwargs: Obj = kwargs.map_or_else(
+        || PyDict::new(py).into_any().unbind(),
+        |k| k.clone().into_any().unbind(),
+    );
+    refs.deliver.call1(py, (target, args, kwargs, py.None()))
 }
 
 /// What the fast path of `switch` works with: the target's thread state, the current
@@ -179,6 +203,7 @@ struct Fast<'py> {
 /// The fast path's objects, when `switch` can take it: the target is started and alive in this
 /// thread (G3) and is not the current greenlet.  Anything unusual (no continulet, a field of
 /// an unexpected type) is left to the Python `_deliver`.
+#[inline(never)]
 fn fast_path_state<'py>(target: &Bound<'py, GreenletBase>) -> Option<Fast<'py>> {
     let py = target.py();
     let (ts, tc) = {
@@ -188,8 +213,6 @@ fn fast_path_state<'py>(target: &Bound<'py, GreenletBase>) -> Option<Fast<'py>> 
             t.c.as_ref()?.bind(py).clone(),
         )
     };
-    let ts = ts.cast_into::<ThreadStateBase>().ok()?;
-    let tc = tc.cast_into::<Continulet>().ok()?;
     let cur = {
         let b = ts.borrow();
         if b.tstate != pystate::thread_state_id() || b.exited {
@@ -200,10 +223,16 @@ fn fast_path_state<'py>(target: &Bound<'py, GreenletBase>) -> Option<Fast<'py>> 
             _ => return None,
         }
     };
-    let cur = cur.cast_into::<GreenletBase>().ok()?;
     let cc = cur.borrow().c.as_ref()?.bind(py).clone();
-    let cc = cc.cast_into::<Continulet>().ok()?;
     Some(Fast { ts, cur, cc, tc })
+}
+
+/// A typed field's new value: None, or an instance of its class (a `TypeError` otherwise).
+fn typed<T: pyo3::PyClass>(value: &Bound<'_, PyAny>) -> PyResult<Option<Py<T>>> {
+    if value.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(value.cast::<T>()?.clone().unbind()))
 }
 
 /// Release an old field value (after its borrow guard ended, G4) as a `Bound`: a plain
@@ -224,17 +253,30 @@ fn pack(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyD
 }
 
 /// `greenlet._transfer(ts, target, _cswitch, value)`: every check was made by
-/// [`fast_path_state`] before the first change.  The changes are made in `_transfer`'s order
-/// (the origin first: from then on a `__del__` defers its kill), each old value released
-/// right after its own change.
+/// [`fast_path_state`] before the first change.  Its frame stays on the stack during the
+/// switch, so the work before and after it is done in functions of their own.
 fn transfer(
     refs: &Refs,
     fast: Fast<'_>,
     target: &Bound<'_, GreenletBase>,
     value: Obj,
 ) -> PyResult<Obj> {
-    let py = target.py();
     let Fast { ts, cur, cc, tc } = fast;
+    hand_over(&ts, cur, target);
+    let result = continulet_switch(&cc, tc, value); // G2
+    taken_over(refs, &ts, result)
+}
+
+/// Before the switch: the changes of `_transfer`, in its order (the origin first: from then
+/// on a `__del__` defers its kill), each old value released right after its own change;
+/// `cur` is released last (G1).
+#[inline(never)]
+fn hand_over(
+    ts: &Bound<'_, ThreadStateBase>,
+    cur: Bound<'_, GreenletBase>,
+    target: &Bound<'_, GreenletBase>,
+) {
+    let py = ts.py();
     let old_origin = ts
         .borrow_mut()
         .origin
@@ -245,13 +287,20 @@ fn transfer(
     release(py, old_ctx);
     let target_ctx = target.borrow_mut().context.take();
     pystate::set_context(target_ctx.map_or(std::ptr::null_mut(), Py::into_ptr));
-    let old_current = ts
-        .borrow_mut()
-        .current
-        .replace(target.clone().into_any().unbind());
-    release(py, old_current); // it is `cur`, still referenced here
+    let old_current = ts.borrow_mut().current.replace(target.clone().unbind());
+    drop(old_current.map(|c| c.into_bound(py))); // it is `cur`, still referenced here
     drop(cur); // G1
-    let result = continulet_switch(&cc, tc, value); // G2
+}
+
+/// After the switch, on the resumed side: what `_transfer` does after its switch (the Python
+/// `_after` only when a tracer or a deferred kill needs it).
+#[inline(never)]
+fn taken_over(
+    refs: &Refs,
+    ts: &Bound<'_, ThreadStateBase>,
+    result: PyResult<Obj>,
+) -> PyResult<Obj> {
+    let py = ts.py();
     match result {
         Ok(v) => {
             // G4: the origin may hold the last reference to the greenlet we came from,
@@ -266,12 +315,12 @@ fn transfer(
             };
             match origin {
                 Some(origin) => release(py, origin),
-                None => drop(refs.after.call1(py, (&ts, intern!(py, "switch")))?),
+                None => drop(refs.after.call1(py, (ts, intern!(py, "switch")))?),
             }
             Ok(v)
         }
         Err(e) => {
-            refs.after.call1(py, (&ts, intern!(py, "throw")))?;
+            refs.after.call1(py, (ts, intern!(py, "throw")))?;
             Err(e)
         }
     }
@@ -285,9 +334,7 @@ fn continulet_switch(
     value: Obj,
 ) -> PyResult<Obj> {
     match Continulet::check_switch_to(cc, Some(tc))? {
-        Some((origin, destination)) => {
-            crate::switch_and_deliver(&origin, &destination, Payload::Value(value))
-        }
+        Some(plan) => crate::switch_and_deliver(&plan, Payload::Value(value)),
         None => Ok(value),
     }
 }
@@ -319,10 +366,12 @@ impl ThreadStateBase {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(current) = &self.current {
+            visit.call(current)?;
+        }
         crate::fields::visit_all(
             &visit,
             &[
-                &self.current,
                 &self.main,
                 &self.origin,
                 &self.trace,
@@ -333,8 +382,10 @@ impl ThreadStateBase {
     }
 
     #[setter(current)]
-    fn set_current(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.current);
+    fn set_current(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = typed(value)?;
+        crate::fields::set_typed_field(slf, value, |o| &mut o.current);
+        Ok(())
     }
 
     #[setter(main)]

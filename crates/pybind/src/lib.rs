@@ -37,7 +37,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
-use tealet::ThreadBound;
+use tealet::{ThreadBound, ThreadToken};
 
 #[allow(non_camel_case_types)] // PyPy spells it `error`
 mod exc {
@@ -122,12 +122,10 @@ impl Host for Bind {
     type Payload = Payload;
     type Obj = ObjRef;
 
-    fn slot(obj: &ObjRef) -> &Slot<Bind> {
+    fn slot(obj: &ObjRef, thread: ThreadToken) -> &Slot<Bind> {
         &obj.0
             .get()
-            .core
-            .get()
-            .and_then(ThreadBound::get)
+            .core_on(thread)
             .expect("thread checked before the switch (B1)")
             .slot
     }
@@ -241,7 +239,7 @@ impl Continulet {
         to: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         match Self::check_switch(slf, to)? {
-            Some((origin, destination)) => switch_and_deliver(&origin, &destination, payload),
+            Some(plan) => switch_and_deliver(&plan, payload),
             None => deliver(payload),
         }
     }
@@ -252,7 +250,7 @@ impl Continulet {
     fn check_switch(
         slf: &Bound<'_, Self>,
         to: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Option<(ObjRef, ObjRef)>> {
+    ) -> PyResult<Option<SwitchPlan>> {
         // 1. `to` must be a continulet; an uninitialized one counts as None.
         let to: Option<Bound<'_, Continulet>> = match to {
             None => None,
@@ -272,7 +270,7 @@ impl Continulet {
     fn check_switch_to<'py>(
         slf: &Bound<'py, Self>,
         mut to: Option<Bound<'py, Continulet>>,
-    ) -> PyResult<Option<(ObjRef, ObjRef)>> {
+    ) -> PyResult<Option<SwitchPlan>> {
         if to.as_ref().is_some_and(|t| t.get().status() == ST_UNINIT) {
             to = None;
         }
@@ -301,8 +299,9 @@ impl Continulet {
                 return Err(error::new_err("continulet already finished"));
             }
         }
-        // 5. Thread check.
-        if this.get().thread_core().is_none() {
+        // 5. Thread check (`to` has the same owner, step 4).
+        let thread = ThreadToken::current();
+        if this.get().core_on(thread).is_none() {
             return Err(error::new_err("cannot switch to a different thread"));
         }
         let origin = ObjRef::new(this);
@@ -310,17 +309,29 @@ impl Continulet {
             Some(t) => ObjRef::new(t),
             None => origin.clone(),
         };
-        Ok(Some((origin, destination)))
+        Ok(Some(SwitchPlan {
+            thread,
+            origin,
+            destination,
+        }))
+    }
+
+    /// The thread-bound part, if `thread` (the running one) owns it.
+    fn core_on(&self, thread: ThreadToken) -> Option<&Core> {
+        self.core.get().and_then(|c| c.get_on(thread))
     }
 }
 
+/// A switch that passed PyPy's checks: who switches where, on which thread (B1).
+struct SwitchPlan {
+    thread: ThreadToken,
+    origin: ObjRef,
+    destination: ObjRef,
+}
+
 /// The switch, and what it delivers back, as a Python result.
-fn switch_and_deliver(
-    origin: &ObjRef,
-    destination: &ObjRef,
-    payload: Payload,
-) -> PyResult<Py<PyAny>> {
-    match continuation::switch::<Bind>(origin, destination, payload) {
+fn switch_and_deliver(plan: &SwitchPlan, payload: Payload) -> PyResult<Py<PyAny>> {
+    match continuation::switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload) {
         Ok(p) => deliver(p),
         Err((e, _)) => Err(switch_error(e)),
     }
@@ -515,6 +526,7 @@ impl Continulet {
 #[pyfunction]
 #[pyo3(signature = (*args))]
 fn permute(args: &Bound<'_, PyTuple>) -> PyResult<()> {
+    let thread = ThreadToken::current();
     let mut objs = Vec::with_capacity(args.len());
     for a in args.iter() {
         let c = a
@@ -522,14 +534,14 @@ fn permute(args: &Bound<'_, PyTuple>) -> PyResult<()> {
             .map_err(|_| type_error_expected(&a))?;
         match c.get().status() {
             ST_UNINIT => {}
-            _ if c.get().thread_core().is_none() => {
+            _ if c.get().core_on(thread).is_none() => {
                 return Err(error::new_err("inter-thread support is missing"))
             }
             ST_FINISHED => return Err(error::new_err("got an already-finished continulet")),
             _ => objs.push(ObjRef::new(c.clone())),
         }
     }
-    continuation::permute::<Bind>(&objs).map_err(|e| error::new_err(e.to_string()))
+    continuation::permute::<Bind>(thread, &objs).map_err(|e| error::new_err(e.to_string()))
 }
 
 /// Pickle support.

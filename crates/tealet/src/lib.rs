@@ -83,7 +83,7 @@ use std::ptr::{self, NonNull};
 
 pub use stack::AllocError;
 use stack::{Chain, Slice};
-pub use thread_bound::{current_thread_token, ThreadBound};
+pub use thread_bound::{current_thread_token, ThreadBound, ThreadToken};
 
 const _: () = assert!(
     arch::STACK_GROWS_DOWN,

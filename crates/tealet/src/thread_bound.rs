@@ -15,6 +15,7 @@
 //!   elsewhere, it is leaked instead (and counted by [`ThreadBound::leaked_count`]).
 
 use std::cell::Cell;
+use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,6 +39,25 @@ pub fn current_thread_token() -> u64 {
             v
         })
         .unwrap_or(0)
+}
+
+/// Proof, for the code holding it, that it runs on the thread it was made on: one token
+/// lookup (a thread-local access) reused for several [`ThreadBound::get_on`] checks.  `!Send`
+/// and `!Sync`, so it cannot reach another thread.
+#[derive(Clone, Copy, Debug)]
+pub struct ThreadToken {
+    token: u64,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl ThreadToken {
+    /// The running thread's token.
+    pub fn current() -> ThreadToken {
+        ThreadToken {
+            token: current_thread_token(),
+            _not_send: PhantomData,
+        }
+    }
 }
 
 /// A value usable only on the thread that created it (see the module docs).
@@ -74,6 +94,15 @@ impl<T> ThreadBound<T> {
     /// The value, on the owner thread only.
     pub fn get(&self) -> Option<&T> {
         if self.is_owner() {
+            Some(&self.value)
+        } else {
+            None
+        }
+    }
+
+    /// [`ThreadBound::get`] with the running thread's token already in hand.
+    pub fn get_on(&self, thread: ThreadToken) -> Option<&T> {
+        if self.owner == thread.token && thread.token != 0 {
             Some(&self.value)
         } else {
             None
@@ -127,6 +156,18 @@ mod tests {
             .join()
             .unwrap();
         assert_ne!(token2, token);
+    }
+
+    #[test]
+    fn a_token_opens_only_its_own_threads_values() {
+        let tb = Arc::new(ThreadBound::new(7));
+        let here = super::ThreadToken::current();
+        assert_eq!(tb.get_on(here), Some(&7));
+        let tb2 = tb.clone();
+        let seen = std::thread::spawn(move || tb2.get_on(super::ThreadToken::current()).is_none())
+            .join()
+            .unwrap();
+        assert!(seen);
     }
 
     #[test]

@@ -57,7 +57,7 @@ thread_local! {
 /// `save()` into the parking place (see `continuation::Host::save_parked`).
 pub(crate) fn save_parked() {
     TLS.with(|t| {
-        let s = save_in(t);
+        let s = save_in(t, tstate());
         let old = t.parked.borrow_mut().replace(s);
         debug_assert!(old.is_none(), "a parked state was never taken");
     });
@@ -72,10 +72,11 @@ pub(crate) fn take_parked() -> PyState {
 /// `save_parked()` then `restore(s)`, with one thread-local lookup.
 pub(crate) fn park_and_restore(s: PyState) {
     TLS.with(|t| {
-        let parked = save_in(t);
+        let ts = tstate();
+        let parked = save_in(t, ts);
         let old = t.parked.borrow_mut().replace(parked);
         debug_assert!(old.is_none(), "a parked state was never taken");
-        restore_in(t, s);
+        restore_in(t, ts, s);
     });
 }
 
@@ -106,11 +107,10 @@ pub(crate) struct PyState {
 
 /// Capture the running context's state (before it is suspended).
 pub(crate) fn save() -> PyState {
-    TLS.with(save_in)
+    TLS.with(|t| save_in(t, tstate()))
 }
 
-fn save_in(t: &PerThread) -> PyState {
-    let ts = tstate();
+fn save_in(t: &PerThread, ts: *mut u8) -> PyState {
     // SAFETY: `ts` is the live thread state; every offset comes from the real 3.11 headers.
     unsafe {
         let cframe = *at::<*mut u8>(ts, off::TS_CFRAME);
@@ -153,11 +153,10 @@ fn save_in(t: &PerThread) -> PyState {
 
 /// Reinstate a saved state (before the stack switch: P2, nothing is dereferenced).
 pub(crate) fn restore(s: PyState) {
-    TLS.with(|t| restore_in(t, s));
+    TLS.with(|t| restore_in(t, tstate(), s));
 }
 
-fn restore_in(t: &PerThread, mut s: PyState) {
-    let ts = tstate();
+fn restore_in(t: &PerThread, ts: *mut u8, mut s: PyState) {
     // SAFETY: `ts` is the live thread state; offsets from the real headers; only pointer
     // values are stored (P2).
     unsafe {
@@ -188,6 +187,8 @@ fn restore_in(t: &PerThread, mut s: PyState) {
             o.suspended_top.set(ptr::null_mut());
         }
         *t.current_owned.borrow_mut() = owned;
+        // Everything it owned moved into the thread state: nothing left for its `Drop`.
+        std::mem::forget(s);
     }
 }
 

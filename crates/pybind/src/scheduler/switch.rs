@@ -19,9 +19,10 @@ pub(crate) fn permute2(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<(
     let a = a.cast::<Continulet>()?;
     let b = b.cast::<Continulet>()?;
     // B1: both belong to this thread before `continuation` sees them.
-    if a.get().thread_core().is_none() || b.get().thread_core().is_none() {
+    let thread = tealet::ThreadToken::current();
+    if a.get().core_on(thread).is_none() || b.get().core_on(thread).is_none() {
         return Err(crate::error::new_err("inter-thread support is missing"));
     }
-    continuation::permute::<crate::Bind>(&[ObjRef::new(a.clone()), ObjRef::new(b.clone())])
+    continuation::permute::<crate::Bind>(thread, &[ObjRef::new(a.clone()), ObjRef::new(b.clone())])
         .map_err(|e| crate::error::new_err(e.to_string()))
 }
