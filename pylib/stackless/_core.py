@@ -813,6 +813,8 @@ def tasklet_frame(t):
 _OUR_GLOBALS.append(globals())
 _TASKLET_MAIN_CODE = _tasklet_main.__code__
 if NATIVE is not None:
-    _tasklet_main = NATIVE.tasklet_main
+    # Tasklet start without Python: the factory and the tasklets' bottom are native (and a
+    # tasklet's continulet has no hidden start frame).
+    _tasklet_main, _factory_main, _new_cont = NATIVE.tasklet_main, NATIVE.factory_main, NATIVE.new_cont
     NATIVE.stackless_init(sys.modules[__name__])
     init_fields, insert = NATIVE.init_fields, NATIVE.insert  # after stackless_init took ours

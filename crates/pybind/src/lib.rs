@@ -60,7 +60,17 @@ struct Core {
     own_ctx: RefCell<pystate::OwnedRef>,
 }
 
-type Call = (Py<PyAny>, Py<PyTuple>, Option<Py<PyDict>>);
+/// What a continulet runs once started.
+enum Call {
+    /// `callable(c, *args, **kwds)`, under PyPy's hidden `start` frame.
+    Python(Py<PyAny>, Py<PyTuple>, Option<Py<PyDict>>),
+    /// A body of this extension (the native scheduler's tasklets), run without any Python
+    /// frame of ours: `body(c, arg)`.
+    Native(NativeBody, Py<PyAny>),
+}
+
+/// A continulet body written in Rust (see [`Call::Native`]).
+pub(crate) type NativeBody = fn(&Bound<'_, Continulet>, &Bound<'_, PyAny>) -> PyResult<Py<PyAny>>;
 
 /// The hidden bottom frame's function (made once at import).
 static START: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
@@ -165,8 +175,10 @@ impl Host for Bind {
     fn run(obj: &ObjRef) -> Payload {
         let py = pystate::attached();
         let call = obj.0.get().call.lock().unwrap().take();
-        let Some((callable, args, kwargs)) = call else {
-            return Payload::Exc(Box::new(error::new_err("continulet has nothing to run")));
+        let (callable, args, kwargs) = match call {
+            Some(Call::Python(callable, args, kwargs)) => (callable, args, kwargs),
+            Some(Call::Native(body, arg)) => return run_native(obj, body, arg.bind(py)),
+            None => return Payload::Exc(Box::new(error::new_err("continulet has nothing to run"))),
         };
         // PyPy's hidden bottom frame: `start(c, func, args, kwds)`, so that `_get_frame()`
         // has a frame named `start` and tracebacks look alike.
@@ -185,6 +197,38 @@ impl Host for Bind {
             Err(e) => Payload::Exc(Box::new(hide_start_frame(py, e))),
         }
     }
+}
+
+/// `Host::run` for a native body: what PyPy's hidden `start` frame does (switch back to the
+/// creator at once; the first value sent in must be None), then the body.  Not inlined: its
+/// frame stays at the bottom of the context's stack while the body runs.
+#[inline(never)]
+fn run_native(obj: &ObjRef, body: NativeBody, arg: &Bound<'_, PyAny>) -> Payload {
+    let c = &obj.0;
+    match Continulet::do_switch(c, Payload::Value(c.py().None()), None) {
+        Ok(v) if v.is_none(c.py()) => {}
+        Ok(_) => {
+            return Payload::Exc(Box::new(PyTypeError::new_err(
+                "can't send non-None value to a just-started continulet",
+            )))
+        }
+        Err(e) => return Payload::Exc(Box::new(e)),
+    }
+    match body(c, arg) {
+        Ok(v) => Payload::Value(v),
+        Err(e) => Payload::Exc(Box::new(e)),
+    }
+}
+
+/// A new continulet (of the base class) running `body(c, arg)`, started as `__init__` starts
+/// one (the context is created and suspended before its first switch in).
+pub(crate) fn new_native<'py>(
+    arg: &Bound<'py, PyAny>,
+    body: NativeBody,
+) -> PyResult<Bound<'py, Continulet>> {
+    let c = Bound::new(arg.py(), Continulet::empty())?;
+    Continulet::start_with(&c, Call::Native(body, arg.clone().unbind()))?;
+    Ok(c)
 }
 
 /// PyPy's `start` frame is hidden from tracebacks; drop its entry from an escaping exception.
@@ -224,6 +268,42 @@ fn deliver(p: Payload) -> PyResult<Py<PyAny>> {
 }
 
 impl Continulet {
+    /// `__init__` with what to run: bind to this thread, create the context and run it up to
+    /// its first switch back.
+    fn start_with(slf: &Bound<'_, Self>, call: Call) -> PyResult<()> {
+        let me = slf.get();
+        if me.status() != ST_UNINIT || me.core.get().is_some() {
+            return Err(error::new_err("continulet already __init__ialized"));
+        }
+        *me.call.lock().unwrap() = Some(call);
+        let core = Core {
+            slot: Slot::new(),
+            own_ctx: RefCell::new(std::rc::Weak::new()),
+        };
+        if me.core.set(ThreadBound::new(core)).is_err() {
+            return Err(error::new_err("continulet already __init__ialized"));
+        }
+        me.status.store(ST_PENDING, Ordering::Release);
+        match continuation::start::<Bind>(&ObjRef::new(slf.clone())) {
+            Ok(None | Some(Payload::Value(_))) => Ok(()),
+            // The hidden start frame could not even run (e.g. at the recursion limit): report
+            // its error from `__init__` rather than hand out an already-finished continulet.
+            Ok(Some(Payload::Exc(e))) => Err(*e),
+            Err(continuation::Error::NoMemory) => Err(PyMemoryError::new_err(
+                "out of memory while starting a continulet",
+            )),
+            Err(e) => Err(error::new_err(e.to_string())),
+        }
+    }
+
+    fn empty() -> Continulet {
+        Continulet {
+            core: OnceLock::new(),
+            status: AtomicU8::new(ST_UNINIT),
+            call: Mutex::new(None),
+        }
+    }
+
     fn status(&self) -> u8 {
         self.status.load(Ordering::Acquire)
     }
@@ -402,11 +482,7 @@ impl Continulet {
     #[new]
     #[pyo3(signature = (*_args, **_kwds))]
     fn new(_args: &Bound<'_, PyTuple>, _kwds: Option<&Bound<'_, PyDict>>) -> Self {
-        Continulet {
-            core: OnceLock::new(),
-            status: AtomicU8::new(ST_UNINIT),
-            call: Mutex::new(None),
-        }
+        Continulet::empty()
     }
 
     #[pyo3(signature = (callable, *args, **kwds))]
@@ -416,31 +492,8 @@ impl Continulet {
         args: Py<PyTuple>,
         kwds: Option<Py<PyDict>>,
     ) -> PyResult<()> {
-        let me = slf.get();
-        if me.status() != ST_UNINIT || me.core.get().is_some() {
-            return Err(error::new_err("continulet already __init__ialized"));
-        }
-        *me.call.lock().unwrap() = Some((callable, args, kwds));
-        let core = Core {
-            slot: Slot::new(),
-            own_ctx: RefCell::new(std::rc::Weak::new()),
-        };
-        if me.core.set(ThreadBound::new(core)).is_err() {
-            return Err(error::new_err("continulet already __init__ialized"));
-        }
-        me.status.store(ST_PENDING, Ordering::Release);
-        match continuation::start::<Bind>(&ObjRef::new(slf.clone())) {
-            Ok(None | Some(Payload::Value(_))) => Ok(()),
-            // The hidden start frame could not even run (e.g. at the recursion limit): report
-            // its error from `__init__` rather than hand out an already-finished continulet.
-            Ok(Some(Payload::Exc(e))) => Err(*e),
-            Err(continuation::Error::NoMemory) => Err(PyMemoryError::new_err(
-                "out of memory while starting a continulet",
-            )),
-            Err(e) => Err(error::new_err(e.to_string())),
-        }
+        Self::start_with(slf, Call::Python(callable, args, kwds))
     }
-
     #[pyo3(signature = (value=None, to=None))]
     fn switch(
         slf: &Bound<'_, Self>,
@@ -504,12 +557,16 @@ impl Continulet {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Ok(call) = self.call.try_lock() {
-            if let Some((c, a, k)) = call.as_ref() {
-                visit.call(c)?;
-                visit.call(a)?;
-                if let Some(k) = k {
-                    visit.call(k)?;
+            match call.as_ref() {
+                Some(Call::Python(c, a, k)) => {
+                    visit.call(c)?;
+                    visit.call(a)?;
+                    if let Some(k) = k {
+                        visit.call(k)?;
+                    }
                 }
+                Some(Call::Native(_, arg)) => visit.call(arg)?,
+                None => {}
             }
         }
         Ok(())

@@ -685,14 +685,8 @@ fn cont_of(
     if let Some(c) = t.borrow().cont.as_ref() {
         return Ok(c.clone_ref(py));
     }
-    let core = r.core.bind(py);
-    let c = if let Ok(new_cont) = core.getattr(intern!(py, "_new_cont")) {
-        new_cont.call1((s, t))?
-    } else {
-        core.getattr(intern!(py, "continulet"))?
-            .call1((core.getattr(intern!(py, "_tasklet_main"))?, t))?
-    };
-    let c = c.unbind();
+    let _ = r;
+    let c = new_cont(s.as_any(), t.as_any())?;
     t.borrow_mut().cont = Some(c.clone_ref(py));
     Ok(c)
 }
@@ -1099,6 +1093,49 @@ fn init_fields(t: &Bound<'_, TaskletBase>, s: Obj) {
     drop(old);
 }
 
+/// `_core._new_cont` natively: the continulet of tasklet `t`, created inside the thread's
+/// factory continulet (at its shallow depth), with the same request/reply protocol through
+/// `s.factory_io` as the Python core (whose other paths call this one in native mode).
+#[pyfunction]
+fn new_cont(s: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<Obj> {
+    let py = s.py();
+    s.setattr(intern!(py, "factory_io"), t)?;
+    let factory = s.getattr(intern!(py, "factory"))?;
+    switch::switch_self(&factory)?;
+    let reply = s.getattr(intern!(py, "factory_io"))?;
+    s.setattr(intern!(py, "factory_io"), py.None())?;
+    if reply.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+        return Err(PyErr::from_value(reply));
+    }
+    Ok(reply.unbind())
+}
+
+/// `_core._factory_main` natively: the body of the thread's factory continulet.  Each request
+/// (a tasklet in `s.factory_io`) is answered with its continulet, whose body is
+/// [`tasklet_main`] run natively (no Python frame below the tasklet's function), or with the
+/// exception that creating it raised.  Nothing of a request stays referenced on this
+/// suspended stack.
+#[pyfunction]
+fn factory_main(fc: &Bound<'_, PyAny>, s: &Bound<'_, PyAny>) -> PyResult<Obj> {
+    loop {
+        switch::switch_self(fc)?;
+        answer_factory_request(s)?;
+    }
+}
+
+/// One request of [`factory_main`] (its own frame, so that nothing of it stays on the
+/// factory's suspended stack).
+#[inline(never)]
+fn answer_factory_request(s: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = s.py();
+    let t = s.getattr(intern!(py, "factory_io"))?;
+    let reply = match crate::new_native(&t, |c, t| tasklet_main(c.py(), c.as_any(), t)) {
+        Ok(c) => c.into_any(),
+        Err(e) => e.into_value(py).into_bound(py).into_any(),
+    };
+    s.setattr(intern!(py, "factory_io"), reply)
+}
+
 /// `_core.insert`: append `t` to its scheduler's run queue (no-op if it is linked).  With
 /// one scheduler natively; with several, the Python core's (lock, wake the other thread).
 #[pyfunction]
@@ -1215,6 +1252,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Hooks>()?;
     m.add_function(wrap_pyfunction!(schedule, m)?)?;
     m.add_function(wrap_pyfunction!(tasklet_main, m)?)?;
+    m.add_function(wrap_pyfunction!(factory_main, m)?)?;
+    m.add_function(wrap_pyfunction!(new_cont, m)?)?;
     m.add_function(wrap_pyfunction!(stackless_init, m)?)?;
     m.add_function(wrap_pyfunction!(init_fields, m)?)?;
     m.add_function(wrap_pyfunction!(insert, m)?)?;

@@ -1,5 +1,5 @@
-//! The two continulet operations the scheduler needs, called from Rust without a Python call:
-//! a double switch (`prev.switch(to=next)`) and `permute`.
+//! The continulet operations the scheduler needs, called from Rust without a Python call:
+//! a switch (`c.switch()`), a double switch (`prev.switch(to=next)`) and `permute`.
 //!
 //! Rule 10 / B2: the callers hold only owned references (`Bound`, `Py`) across
 //! [`switch_to`]; no `PyRef`/`PyRefMut` of a scheduler object, no lock, no `detach` is alive
@@ -12,6 +12,12 @@ use pyo3::prelude::*;
 pub(crate) fn switch_to(prev: &Bound<'_, PyAny>, next: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let prev = prev.cast::<Continulet>()?;
     Continulet::do_switch(prev, Payload::Value(prev.py().None()), Some(next))
+}
+
+/// `c.switch()` on a continulet (no value, no `to`), with the checks of `continulet.switch`.
+pub(crate) fn switch_self(c: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let c = c.cast::<Continulet>()?;
+    Continulet::do_switch(c, Payload::Value(c.py().None()), None)
 }
 
 /// `permute(a, b)` on two pending continulets of this thread.
