@@ -200,10 +200,26 @@ def test_continulet_default_repr():
 # __new__ / __init__
 
 
-@differs("cpython", reason="argument-count/keyword messages are the interpreter's own (pyo3/CPython wording, not PyPy's)")
 def test_init_requires_callable():
     with pytest.raises(TypeError) as ei:
         continulet()
+    assert str(ei.value) == "__init__() missing 1 required positional argument: 'callable'"
+
+
+def test_init_callable_keyword_after_a_positional_one_goes_to_the_callable():
+    # PyPy binds `callable` positionally; a `callable=` keyword then belongs to **kwds
+    c = continulet(lambda c, *a, **k: (a, k), 1, callable=2)
+    assert c.switch() == ((1,), {"callable": 2})
+
+
+def test_init_callable_keyword_with_other_keywords():
+    c = continulet(callable=lambda c, *a, **k: (a, k), x=1)
+    assert c.switch() == ((), {"x": 1})
+
+
+def test_uninitialized_init_requires_callable():
+    with pytest.raises(TypeError) as ei:
+        continulet.__new__(continulet).__init__()
     assert str(ei.value) == "__init__() missing 1 required positional argument: 'callable'"
 
 

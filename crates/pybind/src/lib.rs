@@ -23,6 +23,7 @@
 
 #![deny(unsafe_code)]
 
+mod args;
 mod fields;
 mod greenlet;
 #[allow(unsafe_code)] // the one module allowed to touch interpreter internals (style rule 2)
@@ -485,15 +486,21 @@ impl Continulet {
         Continulet::empty()
     }
 
-    #[pyo3(signature = (callable, *args, **kwds))]
+    /// `__init__(callable, *args, **kwds)` (arguments bound as PyPy binds them: `args`).
+    #[pyo3(signature = (*args, **kwds))]
     fn __init__(
         slf: &Bound<'_, Self>,
-        callable: Py<PyAny>,
-        args: Py<PyTuple>,
-        kwds: Option<Py<PyDict>>,
+        args: &Bound<'_, PyTuple>,
+        kwds: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        Self::start_with(slf, Call::Python(callable, args, kwds))
+        let (callable, args, kwds) = args::bind_init(args, kwds)?;
+        let call = Call::Python(callable.unbind(), args.unbind(), kwds.map(Bound::unbind));
+        Self::start_with(slf, call)
     }
+
+    /// `switch(value=None, to=None)`.  The hot path: pyo3's fast-call parsing (no argument
+    /// tuple), so a wrong call gets pyo3's wording (`continulet.switch() takes from 0 to 2
+    /// positional arguments ...`) rather than PyPy's (a documented deviation).
     #[pyo3(signature = (value=None, to=None))]
     fn switch(
         slf: &Bound<'_, Self>,
@@ -504,40 +511,43 @@ impl Continulet {
         Self::do_switch(slf, Payload::Value(value.unwrap_or_else(|| py.None())), to)
     }
 
-    /// The keyword names are PyPy's (`val`, not `value`).
-    #[pyo3(signature = (r#type, val=None, tb=None, to=None))]
+    /// `throw(type, val=None, tb=None, to=None)`: the keyword names are PyPy's (`val`, not
+    /// `value`).
+    #[pyo3(signature = (*args, **kwargs))]
     fn throw(
         slf: &Bound<'_, Self>,
-        r#type: &Bound<'_, PyAny>,
-        val: Option<&Bound<'_, PyAny>>,
-        tb: Option<&Bound<'_, PyAny>>,
-        to: Option<&Bound<'_, PyAny>>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let exc = make_exception(slf.py(), r#type, val, tb)?;
-        Self::do_switch(slf, Payload::Exc(Box::new(exc)), to)
+        let [typ, val, tb, to] = THROW.bind(args, kwargs)?;
+        let typ = typ.expect("required: bound or refused");
+        let exc = make_exception(slf.py(), &typ, val.as_ref(), tb.as_ref())?;
+        Self::do_switch(slf, Payload::Exc(Box::new(exc)), to.as_ref())
     }
 
-    fn is_pending(&self) -> bool {
-        self.status() == ST_PENDING
-    }
-
-    fn _get_frame(&self, py: Python<'_>) -> Py<PyAny> {
-        match self.status() {
-            ST_UNINIT => false
-                .into_pyobject(py)
-                .unwrap()
-                .to_owned()
-                .into_any()
-                .unbind(),
-            ST_FINISHED => py.None(),
-            _ => {
-                let Some(core) = self.thread_core() else {
-                    return py.None();
-                };
-                let f = pystate::bottom_frame(&core.own_ctx.borrow());
-                pystate::frame_into_py(py, f)
-            }
+    #[pyo3(signature = (*args, **kwargs))]
+    fn is_pending(
+        &self,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<bool> {
+        if !args.is_empty() || kwargs.is_some_and(|k| !k.is_empty()) {
+            NO_ARGS_IS_PENDING.bind::<0>(args, kwargs)?;
         }
+        Ok(self.status() == ST_PENDING)
+    }
+
+    #[pyo3(signature = (*args, **kwargs))]
+    fn _get_frame(
+        &self,
+        py: Python<'_>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Py<PyAny>> {
+        if !args.is_empty() || kwargs.is_some_and(|k| !k.is_empty()) {
+            NO_ARGS_GET_FRAME.bind::<0>(args, kwargs)?;
+        }
+        Ok(self.frame_of_bottom(py))
     }
 
     #[allow(clippy::unused_self)] // a method, as in PyPy
@@ -575,6 +585,44 @@ impl Continulet {
     fn __clear__(&self) {
         if let Ok(mut call) = self.call.try_lock() {
             call.take();
+        }
+    }
+}
+
+const THROW: args::Signature = args::Signature {
+    name: "throw",
+    params: &["type", "val", "tb", "to"],
+    required: 1,
+};
+const NO_ARGS_IS_PENDING: args::Signature = args::Signature {
+    name: "is_pending",
+    params: &[],
+    required: 0,
+};
+const NO_ARGS_GET_FRAME: args::Signature = args::Signature {
+    name: "_get_frame",
+    params: &[],
+    required: 0,
+};
+
+impl Continulet {
+    /// `_get_frame()`: False uninitialized, None finished, else the context's bottom frame.
+    fn frame_of_bottom(&self, py: Python<'_>) -> Py<PyAny> {
+        match self.status() {
+            ST_UNINIT => false
+                .into_pyobject(py)
+                .unwrap()
+                .to_owned()
+                .into_any()
+                .unbind(),
+            ST_FINISHED => py.None(),
+            _ => {
+                let Some(core) = self.thread_core() else {
+                    return py.None();
+                };
+                let f = pystate::bottom_frame(&core.own_ctx.borrow());
+                pystate::frame_into_py(py, f)
+            }
         }
     }
 }
