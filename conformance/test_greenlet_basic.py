@@ -494,7 +494,8 @@ def test_gr_frame_nested_calls():
 @differs("pypy", "pypy-oracle",
          reason="PyPy keeps the hidden continulet bootstrap frames (and a detached f_back cycle) "
                 "below a suspended greenlet's frames; they cannot be cut from pure Python")
-@differs("cpython", "cpython-pure", reason="the greenlet's run frame f_back is our internal bootstrap/start frame (not None) on CPython as on PyPy")
+@differs("cpython-pure", reason="in pure mode the greenlet's run frame f_back is greenlet.py's _bootstrap frame (not None); "
+         "CPython's native start calls run with no frame of ours below it")
 def test_gr_frame_bottom_f_back_is_none():
     main = getcurrent()
 

@@ -310,7 +310,17 @@ def _bootstrap(c, box):
     else:
         exc = None
     del run, args, kwargs
-    # Dying: find the parent to return into (skipping dead ones, starting an unstarted one).
+    exc, result = _die(c, ts, result, exc)
+    if exc is not None:
+        raise exc
+    return result
+
+
+def _die(c, ts, result, exc):
+    """Dying greenlet (continulet ``c``): find the parent to return into (skipping dead ones,
+    starting an unstarted one), make it current and hand it ``c``'s end; returns what ``c``
+    ends with, ``(exception or None, result)``.  Raises nothing itself, so that no frame of
+    ours joins the traceback of an exception the greenlet passes on."""
     g = ts.current
     ts.origin = g  # first: from here on a __del__ defers its kill (I2)
     g._greenlet__context = _get_ctx()
@@ -339,9 +349,7 @@ def _bootstrap(c, box):
     ts.current = p
     _permute(c, p._greenlet__c)
     del g, p
-    if exc is not None:
-        raise exc
-    return result
+    return exc, result
 
 
 # ____________________________________________________________ collection of suspended greenlets

@@ -89,6 +89,12 @@ pub(crate) struct ThreadStateBase {
 struct Refs {
     deliver: Obj,
     after: Obj,
+    /// `greenlet._tls` (its `ts`: this thread's state) and `_check_switch`, `_die`,
+    /// `GreenletExit`: for the native start of a greenlet.
+    tls: Obj,
+    check_switch: Obj,
+    die: Obj,
+    greenlet_exit: Obj,
 }
 
 static REFS: PyOnceLock<Refs> = PyOnceLock::new();
@@ -161,10 +167,13 @@ impl GreenletBase {
         // Only calls here: this frame stays on the stack during the switch, and every byte of
         // it is copied on every switch.
         let refs = refs(slf.py())?;
-        match fast_path_state(slf) {
-            Some(fast) => transfer(refs, fast, slf, pack(slf.py(), args, kwargs)),
-            None => slow_switch(refs, slf, args, kwargs),
+        if let Some(fast) = fast_path_state(slf) {
+            return transfer(refs, fast, slf, pack(slf.py(), args, kwargs));
         }
+        if let Some(start) = start_state(refs, slf) {
+            return start_native(refs, start, slf, args, kwargs);
+        }
+        slow_switch(refs, slf, args, kwargs)
     }
 }
 
@@ -233,6 +242,263 @@ fn typed<T: pyo3::PyClass>(value: &Bound<'_, PyAny>) -> PyResult<Option<Py<T>>> 
         return Ok(None);
     }
     Ok(Some(value.cast::<T>()?.clone().unbind()))
+}
+
+/// What the native start of an unstarted greenlet works with: this thread's state, the
+/// current greenlet and its continulet.
+struct Start<'py> {
+    ts: Bound<'py, ThreadStateBase>,
+    cur: Bound<'py, GreenletBase>,
+    cc: Bound<'py, Continulet>,
+}
+
+/// The native start's objects, when `switch` can start `target` natively: it is unstarted,
+/// no tracer or deferred kill is pending, this thread's state is usable (G3), and its parent
+/// chain leads to this thread's main greenlet (`_check_switch`).  Anything else is left to
+/// the Python `_deliver`.
+#[inline(never)]
+fn start_state<'py>(refs: &Refs, target: &Bound<'py, GreenletBase>) -> Option<Start<'py>> {
+    let py = target.py();
+    {
+        let t = target.borrow();
+        if t.c.is_some() || t.ts.is_some() || t.main {
+            return None;
+        }
+    }
+    let ts = refs.tls.bind(py).getattr(intern!(py, "ts")).ok()?;
+    let ts = ts.cast_into::<ThreadStateBase>().ok()?;
+    let cur = {
+        let b = ts.borrow();
+        if b.tstate != pystate::thread_state_id() || b.exited || needs_after(py, &b) {
+            return None;
+        }
+        b.current.as_ref()?.bind(py).clone()
+    };
+    if !lineage_is(target, &ts) {
+        return None;
+    }
+    let cc = cur.borrow().c.as_ref()?.bind(py).clone();
+    Some(Start { ts, cur, cc })
+}
+
+/// `_lineage_main(g) is ts.main`: the first started greenlet up `g`'s parent chain lives in
+/// the thread of `ts`.
+fn lineage_is(g: &Bound<'_, GreenletBase>, ts: &Bound<'_, ThreadStateBase>) -> bool {
+    let py = g.py();
+    let mut g = g.clone();
+    loop {
+        let (started, home, parent) = {
+            let b = g.borrow();
+            (
+                b.c.is_some(),
+                b.home.as_ref().map(|h| h.clone_ref(py)),
+                b.parent.as_ref().map(|p| p.clone_ref(py)),
+            )
+        };
+        if started {
+            let Some(home) =
+                home.and_then(|h| h.into_bound(py).cast_into::<ThreadStateBase>().ok())
+            else {
+                return false;
+            };
+            let main = home.borrow().main.as_ref().map(|m| m.clone_ref(py));
+            let ts_main = ts.borrow().main.as_ref().map(|m| m.clone_ref(py));
+            return matches!((main, ts_main), (Some(a), Some(b)) if a.is(&b));
+        }
+        match parent.and_then(|p| p.into_bound(py).cast_into::<GreenletBase>().ok()) {
+            Some(p) => g = p,
+            None => return false,
+        }
+    }
+}
+
+/// `_deliver` for an unstarted greenlet, natively: read `run` (a property, or a subclass's
+/// method: may run any code), `_begin` (a continulet whose native body is
+/// [`greenlet_bootstrap`]), then `_transfer` into it.
+#[inline(never)]
+fn start_native(
+    refs: &Refs,
+    start: Start<'_>,
+    target: &Bound<'_, GreenletBase>,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Obj> {
+    let py = target.py();
+    let run = target.getattr(intern!(py, "run"))?;
+    if target.borrow().c.is_some() {
+        // `run` started it (`_deliver` re-checks this too, and then takes it as started).
+        return slow_switch(refs, target, args, kwargs);
+    }
+    if !lineage_is(target, &start.ts) {
+        // `run` changed the parent chain: `_check_switch` raises the error it warrants.
+        refs.check_switch.call1(py, (target, &start.ts))?;
+        return slow_switch(refs, target, args, kwargs);
+    }
+    let kwargs: Bound<'_, PyAny> = match kwargs {
+        Some(k) => k.clone().into_any(),
+        None => PyDict::new(py).into_any(),
+    };
+    let args = args.clone().into_any();
+    let boxed = PyList::new(py, [target.as_any(), &run, &args, &kwargs])?;
+    let tc = crate::new_native(boxed.as_any(), greenlet_bootstrap)?;
+    {
+        let ts = start.ts.clone().unbind();
+        let mut t = target.borrow_mut();
+        t.c = Some(tc.clone().unbind());
+        t.ts = Some(ts.clone_ref(py));
+        t.home = Some(ts.into_any());
+    }
+    let fast = Fast {
+        ts: start.ts,
+        cur: start.cur,
+        cc: start.cc,
+        tc,
+    };
+    transfer(refs, fast, target, py.None())
+}
+
+/// `_bootstrap`, natively: the body of a greenlet started by [`start_native`].  Its first
+/// steps and the common way of dying (into a started parent of this thread) are here; any
+/// other way of dying is greenlet.py's `_die`.  Nothing here references the greenlet while
+/// its `run` runs (I3).
+fn greenlet_bootstrap(c: &Bound<'_, Continulet>, boxed: &Bound<'_, PyAny>) -> PyResult<Obj> {
+    // Only calls here: this frame and `call_run`'s stay on the greenlet's stack while `run`
+    // runs, and every byte of them is copied with each of its switches.
+    let refs = refs(c.py())?;
+    let (ts, call) = prepare_run(refs, boxed)?;
+    let outcome = call_run(call);
+    finish(refs, c, &ts, outcome)
+}
+
+/// `run(*args, **kwargs)` (or the error of the steps before it).
+#[inline(never)]
+fn call_run(call: PyResult<RunCall<'_>>) -> PyResult<Obj> {
+    let (run, args, kwargs) = call?;
+    run.call(args, kwargs.as_ref()).map(Bound::unbind)
+}
+
+/// After `run`: a `GreenletExit` counts as a result; then `_die`; then what `c` ends with.
+#[inline(never)]
+fn finish(
+    refs: &Refs,
+    c: &Bound<'_, Continulet>,
+    ts: &Bound<'_, ThreadStateBase>,
+    outcome: PyResult<Obj>,
+) -> PyResult<Obj> {
+    let py = c.py();
+    let outcome = match outcome {
+        Err(e) if e.is_instance(py, refs.greenlet_exit.bind(py)) => Ok(e.into_value(py).into_any()),
+        other => other,
+    };
+    match die(refs, c, ts, outcome)? {
+        (Some(e), _) => Err(e),
+        (None, result) => Ok(result),
+    }
+}
+
+/// `run` with its arguments, ready to call.
+type RunCall<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyTuple>,
+    Option<Bound<'py, PyDict>>,
+);
+
+/// `_bootstrap`'s first steps: take the box apart (`del box[:]`), `_after(ts, "switch")`,
+/// release the `run` attribute, drop the greenlet (I3).  An error of these steps is what the
+/// greenlet ends with, as in `_bootstrap`'s `try`.
+#[inline(never)]
+fn prepare_run<'py>(
+    refs: &Refs,
+    boxed: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, ThreadStateBase>, PyResult<RunCall<'py>>)> {
+    let py = boxed.py();
+    let boxed = boxed.cast::<PyList>()?;
+    let g = boxed.get_item(0)?.cast_into::<GreenletBase>()?;
+    let run = boxed.get_item(1)?;
+    let args = boxed.get_item(2)?.cast_into::<PyTuple>()?;
+    let kwargs = boxed.get_item(3)?.cast_into::<PyDict>()?;
+    boxed.del_slice(0, boxed.len())?; // `del box[:]`
+    let ts = refs.tls.bind(py).getattr(intern!(py, "ts"))?;
+    let ts = ts.cast_into::<ThreadStateBase>()?;
+    let steps = (|| {
+        taken_over(refs, &ts, Ok(py.None()))?; // `_after(ts, "switch")`
+                                               // The run attribute is released here, in the new greenlet, as the C greenlet's
+                                               // inner_bootstrap does: its __del__ may switch.
+        if let Err(e) = g.as_any().delattr(intern!(py, "_greenlet__run")) {
+            if !e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    })();
+    drop(g); // I3
+    let kwargs = (!kwargs.is_empty()).then_some(kwargs);
+    Ok((ts, steps.map(|()| (run, args, kwargs))))
+}
+
+/// `_die`: into the parent.  The common case natively — the parent (or, with none, the main
+/// greenlet) is started and lives in this thread: make it current and hand it `c`'s end;
+/// any other case is greenlet.py's `_die`, called before anything changed.
+#[inline(never)]
+fn die(
+    refs: &Refs,
+    cont: &Bound<'_, Continulet>,
+    ts: &Bound<'_, ThreadStateBase>,
+    outcome: PyResult<Obj>,
+) -> PyResult<(Option<PyErr>, Obj)> {
+    let py = cont.py();
+    let (result, exc) = match outcome {
+        Ok(v) => (v, None),
+        Err(e) => (py.None(), Some(e)),
+    };
+    let dying = ts.borrow().current.as_ref().map(|g| g.bind(py).clone());
+    let parent = dying.as_ref().and_then(|g| {
+        let b = g.borrow();
+        match &b.parent {
+            Some(p) => p.bind(py).clone().cast_into::<GreenletBase>().ok(),
+            None => ts.borrow().main.as_ref()?.bind(py).clone().cast_into().ok(),
+        }
+    });
+    let native = match (&dying, &parent) {
+        (Some(_), Some(p)) => {
+            let pb = p.borrow();
+            pb.ts.as_ref().is_some_and(|pts| pts.is(ts)) && pb.c.is_some()
+        }
+        _ => false,
+    };
+    let (Some(g), Some(p), true) = (dying, parent, native) else {
+        let exc_obj = exc.map_or_else(|| py.None(), |e| e.into_value(py).into_any());
+        let pair = refs.die.call1(py, (cont, ts, result, exc_obj))?;
+        let (died_with, value): (Bound<'_, PyAny>, Obj) = pair.extract(py)?;
+        let died_with = (!died_with.is_none()).then(|| PyErr::from_value(died_with));
+        return Ok((died_with, value));
+    };
+    // As `_die`: the origin first (from here on a __del__ defers its kill), then the
+    // contexts, the current greenlet, and `c`'s end handed to the parent's continulet.
+    let old_origin = ts
+        .borrow_mut()
+        .origin
+        .replace(g.clone().into_any().unbind());
+    release(py, old_origin);
+    let ctx = pystate::frame_into_py(py, pystate::get_context());
+    let (old_ctx, old_ts) = {
+        let mut b = g.borrow_mut();
+        (b.context.replace(ctx), b.ts.take())
+    };
+    release(py, old_ctx);
+    drop(old_ts.map(|t| t.into_bound(py)));
+    let (p_ctx, pc) = {
+        let mut b = p.borrow_mut();
+        (b.context.take(), b.c.as_ref().map(|c| c.bind(py).clone()))
+    };
+    pystate::set_context(p_ctx.map_or(std::ptr::null_mut(), Py::into_ptr));
+    let old_current = ts.borrow_mut().current.replace(p.clone().unbind());
+    drop(old_current.map(|c| c.into_bound(py)));
+    drop((g, p));
+    if let Some(pc) = pc {
+        crate::permute_conts(&[cont.clone(), pc])?;
+    }
+    Ok((exc, result))
 }
 
 /// Release an old field value (after its borrow guard ended, G4) as a `Bound`: a plain
@@ -430,6 +696,10 @@ fn greenlet_init(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let refs = Refs {
         deliver: module.getattr("_deliver")?.unbind(),
         after: module.getattr("_after")?.unbind(),
+        tls: module.getattr("_tls")?.unbind(),
+        check_switch: module.getattr("_check_switch")?.unbind(),
+        die: module.getattr("_die")?.unbind(),
+        greenlet_exit: module.getattr("GreenletExit")?.unbind(),
     };
     let _ = REFS.set(py, refs);
     Ok(())

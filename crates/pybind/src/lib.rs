@@ -176,27 +176,39 @@ impl Host for Bind {
     fn run(obj: &ObjRef) -> Payload {
         let py = pystate::attached();
         let call = obj.0.get().call.lock().unwrap().take();
-        let (callable, args, kwargs) = match call {
-            Some(Call::Python(callable, args, kwargs)) => (callable, args, kwargs),
-            Some(Call::Native(body, arg)) => return run_native(obj, body, arg.bind(py)),
-            None => return Payload::Exc(Box::new(error::new_err("continulet has nothing to run"))),
-        };
-        // PyPy's hidden bottom frame: `start(c, func, args, kwds)`, so that `_get_frame()`
-        // has a frame named `start` and tracebacks look alike.
-        let result = START
-            .get(py)
-            .ok_or_else(|| error::new_err("_continuation not initialized"))
-            .and_then(|start| {
-                let kwargs: Py<PyAny> = kwargs.map_or_else(|| py.None(), Py::into_any);
-                Ok(start
-                    .bind(py)
-                    .call1((obj.0.clone(), callable, args, kwargs))?
-                    .unbind())
-            });
-        match result {
-            Ok(v) => Payload::Value(v),
-            Err(e) => Payload::Exc(Box::new(hide_start_frame(py, e))),
+        match call {
+            Some(Call::Python(callable, args, kwargs)) => run_python(obj, callable, args, kwargs),
+            Some(Call::Native(body, arg)) => run_native(obj, body, arg.bind(py)),
+            None => Payload::Exc(Box::new(error::new_err("continulet has nothing to run"))),
         }
+    }
+}
+
+/// `Host::run` for a Python callable.  Not inlined: only what it needs stays at the bottom of
+/// the context's stack while the callable runs.
+#[inline(never)]
+fn run_python(
+    obj: &ObjRef,
+    callable: Py<PyAny>,
+    args: Py<PyTuple>,
+    kwargs: Option<Py<PyDict>>,
+) -> Payload {
+    let py = obj.0.py();
+    // PyPy's hidden bottom frame: `start(c, func, args, kwds)`, so that `_get_frame()`
+    // has a frame named `start` and tracebacks look alike.
+    let result = START
+        .get(py)
+        .ok_or_else(|| error::new_err("_continuation not initialized"))
+        .and_then(|start| {
+            let kwargs: Py<PyAny> = kwargs.map_or_else(|| py.None(), Py::into_any);
+            Ok(start
+                .bind(py)
+                .call1((obj.0.clone(), callable, args, kwargs))?
+                .unbind())
+        });
+    match result {
+        Ok(v) => Payload::Value(v),
+        Err(e) => Payload::Exc(Box::new(hide_start_frame(py, e))),
     }
 }
 
@@ -205,20 +217,26 @@ impl Host for Bind {
 /// frame stays at the bottom of the context's stack while the body runs.
 #[inline(never)]
 fn run_native(obj: &ObjRef, body: NativeBody, arg: &Bound<'_, PyAny>) -> Payload {
-    let c = &obj.0;
-    match Continulet::do_switch(c, Payload::Value(c.py().None()), None) {
-        Ok(v) if v.is_none(c.py()) => {}
-        Ok(_) => {
-            return Payload::Exc(Box::new(PyTypeError::new_err(
-                "can't send non-None value to a just-started continulet",
-            )))
-        }
-        Err(e) => return Payload::Exc(Box::new(e)),
+    if let Err(e) = first_switch_back(&obj.0) {
+        return Payload::Exc(Box::new(e));
     }
-    match body(c, arg) {
+    match body(&obj.0, arg) {
         Ok(v) => Payload::Value(v),
         Err(e) => Payload::Exc(Box::new(e)),
     }
+}
+
+/// The hidden `start` frame's `switch(c)`: back to the creator, and the first value sent in
+/// must be None.
+#[inline(never)]
+fn first_switch_back(c: &Bound<'_, Continulet>) -> PyResult<()> {
+    let v = Continulet::do_switch(c, Payload::Value(c.py().None()), None)?;
+    if !v.is_none(c.py()) {
+        return Err(PyTypeError::new_err(
+            "can't send non-None value to a just-started continulet",
+        ));
+    }
+    Ok(())
 }
 
 /// A new continulet (of the base class) running `body(c, arg)`, started as `__init__` starts
@@ -631,12 +649,22 @@ impl Continulet {
 #[pyfunction]
 #[pyo3(signature = (*args))]
 fn permute(args: &Bound<'_, PyTuple>) -> PyResult<()> {
-    let thread = ThreadToken::current();
-    let mut objs = Vec::with_capacity(args.len());
+    let mut conts = Vec::with_capacity(args.len());
     for a in args.iter() {
-        let c = a
-            .cast::<Continulet>()
-            .map_err(|_| type_error_expected(&a))?;
+        conts.push(
+            a.cast_into::<Continulet>()
+                .map_err(|e| type_error_expected(e.into_inner().as_any()))?,
+        );
+    }
+    permute_conts(&conts)
+}
+
+/// `permute(*conts)` for continulets already checked to be continulets (uninitialized ones are
+/// skipped, as PyPy does).
+pub(crate) fn permute_conts(conts: &[Bound<'_, Continulet>]) -> PyResult<()> {
+    let thread = ThreadToken::current();
+    let mut objs = Vec::with_capacity(conts.len());
+    for c in conts {
         match c.get().status() {
             ST_UNINIT => {}
             _ if c.get().core_on(thread).is_none() => {
