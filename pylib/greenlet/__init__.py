@@ -439,13 +439,14 @@ Creates a new greenlet object (without running it).
 
     __slots__ = _GREENLET_SLOTS
 
-    def __new__(cls, *args, **kwargs):
-        self = _new_object(cls)
-        if _NATIVE is None:  # the native base starts with these
+    if _NATIVE is None:  # the native base's __new__ does this (a Python one would be called)
+
+        def __new__(cls, *args, **kwargs):
+            self = _new_object(cls)
             self._greenlet__c = self._greenlet__ts = self._greenlet__home = self._greenlet__context = None
             self._greenlet__main = False
-        self._greenlet__parent = _current()
-        return self
+            self._greenlet__parent = _current()
+            return self
 
     def __init__(self, run=_MISSING, parent=None, *extra):
         if extra:
@@ -716,4 +717,9 @@ _INTERNAL_CODE = frozenset(
     + ((greenlet.switch,) if _NATIVE is None else ())
 )
 if _NATIVE is not None:
+    # The native base creates greenlets (parent: the current greenlet) and takes the common
+    # __init__ calls, greenlet(run) and greenlet(run, parent); this __init__ stays for every
+    # other call (its checks, its messages).
+    _init_slow = greenlet.__dict__["__init__"]
+    del greenlet.__init__
     _NATIVE.greenlet_init(sys.modules[__name__])

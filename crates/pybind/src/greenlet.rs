@@ -95,6 +95,11 @@ struct Refs {
     check_switch: Obj,
     die: Obj,
     greenlet_exit: Obj,
+    /// `_current`, `_set_parent` and the Python `greenlet.__init__` (`_init_slow`), for the
+    /// native `__new__` / `__init__`.
+    current: Obj,
+    set_parent: Obj,
+    init_slow: Obj,
 }
 
 static REFS: PyOnceLock<Refs> = PyOnceLock::new();
@@ -103,8 +108,46 @@ static REFS: PyOnceLock<Refs> = PyOnceLock::new();
 impl GreenletBase {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
-        Self::default()
+    fn new(
+        py: Python<'_>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        // greenlet.py's `__new__`: the parent is the current greenlet (`_current()`).
+        Ok(GreenletBase {
+            parent: current_for_new(py)?,
+            ..Self::default()
+        })
+    }
+
+    /// `__init__(run=<missing>, parent=None)`: the common calls here, every other one (and
+    /// every error) by greenlet.py's own `__init__`.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        args: &Bound<'_, PyTuple>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let refs = refs(py)?;
+        let fresh = {
+            let b = slf.borrow();
+            !b.main && b.c.is_none()
+        };
+        let Some((run, parent)) = init_args(args, kwargs).filter(|_| fresh) else {
+            let mut full = vec![slf.as_any().clone()];
+            full.extend(args.iter());
+            let full = PyTuple::new(py, full)?;
+            refs.init_slow.bind(py).call(full, kwargs)?;
+            return Ok(());
+        };
+        if let Some(run) = run {
+            slf.as_any().setattr(intern!(py, "_greenlet__run"), run)?;
+        }
+        if let Some(parent) = parent.filter(|p| !p.is_none()) {
+            refs.set_parent.call1(py, (slf, parent))?;
+        }
+        Ok(())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -242,6 +285,59 @@ fn typed<T: pyo3::PyClass>(value: &Bound<'_, PyAny>) -> PyResult<Option<Py<T>>> 
         return Ok(None);
     }
     Ok(Some(value.cast::<T>()?.clone().unbind()))
+}
+
+/// The current greenlet, as the parent of a greenlet being created (`_current()`); None while
+/// greenlet.py is being imported or a thread's state is being made (its main greenlet gets
+/// its parent from there).
+fn current_for_new(py: Python<'_>) -> PyResult<Option<Obj>> {
+    let Some(refs) = REFS.get(py) else {
+        return Ok(None);
+    };
+    let ts = match refs.tls.bind(py).getattr(intern!(py, "ts")) {
+        Ok(ts) => ts,
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if let Ok(ts) = ts.cast::<ThreadStateBase>() {
+        let b = ts.borrow();
+        let no_kills = b.deleteme.as_ref().is_some_and(|d| {
+            d.bind(py)
+                .cast::<PyList>()
+                .is_ok_and(PyListMethods::is_empty)
+        });
+        if no_kills {
+            return Ok(b.current.as_ref().map(|c| c.clone_ref(py).into_any()));
+        }
+    }
+    Ok(Some(refs.current.call0(py)?))
+}
+
+/// `run` and `parent` given to `__init__`.
+type InitArgs<'py> = (Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>);
+
+/// `run` and `parent` of the common `__init__` calls — `(run)`, `(run, parent)`, and the
+/// same by keyword — or None for any other call.
+fn init_args<'py>(
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+) -> Option<InitArgs<'py>> {
+    let mut run = args.get_item(0).ok();
+    let mut parent = args.get_item(1).ok();
+    if args.len() > 2 {
+        return None;
+    }
+    if let Some(kw) = kwargs {
+        for (k, v) in kw.iter() {
+            let k = k.cast::<pyo3::types::PyString>().ok()?;
+            match k.to_str().ok()? {
+                "run" if run.is_none() => run = Some(v),
+                "parent" if parent.is_none() => parent = Some(v),
+                _ => return None,
+            }
+        }
+    }
+    Some((run, parent))
 }
 
 /// What the native start of an unstarted greenlet works with: this thread's state, the
@@ -700,6 +796,9 @@ fn greenlet_init(module: &Bound<'_, PyModule>) -> PyResult<()> {
         check_switch: module.getattr("_check_switch")?.unbind(),
         die: module.getattr("_die")?.unbind(),
         greenlet_exit: module.getattr("GreenletExit")?.unbind(),
+        current: module.getattr("_current")?.unbind(),
+        set_parent: module.getattr("_set_parent")?.unbind(),
+        init_slow: module.getattr("_init_slow")?.unbind(),
     };
     let _ = REFS.set(py, refs);
     Ok(())
