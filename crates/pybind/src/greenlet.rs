@@ -322,11 +322,12 @@ fn init_args<'py>(
     args: &Bound<'py, PyTuple>,
     kwargs: Option<&Bound<'py, PyDict>>,
 ) -> Option<InitArgs<'py>> {
-    let mut run = args.get_item(0).ok();
-    let mut parent = args.get_item(1).ok();
-    if args.len() > 2 {
+    let n = args.len();
+    if n > 2 {
         return None;
     }
+    let mut run = if n > 0 { args.get_item(0).ok() } else { None };
+    let mut parent = if n > 1 { args.get_item(1).ok() } else { None };
     if let Some(kw) = kwargs {
         for (k, v) in kw.iter() {
             let k = k.cast::<pyo3::types::PyString>().ok()?;
