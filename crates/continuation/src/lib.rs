@@ -79,6 +79,14 @@ pub trait Host: 'static {
     /// plain `switch` on `obj` (back to the creator, as PyPy's hidden `start` frame does);
     /// returns what the finished continulet delivers to whoever is stored in it.
     fn run(obj: &Self::Obj) -> Self::Payload;
+    /// The body of a continulet started by [`start_switch`], called in its new context with
+    /// what the first switch into it carried (the switch back to the creator that [`Host::run`]
+    /// starts with has, in effect, already happened).  Hosts that never use `start_switch`
+    /// keep the default, which finishes the continulet with `payload`.
+    fn run_started(obj: &Self::Obj, payload: Self::Payload) -> Self::Payload {
+        let _ = obj;
+        payload
+    }
 }
 
 /// What a continulet stores.
@@ -267,6 +275,68 @@ pub fn start<H: Host>(obj: &H::Obj) -> Result<Option<H::Payload>, Error> {
         }
         Err(AllocError) => Err(Error::NoMemory),
     }
+}
+
+/// # Errors
+///
+/// [`Error::AlreadyInitialized`] if `obj` was started before, or [`Error::NoMemory`] if the
+/// stack could not be saved (nothing happened; `payload` is dropped).
+///
+/// `origin.switch(payload, to=obj)` for an `obj` that was never started, without PyPy's eager
+/// start: instead of creating `obj`'s context at `__init__` and suspending it at once at its
+/// first switch back, create it now and run its body ([`Host::run_started`]) with `payload`
+/// at once.  What each continulet stores afterwards is what the double switch would have left
+/// (`origin` stores the switching context, `obj` what `origin` stored; `origin` may be `obj`,
+/// a plain first switch), so the rest of its life is an ordinary continulet's.  One stack
+/// switch instead of three for a start.  Returns what is delivered back to us later.
+pub fn start_switch<H: Host>(
+    thread: ThreadToken,
+    origin: &H::Obj,
+    obj: &H::Obj,
+    payload: H::Payload,
+) -> Result<H::Payload, Error> {
+    if H::slot(obj, thread).status() != Status::Uninit {
+        return Err(Error::AlreadyInitialized);
+    }
+    let (o, from) = (obj.clone(), origin.clone());
+    let spawned = tealet::spawn(move |creator: tealet::Suspended| {
+        enter_started::<H>(thread, &from, &o, creator);
+        drop(from);
+        let result = H::run_started(&o, payload);
+        finish_context::<H>(thread, o, result)
+    });
+    match spawned {
+        Ok(r) => Ok(post_switch::<H>(thread, r)),
+        Err(AllocError) => Err(Error::NoMemory),
+    }
+}
+
+/// First steps of a context started by [`start_switch`]: save the spawner's state, start
+/// afresh, and store the spawner as the double switch would (`obj.h, origin.h = origin.h,
+/// spawner`).  Never inlined, like [`enter_context`].
+#[inline(never)]
+fn enter_started<H: Host>(
+    thread: ThreadToken,
+    origin: &H::Obj,
+    obj: &H::Obj,
+    creator: tealet::Suspended,
+) {
+    let from_state = H::save();
+    H::enter_new(obj);
+    let came_from = Stored::Pending(Frame {
+        handle: creator,
+        state: from_state,
+    });
+    let (origin_slot, obj_slot) = (H::slot(origin, thread), H::slot(obj, thread));
+    let old = if std::ptr::eq(origin_slot, obj_slot) {
+        obj_slot.replace(came_from)
+    } else {
+        obj_slot.replace(origin_slot.replace(came_from))
+    };
+    debug_assert!(
+        !matches!(old, Stored::Pending(_)),
+        "an unstarted continulet stores nothing"
+    );
 }
 
 /// First steps of a new context: save the spawner's state (still in the interpreter), start

@@ -92,9 +92,22 @@ impl Host for Toy {
     fn run(obj: &Obj) -> i64 {
         // PyPy's hidden start frame: first a plain switch back to the creator.
         let first = switch(obj, 0);
+        Self::run_started(obj, first)
+    }
+    fn run_started(obj: &Obj, first: i64) -> i64 {
         let body = obj.body.borrow_mut().take().expect("body runs once");
         body(obj, first)
     }
+}
+
+/// A continulet that is not started (for `start_switch`).
+fn unstarted(id: u32, body: impl FnOnce(&Obj, i64) -> i64 + 'static) -> Obj {
+    Rc::new(Cont {
+        id,
+        slot: Slot::new(),
+        body: RefCell::new(Some(Box::new(body))),
+        finished: Cell::new(false),
+    })
 }
 
 fn new(id: u32, body: impl FnOnce(&Obj, i64) -> i64 + 'static) -> Obj {
@@ -250,4 +263,55 @@ fn a_switch_without_memory_changes_nothing() {
     assert_eq!(switch(&a, 9), 9);
     assert_eq!(switch(&b, 9), 9);
     assert!(a.finished.get() && b.finished.get());
+}
+
+#[test]
+fn start_switch_runs_the_body_at_once_and_leaves_what_a_switch_would() {
+    let thread = ThreadToken::current();
+    // Plain: origin is the new continulet itself.
+    let c = unstarted(1, |c, first| {
+        assert_eq!(running(), 1);
+        assert_eq!(
+            stored(c),
+            Some(0),
+            "it stores its starter, as after a first switch"
+        );
+        switch(c, first + 1) * 10
+    });
+    assert_eq!(
+        continuation::start_switch::<Toy>(thread, &c, &c, 5).unwrap_or(-1),
+        6
+    );
+    assert_eq!(running(), 0);
+    assert_eq!(
+        stored(&c),
+        Some(1),
+        "suspended in its body, as any started continulet"
+    );
+    assert_eq!(switch(&c, 7), 70);
+    assert!(c.finished.get());
+    assert!(matches!(
+        continuation::start_switch::<Toy>(thread, &c, &c, 1),
+        Err(Error::AlreadyInitialized)
+    ));
+    // Double: `a.switch(to=b)` with b never started; b gets what a stored.
+    let a = new(2, |a, v| switch(a, v + 100));
+    let b = unstarted(3, |b, v| {
+        assert_eq!(
+            stored(b),
+            Some(2),
+            "b stores a's old continuation (a's body)"
+        );
+        switch(b, v + 1000)
+    });
+    // b's switch(b) resumes a's body (+100), which switches through a back to main.
+    assert_eq!(
+        continuation::start_switch::<Toy>(thread, &a, &b, 1).unwrap_or(-1),
+        1101
+    );
+    assert_eq!((stored(&a), stored(&b)), (Some(2), Some(3)));
+    assert_eq!(switch(&a, 8), 8);
+    assert_eq!(switch(&b, 9), 9);
+    assert!(a.finished.get() && b.finished.get());
+    assert_eq!(LIVE_CONTEXTS.with(Cell::get), 0);
 }

@@ -437,7 +437,7 @@ fn start_native(
     };
     let args = args.clone().into_any();
     let boxed = PyList::new(py, [target.as_any(), &run, &args, &kwargs])?;
-    let tc = crate::new_native(boxed.as_any(), greenlet_bootstrap)?;
+    let tc = crate::new_native_unstarted(boxed.as_any(), greenlet_bootstrap)?;
     {
         let ts = start.ts.clone().unbind();
         let mut t = target.borrow_mut();
@@ -445,13 +445,12 @@ fn start_native(
         t.ts = Some(ts.clone_ref(py));
         t.home = Some(ts.into_any());
     }
-    let fast = Fast {
-        ts: start.ts,
-        cur: start.cur,
-        cc: start.cc,
-        tc,
-    };
-    transfer(refs, fast, target, py.None())
+    // `_transfer` into it, its context made by the switch itself (one stack switch, not the
+    // three of an eager start and a first switch in).
+    let Start { ts, cur, cc } = start;
+    hand_over(&ts, cur, target);
+    let result = crate::start_switch(&cc, &tc, py.None()); // G2
+    taken_over(refs, &ts, result)
 }
 
 /// `_bootstrap`, natively: the body of a greenlet started by [`start_native`].  Its first

@@ -173,6 +173,19 @@ impl Host for Bind {
     fn on_finished(obj: &ObjRef) {
         obj.0.get().status.store(ST_FINISHED, Ordering::Release);
     }
+    fn run_started(obj: &ObjRef, payload: Payload) -> Payload {
+        let call = obj.0.get().call.lock().unwrap().take();
+        let Some(Call::Native(body, arg)) = call else {
+            return Payload::Exc(Box::new(error::new_err("continulet has nothing to run")));
+        };
+        match payload {
+            Payload::Value(v) if v.is_none(obj.0.py()) => run_body(obj, body, arg.bind(obj.0.py())),
+            Payload::Value(_) => Payload::Exc(Box::new(PyTypeError::new_err(
+                "can't send non-None value to a just-started continulet",
+            ))),
+            exc @ Payload::Exc(_) => exc,
+        }
+    }
     fn run(obj: &ObjRef) -> Payload {
         let py = pystate::attached();
         let call = obj.0.get().call.lock().unwrap().take();
@@ -220,6 +233,11 @@ fn run_native(obj: &ObjRef, body: NativeBody, arg: &Bound<'_, PyAny>) -> Payload
     if let Err(e) = first_switch_back(&obj.0) {
         return Payload::Exc(Box::new(e));
     }
+    run_body(obj, body, arg)
+}
+
+/// A native body's run, as a payload.
+fn run_body(obj: &ObjRef, body: NativeBody, arg: &Bound<'_, PyAny>) -> Payload {
     match body(&obj.0, arg) {
         Ok(v) => Payload::Value(v),
         Err(e) => Payload::Exc(Box::new(e)),
@@ -248,6 +266,45 @@ pub(crate) fn new_native<'py>(
     let c = Bound::new(arg.py(), Continulet::empty())?;
     Continulet::start_with(&c, Call::Native(body, arg.clone().unbind()))?;
     Ok(c)
+}
+
+/// A new continulet (of the base class) that will run `body(c, arg)` when [`start_switch`]
+/// first switches into it: initialized (pending, bound to this thread), its context not made
+/// yet.
+pub(crate) fn new_native_unstarted<'py>(
+    arg: &Bound<'py, PyAny>,
+    body: NativeBody,
+) -> PyResult<Bound<'py, Continulet>> {
+    let c = Bound::new(arg.py(), Continulet::empty())?;
+    Continulet::prepare(&c, Call::Native(body, arg.clone().unbind()))?;
+    Ok(c)
+}
+
+/// `cc.switch(value, to=tc)` for a `tc` from [`new_native_unstarted`] (an uninitialized `cc`
+/// counts as none: a plain first switch into `tc`), creating `tc`'s context now
+/// (`continuation::start_switch`).
+pub(crate) fn start_switch(
+    cc: &Bound<'_, Continulet>,
+    tc: &Bound<'_, Continulet>,
+    value: Py<PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let origin = if cc.get().status() == ST_UNINIT {
+        tc
+    } else {
+        cc
+    };
+    if origin.get().status() == ST_FINISHED {
+        return Err(error::new_err("continulet already finished"));
+    }
+    let thread = ThreadToken::current();
+    if origin.get().core_on(thread).is_none() || tc.get().core_on(thread).is_none() {
+        return Err(error::new_err("cannot switch to a different thread"));
+    }
+    let (origin, target) = (ObjRef::new(origin.clone()), ObjRef::new(tc.clone()));
+    match continuation::start_switch::<Bind>(thread, &origin, &target, Payload::Value(value)) {
+        Ok(p) => deliver(p),
+        Err(e) => Err(switch_error(e)),
+    }
 }
 
 /// PyPy's `start` frame is hidden from tracebacks; drop its entry from an escaping exception.
@@ -290,6 +347,21 @@ impl Continulet {
     /// `__init__` with what to run: bind to this thread, create the context and run it up to
     /// its first switch back.
     fn start_with(slf: &Bound<'_, Self>, call: Call) -> PyResult<()> {
+        Self::prepare(slf, call)?;
+        match continuation::start::<Bind>(&ObjRef::new(slf.clone())) {
+            Ok(None | Some(Payload::Value(_))) => Ok(()),
+            // The hidden start frame could not even run (e.g. at the recursion limit): report
+            // its error from `__init__` rather than hand out an already-finished continulet.
+            Ok(Some(Payload::Exc(e))) => Err(*e),
+            Err(continuation::Error::NoMemory) => Err(PyMemoryError::new_err(
+                "out of memory while starting a continulet",
+            )),
+            Err(e) => Err(error::new_err(e.to_string())),
+        }
+    }
+
+    /// `__init__` up to the context's creation: what to run, bound to this thread, pending.
+    fn prepare(slf: &Bound<'_, Self>, call: Call) -> PyResult<()> {
         let me = slf.get();
         if me.status() != ST_UNINIT || me.core.get().is_some() {
             return Err(error::new_err("continulet already __init__ialized"));
@@ -303,16 +375,7 @@ impl Continulet {
             return Err(error::new_err("continulet already __init__ialized"));
         }
         me.status.store(ST_PENDING, Ordering::Release);
-        match continuation::start::<Bind>(&ObjRef::new(slf.clone())) {
-            Ok(None | Some(Payload::Value(_))) => Ok(()),
-            // The hidden start frame could not even run (e.g. at the recursion limit): report
-            // its error from `__init__` rather than hand out an already-finished continulet.
-            Ok(Some(Payload::Exc(e))) => Err(*e),
-            Err(continuation::Error::NoMemory) => Err(PyMemoryError::new_err(
-                "out of memory while starting a continulet",
-            )),
-            Err(e) => Err(error::new_err(e.to_string())),
-        }
+        Ok(())
     }
 
     fn empty() -> Continulet {
