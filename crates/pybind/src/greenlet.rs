@@ -210,8 +210,8 @@ impl GreenletBase {
         // Only calls here: this frame stays on the stack during the switch, and every byte of
         // it is copied on every switch.
         let refs = refs(slf.py())?;
-        if let Some(fast) = fast_path_state(slf) {
-            return transfer(refs, fast, slf, pack(slf.py(), args, kwargs));
+        if let Some((from, tc)) = fast_path_state(slf) {
+            return transfer(refs, from, tc, slf, pack(slf.py(), args, kwargs));
         }
         if let Some(start) = start_state(refs, slf) {
             return start_native(refs, start, slf, args, kwargs);
@@ -243,31 +243,25 @@ fn slow_switch(
     refs.deliver.call1(py, (target, args, kwargs, py.None()))
 }
 
-/// What the fast path of `switch` works with: the target's thread state, the current
-/// greenlet, and the two continulets.
-struct Fast<'py> {
+/// Where a switch leaves from: this thread's greenlet state, the current greenlet and its
+/// continulet.
+struct Here<'py> {
     ts: Bound<'py, ThreadStateBase>,
     cur: Bound<'py, GreenletBase>,
     cc: Bound<'py, Continulet>,
-    tc: Bound<'py, Continulet>,
 }
 
-/// The fast path's objects, when `switch` can take it: the target is started and alive in this
-/// thread (G3) and is not the current greenlet.  Anything unusual (no continulet, a field of
-/// an unexpected type) is left to the Python `_deliver`.
-#[inline(never)]
-fn fast_path_state<'py>(target: &Bound<'py, GreenletBase>) -> Option<Fast<'py>> {
-    let py = target.py();
-    let (ts, tc) = {
-        let t = target.borrow();
-        (
-            t.ts.as_ref()?.bind(py).clone(),
-            t.c.as_ref()?.bind(py).clone(),
-        )
-    };
+/// [`Here`] from the thread state `ts`, if it belongs to this thread and is alive (G3), the
+/// current greenlet is not `target`, and (`quiet`) no tracer or deferred kill is pending.
+fn here<'py>(
+    ts: Bound<'py, ThreadStateBase>,
+    target: &Bound<'py, GreenletBase>,
+    quiet: bool,
+) -> Option<Here<'py>> {
+    let py = ts.py();
     let cur = {
         let b = ts.borrow();
-        if b.tstate != pystate::thread_state_id() || b.exited {
+        if b.tstate != pystate::thread_state_id() || b.exited || (quiet && needs_after(py, &b)) {
             return None;
         }
         match &b.current {
@@ -276,7 +270,25 @@ fn fast_path_state<'py>(target: &Bound<'py, GreenletBase>) -> Option<Fast<'py>> 
         }
     };
     let cc = cur.borrow().c.as_ref()?.bind(py).clone();
-    Some(Fast { ts, cur, cc, tc })
+    Some(Here { ts, cur, cc })
+}
+
+/// The fast path's objects — where it leaves from and the target's continulet — when
+/// `switch` can take it: the target is started and alive in this thread (G3) and is not the
+/// current greenlet.  Anything unusual (no continulet) is left to the Python `_deliver`.
+#[inline(never)]
+fn fast_path_state<'py>(
+    target: &Bound<'py, GreenletBase>,
+) -> Option<(Here<'py>, Bound<'py, Continulet>)> {
+    let py = target.py();
+    let (ts, tc) = {
+        let t = target.borrow();
+        (
+            t.ts.as_ref()?.bind(py).clone(),
+            t.c.as_ref()?.bind(py).clone(),
+        )
+    };
+    Some((here(ts, target, false)?, tc))
 }
 
 /// A typed field's new value: None, or an instance of its class (a `TypeError` otherwise).
@@ -341,20 +353,12 @@ fn init_args<'py>(
     Some((run, parent))
 }
 
-/// What the native start of an unstarted greenlet works with: this thread's state, the
-/// current greenlet and its continulet.
-struct Start<'py> {
-    ts: Bound<'py, ThreadStateBase>,
-    cur: Bound<'py, GreenletBase>,
-    cc: Bound<'py, Continulet>,
-}
-
-/// The native start's objects, when `switch` can start `target` natively: it is unstarted,
-/// no tracer or deferred kill is pending, this thread's state is usable (G3), and its parent
-/// chain leads to this thread's main greenlet (`_check_switch`).  Anything else is left to
-/// the Python `_deliver`.
+/// Where the native start leaves from, when `switch` can start `target` natively: it is
+/// unstarted, no tracer or deferred kill is pending, this thread's state is usable (G3), and
+/// its parent chain leads to this thread's main greenlet (`_check_switch`).  Anything else is
+/// left to the Python `_deliver`.
 #[inline(never)]
-fn start_state<'py>(refs: &Refs, target: &Bound<'py, GreenletBase>) -> Option<Start<'py>> {
+fn start_state<'py>(refs: &Refs, target: &Bound<'py, GreenletBase>) -> Option<Here<'py>> {
     let py = target.py();
     {
         let t = target.borrow();
@@ -364,18 +368,10 @@ fn start_state<'py>(refs: &Refs, target: &Bound<'py, GreenletBase>) -> Option<St
     }
     let ts = refs.tls.bind(py).getattr(intern!(py, "ts")).ok()?;
     let ts = ts.cast_into::<ThreadStateBase>().ok()?;
-    let cur = {
-        let b = ts.borrow();
-        if b.tstate != pystate::thread_state_id() || b.exited || needs_after(py, &b) {
-            return None;
-        }
-        b.current.as_ref()?.bind(py).clone()
-    };
     if !lineage_is(target, &ts) {
         return None;
     }
-    let cc = cur.borrow().c.as_ref()?.bind(py).clone();
-    Some(Start { ts, cur, cc })
+    here(ts, target, true)
 }
 
 /// `_lineage_main(g) is ts.main`: the first started greenlet up `g`'s parent chain lives in
@@ -415,7 +411,7 @@ fn lineage_is(g: &Bound<'_, GreenletBase>, ts: &Bound<'_, ThreadStateBase>) -> b
 #[inline(never)]
 fn start_native(
     refs: &Refs,
-    start: Start<'_>,
+    start: Here<'_>,
     target: &Bound<'_, GreenletBase>,
     args: &Bound<'_, PyTuple>,
     kwargs: Option<&Bound<'_, PyDict>>,
@@ -447,7 +443,7 @@ fn start_native(
     }
     // `_transfer` into it, its context made by the switch itself (one stack switch, not the
     // three of an eager start and a first switch in).
-    let Start { ts, cur, cc } = start;
+    let Here { ts, cur, cc } = start;
     hand_over(&ts, cur, target);
     let result = crate::start_switch(&cc, &tc, py.None()); // G2
     taken_over(refs, &ts, result)
@@ -471,25 +467,6 @@ fn greenlet_bootstrap(c: &Bound<'_, Continulet>, boxed: &Bound<'_, PyAny>) -> Py
 fn call_run(call: PyResult<RunCall<'_>>) -> PyResult<Obj> {
     let (run, args, kwargs) = call?;
     run.call(args, kwargs.as_ref()).map(Bound::unbind)
-}
-
-/// After `run`: a `GreenletExit` counts as a result; then `_die`; then what `c` ends with.
-#[inline(never)]
-fn finish(
-    refs: &Refs,
-    c: &Bound<'_, Continulet>,
-    ts: &Bound<'_, ThreadStateBase>,
-    outcome: PyResult<Obj>,
-) -> PyResult<Obj> {
-    let py = c.py();
-    let outcome = match outcome {
-        Err(e) if e.is_instance(py, refs.greenlet_exit.bind(py)) => Ok(e.into_value(py).into_any()),
-        other => other,
-    };
-    match die(refs, c, ts, outcome)? {
-        (Some(e), _) => Err(e),
-        (None, result) => Ok(result),
-    }
 }
 
 /// `run` with its arguments, ready to call.
@@ -532,19 +509,23 @@ fn prepare_run<'py>(
     Ok((ts, steps.map(|()| (run, args, kwargs))))
 }
 
-/// `_die`: into the parent.  The common case natively — the parent (or, with none, the main
-/// greenlet) is started and lives in this thread: make it current and hand it `c`'s end;
+/// After `run`: a `GreenletExit` counts as a result; then `_die`, into the parent, and what
+/// `cont` ends with.  The common case natively — the parent (or, with none, the main
+/// greenlet) is started and lives in this thread: make it current and hand it `cont`'s end;
 /// any other case is greenlet.py's `_die`, called before anything changed.
 #[inline(never)]
-fn die(
+fn finish(
     refs: &Refs,
     cont: &Bound<'_, Continulet>,
     ts: &Bound<'_, ThreadStateBase>,
     outcome: PyResult<Obj>,
-) -> PyResult<(Option<PyErr>, Obj)> {
+) -> PyResult<Obj> {
     let py = cont.py();
     let (result, exc) = match outcome {
         Ok(v) => (v, None),
+        Err(e) if e.is_instance(py, refs.greenlet_exit.bind(py)) => {
+            (e.into_value(py).into_any(), None)
+        }
         Err(e) => (py.None(), Some(e)),
     };
     let dying = ts.borrow().current.as_ref().map(|g| g.bind(py).clone());
@@ -566,35 +547,23 @@ fn die(
         let exc_obj = exc.map_or_else(|| py.None(), |e| e.into_value(py).into_any());
         let pair = refs.die.call1(py, (cont, ts, result, exc_obj))?;
         let (died_with, value): (Bound<'_, PyAny>, Obj) = pair.extract(py)?;
-        let died_with = (!died_with.is_none()).then(|| PyErr::from_value(died_with));
-        return Ok((died_with, value));
+        if died_with.is_none() {
+            return Ok(value);
+        }
+        return Err(PyErr::from_value(died_with));
     };
-    // As `_die`: the origin first (from here on a __del__ defers its kill), then the
-    // contexts, the current greenlet, and `c`'s end handed to the parent's continulet.
-    let old_origin = ts
-        .borrow_mut()
-        .origin
-        .replace(g.clone().into_any().unbind());
-    release(py, old_origin);
-    let ctx = pystate::frame_into_py(py, pystate::get_context());
-    let (old_ctx, old_ts) = {
-        let mut b = g.borrow_mut();
-        (b.context.replace(ctx), b.ts.take())
-    };
-    release(py, old_ctx);
+    // As `_die`: the greenlet is dead (no thread state; releasing it runs nothing: `ts` holds
+    // it), then `_transfer`'s changes into the parent, and `cont`'s end handed to the
+    // parent's continulet.
+    let old_ts = g.borrow_mut().ts.take();
     drop(old_ts.map(|t| t.into_bound(py)));
-    let (p_ctx, pc) = {
-        let mut b = p.borrow_mut();
-        (b.context.take(), b.c.as_ref().map(|c| c.bind(py).clone()))
-    };
-    pystate::set_context(p_ctx.map_or(std::ptr::null_mut(), Py::into_ptr));
-    let old_current = ts.borrow_mut().current.replace(p.clone().unbind());
-    drop(old_current.map(|c| c.into_bound(py)));
-    drop((g, p));
+    let pc = p.borrow().c.as_ref().map(|c| c.bind(py).clone());
+    hand_over(ts, g, &p);
+    drop(p);
     if let Some(pc) = pc {
         crate::permute_conts(&[cont.clone(), pc])?;
     }
-    Ok((exc, result))
+    exc.map_or(Ok(result), Err)
 }
 
 /// Release an old field value (after its borrow guard ended, G4) as a `Bound`: a plain
@@ -617,13 +586,14 @@ fn pack(py: Python<'_>, args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyD
 /// `greenlet._transfer(ts, target, _cswitch, value)`: every check was made by
 /// [`fast_path_state`] before the first change.  Its frame stays on the stack during the
 /// switch, so the work before and after it is done in functions of their own.
-fn transfer(
+fn transfer<'py>(
     refs: &Refs,
-    fast: Fast<'_>,
-    target: &Bound<'_, GreenletBase>,
+    from: Here<'py>,
+    tc: Bound<'py, Continulet>,
+    target: &Bound<'py, GreenletBase>,
     value: Obj,
 ) -> PyResult<Obj> {
-    let Fast { ts, cur, cc, tc } = fast;
+    let Here { ts, cur, cc } = from;
     hand_over(&ts, cur, target);
     let result = continulet_switch(&cc, tc, value); // G2
     taken_over(refs, &ts, result)
