@@ -722,4 +722,7 @@ if _NATIVE is not None:
     # other call (its checks, its messages).
     _init_slow = greenlet.__dict__["__init__"]
     del greenlet.__init__
+    # greenlet.greenlet's finalizer is native (it calls __del__ only when there is something to
+    # kill); __del__ stays in the class for subclasses and super() calls.
+    _finalize_slow = greenlet.__dict__["__del__"]
     _NATIVE.greenlet_init(sys.modules[__name__])

@@ -100,6 +100,9 @@ struct Refs {
     current: Obj,
     set_parent: Obj,
     init_slow: Obj,
+    /// greenlet.py's `greenlet.__del__`, run by the native finalizer when there is something
+    /// to do.
+    finalize_slow: Obj,
 }
 
 static REFS: PyOnceLock<Refs> = PyOnceLock::new();
@@ -769,9 +772,35 @@ fn greenlet_init(module: &Bound<'_, PyModule>) -> PyResult<()> {
         current: module.getattr("_current")?.unbind(),
         set_parent: module.getattr("_set_parent")?.unbind(),
         init_slow: module.getattr("_init_slow")?.unbind(),
+        finalize_slow: module.getattr("_finalize_slow")?.unbind(),
     };
     let _ = REFS.set(py, refs);
+    let greenlet = module
+        .getattr("greenlet")?
+        .cast_into::<pyo3::types::PyType>()?;
+    pystate::finalize::set_finalizer::<GreenletFinalizer>(&greenlet);
     Ok(())
+}
+
+/// The finalizer of `greenlet.greenlet` itself (its subclasses keep the Python `__del__` they
+/// inherit): nothing to do for a greenlet that is dead, never started or a main greenlet —
+/// most of them, and no Python call, so a greenlet dying at the recursion limit reports
+/// nothing — else greenlet.py's `__del__` (kill it with `GreenletExit`, or defer that).
+struct GreenletFinalizer;
+
+impl pystate::finalize::Finalize for GreenletFinalizer {
+    fn finalize(obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = obj.py();
+        if let Ok(g) = obj.cast::<GreenletBase>() {
+            if let Ok(b) = g.try_borrow() {
+                if b.ts.is_none() || b.main || b.c.is_none() {
+                    return Ok(());
+                }
+            }
+        }
+        refs(py)?.finalize_slow.bind(py).call1((obj,))?;
+        Ok(())
+    }
 }
 
 /// Register the greenlet bases in `continulet._native`.

@@ -35,6 +35,7 @@
 //!   `save()` rewires the links that go through C-stack entry frames (whose bytes tealet has
 //!   moved away) and `restore()` puts them back (`py312.rs`, `py313.rs`).
 
+pub(crate) mod finalize;
 pub(crate) mod trace;
 
 #[cfg(all(Py_3_10, not(Py_3_11)))]
