@@ -187,3 +187,43 @@ def test_greenlet_refusing_to_die(capfd):
     assert state == ["refused"]
     err = capfd.readouterr().err
     assert "GreenletExit did not kill <greenlet.greenlet object at " in err
+
+
+@differs("cpython-pure", "pypy", "pypy-oracle",
+         reason="greenlet.py's own switch/_deliver frames, on the path that started the greenlet, stay "
+                "referenced by the traceback of an exception that later passed through them, and they "
+                "reference the greenlet: it is neither freed nor killed while that exception lives.  The "
+                "native start on CPython has no such frames (as the C greenlet: killed at once)")
+def test_greenlet_referenced_only_by_an_old_traceback_path_is_killed():
+    # Reduced from fuzz seeds 120715 and 123072: g starts its unstarted parent p; p throws into
+    # a dead greenlet, so the exception lands in main, in the switch that started g, and stays
+    # alive (p's suspended frame holds it) with that switch's frames in its traceback.
+    log = []
+    main = getcurrent()
+    dead = G(lambda: None)
+    dead.switch()
+
+    class Boom(Exception):
+        pass
+
+    def run_p(*args):
+        dead.throw(Boom("p"))
+
+    p = G(run_p)
+
+    def run_g(*args):
+        try:
+            getcurrent().parent.switch(1)
+        except GreenletExit:
+            log.append("g killed")
+            raise
+
+    g = G(run_g, p)
+    with pytest.raises(Boom):
+        g.switch()
+    w = weakref.ref(g)
+    del g
+    _collect(lambda: w() is None)
+    assert log == ["g killed"]
+    assert w() is None
+    assert p  # still suspended, holding the exception

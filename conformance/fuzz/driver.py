@@ -48,18 +48,38 @@ def _gc_cycle_through_suspended_frames(cp, pp):
     exception it threw, whose traceback holds the frames that started it) is never collected,
     hence never killed; PyPy collects it and kills it with GreenletExit."""
     (a, ka), (b, kb) = _split_kills(cp), _split_kills(pp)
-    if a != b or len(kb) <= len(ka):
-        return False
-    rest = list(kb)
-    for k in ka:
-        if k not in rest:
-            return False
-        rest.remove(k)
-    return True
+    return a == b and _strict_superset(kb, ka)
 
 
 DELIBERATE = [("greenlet-kill-moment", _greenlet_kill_moment),
               ("gc-cycle-through-suspended-frames", _gc_cycle_through_suspended_frames)]
+
+
+def _strict_superset(big, small):
+    rest = list(big)
+    for k in small:
+        if k not in rest:
+            return False
+        rest.remove(k)
+    return bool(rest)
+
+
+def _native_kill_not_held_by_python_frames(cp, pp, pure):
+    """On CPython the native greenlet paths (start, switch, death) run no Python frame of
+    greenlet.py; where greenlet.py runs in Python (PyPy, CPython with CONTINULET_PURE=1), its
+    ``switch``/``_deliver`` frames on the path that started a greenlet can outlive the switch in
+    the traceback of an exception that later passed through them, and they reference that
+    greenlet: dropped, it is then neither freed nor killed (the C greenlet kills it, as native
+    CPython does: conformance test_greenlet_referenced_only_by_an_old_traceback_path_is_killed).
+    Deliberate only if the traces agree but for kill lines, native CPython's kills are a strict
+    superset of PyPy's, and CPython running the same greenlet.py as PyPy (``pure``: the program
+    re-run with CONTINULET_PURE=1) gives PyPy's trace."""
+    if pure is None:
+        return False
+    (a, ka), (b, kb) = _split_kills(cp), _split_kills(pp)
+    if a != b or not _strict_superset(ka, kb):
+        return False
+    return pure == pp or _greenlet_kill_moment(pure, pp)
 
 
 class Worker(object):
@@ -177,6 +197,13 @@ def main(argv=None):
             n += 1
             ta, tb = res["cp"].get(s), res["pp"].get(s)
             why = divergent(ta, tb)
+            if why and ta and tb:
+                pure_env = dict(cp_env, CONTINULET_PURE="1")
+                pure = run_batch(cp, pure_env, [(s, text)], args.timeout).get(s)
+                if _native_kill_not_held_by_python_frames(ta, tb, pure):
+                    name = "native-kill-not-held-by-greenlet.py-frames"
+                    DELIBERATE_SEEN[name] = DELIBERATE_SEEN.get(name, 0) + 1
+                    why = None
             if why or args.v:
                 if why:
                     failures += 1
