@@ -316,12 +316,7 @@ fn current_for_new(py: Python<'_>) -> PyResult<Option<Obj>> {
     };
     if let Ok(ts) = ts.cast::<ThreadStateBase>() {
         let b = ts.borrow();
-        let no_kills = b.deleteme.as_ref().is_some_and(|d| {
-            d.bind(py)
-                .cast::<PyList>()
-                .is_ok_and(PyListMethods::is_empty)
-        });
-        if no_kills {
+        if !kills_pending(py, &b) {
             return Ok(b.current.as_ref().map(|c| c.clone_ref(py).into_any()));
         }
     }
@@ -676,11 +671,14 @@ fn continulet_switch(
 
 /// `ts.trace is not None or ts.deleteme`: the receiver must run the Python `_after`.
 fn needs_after(py: Python<'_>, ts: &ThreadStateBase) -> bool {
-    ts.trace.as_ref().is_some_and(|t| !t.is_none(py))
-        || ts
-            .deleteme
-            .as_ref()
-            .is_some_and(|d| d.bind(py).cast::<PyList>().map_or(true, |l| !l.is_empty()))
+    ts.trace.as_ref().is_some_and(|t| !t.is_none(py)) || kills_pending(py, ts)
+}
+
+/// `ts.deleteme` is not empty: kills of collected greenlets wait for the next switch.
+fn kills_pending(py: Python<'_>, ts: &ThreadStateBase) -> bool {
+    ts.deleteme
+        .as_ref()
+        .is_some_and(|d| d.bind(py).cast::<PyList>().map_or(true, |l| !l.is_empty()))
 }
 
 #[pymethods]

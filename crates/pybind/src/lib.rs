@@ -178,13 +178,10 @@ impl Host for Bind {
         let Some(Call::Native(body, arg)) = call else {
             return Payload::Exc(Box::new(error::new_err("continulet has nothing to run")));
         };
-        match payload {
-            Payload::Value(v) if v.is_none(obj.0.py()) => run_body(obj, body, arg.bind(obj.0.py())),
-            Payload::Value(_) => Payload::Exc(Box::new(PyTypeError::new_err(
-                "can't send non-None value to a just-started continulet",
-            ))),
-            exc @ Payload::Exc(_) => exc,
+        if let Err(e) = accept_first(&obj.0, deliver(payload)) {
+            return Payload::Exc(Box::new(e));
         }
+        run_body(obj, body, arg.bind(obj.0.py()))
     }
     fn run(obj: &ObjRef) -> Payload {
         let py = pystate::attached();
@@ -248,8 +245,16 @@ fn run_body(obj: &ObjRef, body: NativeBody, arg: &Bound<'_, PyAny>) -> Payload {
 /// must be None.
 #[inline(never)]
 fn first_switch_back(c: &Bound<'_, Continulet>) -> PyResult<()> {
-    let v = Continulet::do_switch(c, Payload::Value(c.py().None()), None)?;
-    if !v.is_none(c.py()) {
+    accept_first(
+        c,
+        Continulet::do_switch(c, Payload::Value(c.py().None()), None),
+    )
+}
+
+/// What the first switch into a just-started continulet delivered: an exception is raised at
+/// once, a value must be None (PyPy's `start` frame).
+fn accept_first(c: &Bound<'_, Continulet>, first: PyResult<Py<PyAny>>) -> PyResult<()> {
+    if !first?.is_none(c.py()) {
         return Err(PyTypeError::new_err(
             "can't send non-None value to a just-started continulet",
         ));
@@ -288,20 +293,13 @@ pub(crate) fn start_switch(
     tc: &Bound<'_, Continulet>,
     value: Py<PyAny>,
 ) -> PyResult<Py<PyAny>> {
-    let origin = if cc.get().status() == ST_UNINIT {
-        tc
-    } else {
-        cc
+    // `switch(to=)`'s own checks, in PyPy's order (`tc` is pending, so it is a real `to`).
+    let Some(plan) = Continulet::check_switch_to(cc, Some(tc.clone()))? else {
+        return Ok(value);
     };
-    if origin.get().status() == ST_FINISHED {
-        return Err(error::new_err("continulet already finished"));
-    }
-    let thread = ThreadToken::current();
-    if origin.get().core_on(thread).is_none() || tc.get().core_on(thread).is_none() {
-        return Err(error::new_err("cannot switch to a different thread"));
-    }
-    let (origin, target) = (ObjRef::new(origin.clone()), ObjRef::new(tc.clone()));
-    match continuation::start_switch::<Bind>(thread, &origin, &target, Payload::Value(value)) {
+    let payload = Payload::Value(value);
+    match continuation::start_switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload)
+    {
         Ok(p) => deliver(p),
         Err(e) => Err(switch_error(e)),
     }
