@@ -121,14 +121,12 @@ def test_switch_keyword_names():
     assert c.switch(value="back") == "back"
 
 
-@differs("cpython", reason="switch keeps pyo3's fast-call argument parsing (no tuple per call), so a wrong call gets pyo3's wording, not PyPy's")
 def test_switch_unexpected_keyword():
     with pytest.raises(TypeError) as ei:
         continulet(ret1).switch(foo=1)
     assert str(ei.value) == "switch() got an unexpected keyword argument 'foo'"
 
 
-@differs("cpython", reason="switch keeps pyo3's fast-call argument parsing (no tuple per call), so a wrong call gets pyo3's wording, not PyPy's")
 def test_switch_too_many_args():
     with pytest.raises(TypeError) as ei:
         continulet(ret1).switch(1, 2, 3)

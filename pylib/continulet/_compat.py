@@ -15,6 +15,9 @@ Exports:
   ``native_part(name)`` -> ``native`` if it has ``name`` and ``CONTINULET_PURE`` is not set
       (the native bases and fast paths of ``greenlet`` and ``stackless``), else ``None``
   ``suspended_frame(cont)`` -> top frame of the context stored in ``cont`` (or ``None``)
+  ``owned_by_layer(cont)`` -> tell the interpreter that ``greenlet``/``stackless`` kill ``cont``
+      themselves when it becomes garbage (CPython would otherwise unwind it with
+      ``GeneratorExit``; PyPy frees garbage continulets without unwinding them: a no-op)
 """
 
 import os
@@ -32,9 +35,17 @@ if IS_PYPY:
         f = cont._get_frame()
         return f.f_back if f else None
 
+    def owned_by_layer(cont):
+        """PyPy's collector frees a garbage continulet without unwinding it: nothing to do."""
+
 else:
     from continulet import _native as native
-    from continulet._native import get_contextvar_context, set_contextvar_context, suspended_frame
+    from continulet._native import (
+        get_contextvar_context,
+        owned_by_layer,
+        set_contextvar_context,
+        suspended_frame,
+    )
 
     def normalize_exc(typ, val=None, tb=None):
         """Build the exception ``raise typ, val, tb`` would raise (PyPy's messages)."""

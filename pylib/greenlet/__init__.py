@@ -51,6 +51,7 @@ from continulet._compat import (
     native as _native,
     native_part as _native_part,
     normalize_exc as _normalize_exc,
+    owned_by_layer as _owned_by_layer,
     set_contextvar_context as _set_ctx,
     suspended_frame as _suspended_frame,
 )
@@ -272,7 +273,9 @@ def _deliver(target, args, kwargs, exc):
 
 
 def _begin(g, ts, run, args, kwargs, exc):
-    g._greenlet__c = _continulet(_bootstrap, [g, run, args or (), kwargs or {}, exc])
+    c = _continulet(_bootstrap, [g, run, args or (), kwargs or {}, exc])
+    _owned_by_layer(c)  # a garbage greenlet is killed by __del__ with GreenletExit
+    g._greenlet__c = c
     g._greenlet__ts = g._greenlet__home = ts
 
 

@@ -32,7 +32,11 @@ import sys
 import threading
 
 from _continuation import continulet, permute
-from continulet._compat import native_part as _native_part, suspended_frame as _suspended_frame
+from continulet._compat import (
+    native_part as _native_part,
+    owned_by_layer as _owned_by_layer,
+    suspended_frame as _suspended_frame,
+)
 
 THREADBLOCK, SOFT, IGNORE_NESTING, TOTALTIMEOUT = 1, 2, 4, 8
 
@@ -156,10 +160,16 @@ def _factory_main(fc, s):
         fc.switch()
         t = s.factory_io
         try:
-            s.factory_io = continulet(_tasklet_main, t)
+            s.factory_io = _owned_by_layer_and_return(continulet(_tasklet_main, t))
         except BaseException as e:  # MemoryError...: re-raised in the requesting tasklet
             s.factory_io = e
         t = None
+
+
+def _owned_by_layer_and_return(c):
+    """``c``, marked as killed by this module when garbage (never unwound by CPython's GC)."""
+    _owned_by_layer(c)
+    return c
 
 
 def _new_cont(s, t):
@@ -201,9 +211,9 @@ class _Sched(SchedBase):
         main = TaskletBase.__new__(tasklet_type)
         init_fields(main, self)
         main._alive = True
-        main._cont = continulet(_spare)
+        main._cont = _owned_by_layer_and_return(continulet(_spare))
         self.factory_io = None
-        self.factory = continulet(_factory_main, self)
+        self.factory = _owned_by_layer_and_return(continulet(_factory_main, self))
         self.factory.switch()
         self.main = self.current = main
         _insert(self, main)

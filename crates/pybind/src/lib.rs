@@ -36,7 +36,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 use tealet::{ThreadBound, ThreadToken};
 
@@ -102,6 +102,9 @@ pub struct Continulet {
     status: AtomicU8,
     /// The callable and its arguments, until the body starts.
     call: Mutex<Option<Call>>,
+    /// Never show the context it stores to the collector (see `unwind_garbage`): a layer
+    /// above owns it, its class has a finalizer of its own, or it was finalized already.
+    hidden_from_gc: AtomicBool,
 }
 
 /// A reference to a continulet object, as the `continuation` crate passes them around.
@@ -159,7 +162,11 @@ impl Host for Bind {
         pystate::resumed_take_parked()
     }
     fn enter_new(obj: &ObjRef) {
-        let own = pystate::enter_new();
+        let me = obj.0.get();
+        let unwindable = !me.hidden_from_gc.load(Ordering::Relaxed)
+            && matches!(*me.call.lock().unwrap(), Some(Call::Python(..)))
+            && pystate::finalize::is_finalizer::<GarbageUnwinder>(&obj.0.get_type());
+        let own = pystate::enter_new(obj.0.as_ptr(), unwindable);
         if let Some(core) = obj.0.get().core.get().and_then(ThreadBound::get) {
             *core.own_ctx.borrow_mut() = own;
         }
@@ -197,6 +204,7 @@ impl Host for Bind {
 /// `Host::run` for a Python callable.  Not inlined: only what it needs stays at the bottom of
 /// the context's stack while the callable runs.
 #[inline(never)]
+#[allow(clippy::needless_pass_by_value)] // owned on purpose: the references `call_start` records
 fn run_python(
     obj: &ObjRef,
     callable: Py<PyAny>,
@@ -211,10 +219,18 @@ fn run_python(
         .ok_or_else(|| error::new_err("_continuation not initialized"))
         .and_then(|start| {
             let kwargs: Py<PyAny> = kwargs.map_or_else(|| py.None(), Py::into_any);
-            Ok(start
-                .bind(py)
-                .call1((obj.0.clone(), callable, args, kwargs))?
-                .unbind())
+            // No argument tuple: what this frame holds while the body runs is known to the
+            // collector (pystate `refs`, R3).
+            Ok(pystate::call_start(
+                start.bind(py),
+                [
+                    obj.0.as_any(),
+                    callable.bind(py),
+                    args.bind(py).as_any(),
+                    kwargs.bind(py),
+                ],
+            )?
+            .unbind())
         });
     match result {
         Ok(v) => Payload::Value(v),
@@ -381,6 +397,7 @@ impl Continulet {
             core: OnceLock::new(),
             status: AtomicU8::new(ST_UNINIT),
             call: Mutex::new(None),
+            hidden_from_gc: AtomicBool::new(false),
         }
     }
 
@@ -398,8 +415,19 @@ impl Continulet {
         payload: Payload,
         to: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
+        Self::do_switch_called(slf, payload, to, std::ptr::null())
+    }
+
+    /// [`Continulet::do_switch`] for a call from Python whose arguments end at `end` (null:
+    /// unknown), which the collector may use (pystate `refs`, R2).
+    fn do_switch_called(
+        slf: &Bound<'_, Self>,
+        payload: Payload,
+        to: Option<&Bound<'_, PyAny>>,
+        end: pystate::fastcall::ArgsEnd,
+    ) -> PyResult<Py<PyAny>> {
         match Self::check_switch(slf, to)? {
-            Some(plan) => switch_and_deliver(&plan, payload),
+            Some(plan) => switch_and_deliver(&plan, payload, end),
             None => deliver(payload),
         }
     }
@@ -431,6 +459,7 @@ impl Continulet {
         slf: &Bound<'py, Self>,
         mut to: Option<Bound<'py, Continulet>>,
     ) -> PyResult<Option<SwitchPlan>> {
+        refuse_while_unwinding()?;
         if to.as_ref().is_some_and(|t| t.get().status() == ST_UNINIT) {
             to = None;
         }
@@ -489,12 +518,30 @@ struct SwitchPlan {
     destination: ObjRef,
 }
 
-/// The switch, and what it delivers back, as a Python result.
-fn switch_and_deliver(plan: &SwitchPlan, payload: Payload) -> PyResult<Py<PyAny>> {
-    match continuation::switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload) {
-        Ok(p) => deliver(p),
-        Err((e, _)) => Err(switch_error(e)),
+/// The switch, and what it delivers back, as a Python result.  `end`: see
+/// [`Continulet::do_switch_called`]; the plan's two references stay on this stack while it is
+/// suspended, which the collector is told too (pystate `refs`, R3).
+fn switch_and_deliver(
+    plan: &SwitchPlan,
+    payload: Payload,
+    end: pystate::fastcall::ArgsEnd,
+) -> PyResult<Py<PyAny>> {
+    if !end.is_null() {
+        pystate::hint_switch(pystate::Hint::new(
+            end,
+            plan.origin.0.as_ptr(),
+            plan.destination.0.as_ptr(),
+        ));
     }
+    let result =
+        match continuation::switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload) {
+            Ok(p) => deliver(p),
+            Err((e, _)) => Err(switch_error(e)),
+        };
+    if !end.is_null() {
+        pystate::clear_hint();
+    }
+    result
 }
 
 #[cold]
@@ -577,19 +624,6 @@ impl Continulet {
         Self::start_with(slf, call)
     }
 
-    /// `switch(value=None, to=None)`.  The hot path: pyo3's fast-call parsing (no argument
-    /// tuple), so a wrong call gets pyo3's wording (`continulet.switch() takes from 0 to 2
-    /// positional arguments ...`) rather than PyPy's (a documented deviation).
-    #[pyo3(signature = (value=None, to=None))]
-    fn switch(
-        slf: &Bound<'_, Self>,
-        value: Option<Py<PyAny>>,
-        to: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        Self::do_switch(slf, Payload::Value(value.unwrap_or_else(|| py.None())), to)
-    }
-
     /// `throw(type, val=None, tb=None, to=None)`: the keyword names are PyPy's (`val`, not
     /// `value`).
     #[pyo3(signature = (*args, **kwargs))]
@@ -658,6 +692,15 @@ impl Continulet {
                 None => {}
             }
         }
+        // What the stored context holds, if it may be unwound (see `unwind_garbage`).
+        if self.status() == ST_PENDING && !self.hidden_from_gc.load(Ordering::Relaxed) {
+            if let Some(core) = self.thread_core() {
+                core.slot.with_frame(|frame| match frame {
+                    Some(f) => pystate::visit_refs(f.state(), &mut |p| visit.call(p)),
+                    None => Ok(()),
+                })?;
+            }
+        }
         Ok(())
     }
 
@@ -668,6 +711,35 @@ impl Continulet {
     }
 }
 
+/// `switch(value=None, to=None)`, the raw method of `pystate::fastcall` (whose argument
+/// vector's end the collector may use), for the common call shapes.
+fn switch_fast<'py>(
+    slf: &Bound<'py, PyAny>,
+    value: Option<&Bound<'py, PyAny>>,
+    to: Option<&Bound<'py, PyAny>>,
+    end: pystate::fastcall::ArgsEnd,
+) -> PyResult<Py<PyAny>> {
+    let slf = slf.cast::<Continulet>()?;
+    let value = value.map_or_else(|| slf.py().None(), |v| v.clone().unbind());
+    Continulet::do_switch_called(slf, Payload::Value(value), to, end)
+}
+
+/// `switch(*args, **kwargs)` for every other call shape: PyPy's argument errors.
+fn switch_slow<'py>(
+    slf: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+    kwargs: Option<&Bound<'py, PyDict>>,
+    end: pystate::fastcall::ArgsEnd,
+) -> PyResult<Py<PyAny>> {
+    let [value, to] = SWITCH.bind(args, kwargs)?;
+    switch_fast(slf, value.as_ref(), to.as_ref(), end)
+}
+
+const SWITCH: args::Signature = args::Signature {
+    name: "switch",
+    params: &["value", "to"],
+    required: 0,
+};
 const THROW: args::Signature = args::Signature {
     name: "throw",
     params: &["type", "val", "tb", "to"],
@@ -706,6 +778,158 @@ impl Continulet {
     }
 }
 
+// ---- garbage continulets -------------------------------------------------------------------
+
+/// Continulets being unwound by [`unwind_garbage`], on any thread (a fast "none" check).
+static UNWINDING_ANYWHERE: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    /// Continulets being unwound by [`unwind_garbage`] on this thread.
+    static UNWINDING_HERE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Switches and permutes fail while this thread unwinds a garbage continulet.
+pub(crate) fn refuse_while_unwinding() -> PyResult<()> {
+    if UNWINDING_ANYWHERE.load(Ordering::Relaxed) != 0
+        && UNWINDING_HERE.with(std::cell::Cell::get) != 0
+    {
+        return Err(error::new_err(
+            "cannot switch while a garbage continulet is being unwound",
+        ));
+    }
+    Ok(())
+}
+
+/// While alive, every switch and permute of this thread is refused ([`unwind_garbage`]).
+struct UnwindingGuard;
+
+impl UnwindingGuard {
+    fn enter() -> UnwindingGuard {
+        UNWINDING_ANYWHERE.fetch_add(1, Ordering::Relaxed);
+        UNWINDING_HERE.with(|n| n.set(n.get() + 1));
+        UnwindingGuard
+    }
+}
+
+impl Drop for UnwindingGuard {
+    fn drop(&mut self) {
+        UNWINDING_HERE.with(|n| n.set(n.get() - 1));
+        UNWINDING_ANYWHERE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The PEP 442 finalizer of `continulet` (and of subclasses without a `__del__`).
+struct GarbageUnwinder;
+
+impl pystate::finalize::Finalize for GarbageUnwinder {
+    fn finalize(obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Ok(c) = obj.cast::<Continulet>() {
+            unwind_garbage(c);
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// Garbage continulets this thread's collector handed to [`GarbageUnwinder`], waiting for
+    /// the end of the collection ([`unwind_queued`]).
+    static UNWIND_QUEUE: RefCell<Vec<Py<Continulet>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A continulet the collector found to be garbage: if the context it stores was shown to the
+/// collector (its frames' references visited by `__traverse__`: a suspended Python-body
+/// context of this thread that no layer above owns), keep it (and so its whole cycle) alive
+/// until the collection ends, when [`unwind_queued`] throws `GeneratorExit` into it.
+///
+/// Not at once: the collection's lists of garbage have their heads in C frames of the
+/// collector, on the stack where the unwinding would run; a frame freeing one of those
+/// objects would write to a list head whose memory another context's stack is using.  At the
+/// end of the collection (`gc.callbacks`, "stop") no such list exists any more.
+///
+/// In every case the continulet is hidden from the collector from now on (its finalizer runs
+/// once).
+fn unwind_garbage(c: &Bound<'_, Continulet>) {
+    let me = c.get();
+    if me.status() != ST_PENDING || me.hidden_from_gc.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let shown = me.thread_core().is_some_and(|core| {
+        core.slot
+            .with_frame(|f| f.is_some_and(|f| pystate::unwindable(f.state())))
+    });
+    if shown {
+        UNWIND_QUEUE.with(|q| q.borrow_mut().push(c.clone().unbind()));
+    }
+}
+
+/// `gc.callbacks` entry: at the end of a collection, unwind the garbage continulets it found
+/// ([`unwind_garbage`]).
+#[pyfunction]
+fn unwind_queued(py: Python<'_>, phase: &str, _info: &Bound<'_, PyAny>) {
+    if phase != "stop" {
+        return;
+    }
+    loop {
+        let queued = UNWIND_QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut()));
+        if queued.is_empty() {
+            return;
+        }
+        for c in queued {
+            let c = c.into_bound(py);
+            if let Err(e) = unwind_now(&c) {
+                e.write_unraisable(py, Some(c.as_any()));
+            }
+        }
+    }
+}
+
+/// Throw `GeneratorExit` into the garbage continulet `c`, so that the frames of the context it
+/// stores unwind and run their `finally` blocks, as a generator's `close()` does; the cycle
+/// through them is then gone and reference counting frees what is left.  PyPy frees such a
+/// continulet without running its `finally` blocks (a documented difference).
+///
+/// While the context unwinds, switches and permutes of this thread are refused with
+/// `_continuation.error`: a body that switched elsewhere instead of finishing would leave this
+/// stack (the collector's callback) stored in a continulet nobody resumes.  Every body resumed
+/// meanwhile can only finish, and the chain of finishing bodies ends back here (the garbage
+/// continulets of one cycle store each other's contexts).  An exception other than
+/// `GeneratorExit` is reported as unraisable; a continulet that could not be switched into at
+/// all is kept alive as it is.
+fn unwind_now(c: &Bound<'_, Continulet>) -> PyResult<()> {
+    if c.get().status() != ST_PENDING {
+        return Ok(()); // finished by the unwinding of another member of its cycle
+    }
+    let Some(plan) = Continulet::check_switch_to(c, None)? else {
+        return Ok(());
+    };
+    let exit = Payload::Exc(Box::new(pyo3::exceptions::PyGeneratorExit::new_err(())));
+    let result = {
+        let _unwinding = UnwindingGuard::enter();
+        switch_and_deliver(&plan, exit, std::ptr::null())
+    };
+    if c.get().status() == ST_PENDING {
+        // Not switched into (no memory): keep it, and all it holds, alive for good.
+        std::mem::forget(c.clone());
+    }
+    match result {
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyGeneratorExit>(c.py()) => Ok(()),
+        Err(e) => Err(e),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Mark `c` as owned by a layer above (`greenlet`, `stackless`), which kills its own
+/// garbage: the collector is never shown its context, wherever that context is stored.
+#[pyfunction]
+fn owned_by_layer(c: &Bound<'_, PyAny>) -> PyResult<()> {
+    let c = c.cast::<Continulet>().map_err(|_| type_error_expected(c))?;
+    c.get().hidden_from_gc.store(true, Ordering::Relaxed);
+    if let Some(core) = c.get().thread_core() {
+        pystate::keep_from_collector(&core.own_ctx.borrow());
+    }
+    Ok(())
+}
+
 /// `permute(*continulets)`.
 #[pyfunction]
 #[pyo3(signature = (*args))]
@@ -723,6 +947,7 @@ fn permute(args: &Bound<'_, PyTuple>) -> PyResult<()> {
 /// `permute(*conts)` for continulets already checked to be continulets (uninitialized ones are
 /// skipped, as PyPy does).
 pub(crate) fn permute_conts(conts: &[Bound<'_, Continulet>]) -> PyResult<()> {
+    refuse_while_unwinding()?;
     let thread = ThreadToken::current();
     let mut objs = Vec::with_capacity(conts.len());
     for c in conts {
@@ -803,7 +1028,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pystate::check_runtime_version(m.py())?;
     let py = m.py();
     let code = PyModule::from_code(py, START_SOURCE, c"<_continuation>", c"_continuation_start")?;
-    let switch = py.get_type::<Continulet>().getattr("switch")?;
+    let ty = py.get_type::<Continulet>();
+    pystate::fastcall::install_switch(&ty, switch_fast, switch_slow)?;
+    pystate::finalize::set_finalizer::<GarbageUnwinder>(&ty);
+    let switch = ty.getattr("switch")?;
     let start = code.getattr("make")?.call1((switch,))?.unbind();
     START.get_or_init(py, || start);
     m.add_class::<Continulet>()?;
@@ -816,6 +1044,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_contextvar_context, m)?)?;
     m.add_function(wrap_pyfunction!(suspended_frame, m)?)?;
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
+    m.add_function(wrap_pyfunction!(owned_by_layer, m)?)?;
+    let unwind = wrap_pyfunction!(unwind_queued, m)?;
+    py.import("gc")?
+        .getattr("callbacks")?
+        .call_method1("append", (&unwind,))?;
+    m.add("_unwind_queued", unwind)?;
     scheduler::register(m)?;
     greenlet::register(m)?;
     Ok(())

@@ -3,10 +3,17 @@
 //! frames of 3.12+ live on the C stack, so a suspended context's chain is rewired past them
 //! (invariant P5) and put back when it resumes.  `is_incomplete` is the version file's own.
 
-use super::super::{at, offsets as off};
-use super::{frame_object_of, is_incomplete, PyState};
+use super::super::refs::{visit_frames, visit_held, visit_slot};
+use super::super::{at, offsets as off, Hint};
+use super::{frame_object_of, is_incomplete, OwnedRef, PyState, CURRENT_OWNED};
 use pyo3::ffi;
+use std::cell::Cell;
 use std::ptr;
+
+thread_local! {
+    /// What the raw `switch` under way told about the references it leaves on the stack.
+    static HINT: Cell<Hint> = const { Cell::new(Hint::NONE) };
+}
 
 /// The frames of a context as seen while it is suspended (P5).
 pub(super) struct Exposed {
@@ -94,4 +101,70 @@ pub(crate) fn top_frame(s: &PyState) -> *mut ffi::PyObject {
     // SAFETY: `s` is a suspended context's state; its exposed top frame is complete and alive
     // in its chunks (P5).
     unsafe { frame_object_of(s.exposed.top) }
+}
+
+/// Tell the next `save()` of this thread what the switch under way leaves on the stack.
+pub(crate) fn hint_switch(h: Hint) {
+    HINT.with(|t| t.set(h));
+}
+
+/// Forget an unused hint (the switch did not happen).
+pub(crate) fn clear_hint() {
+    HINT.with(|t| t.set(Hint::NONE));
+}
+
+/// The hint for the `save()` under way.
+pub(super) fn take_hint() -> Hint {
+    HINT.with(|t| t.replace(Hint::NONE))
+}
+
+/// Whether the suspended context `s` may be shown to the collector and unwound.
+pub(crate) fn unwindable(s: &PyState) -> bool {
+    s.owned.as_ref().is_some_and(|o| o.unwindable.get())
+}
+
+/// Never show the context `own` to the collector (a layer above kills it itself).
+pub(crate) fn keep_from_collector(own: &OwnedRef) {
+    if let Some(o) = own.upgrade() {
+        o.unwindable.set(false);
+    }
+}
+
+/// Record what the running context's start frame caller holds (`call_start`).
+pub(crate) fn hold_start_refs(held: [*mut ffi::PyObject; 3]) {
+    CURRENT_OWNED.with(|c| {
+        if let Some(o) = c.borrow().as_ref() {
+            o.start_held.set(held);
+        }
+    });
+}
+
+/// Call `f` on every reference the suspended, unwindable context `s` holds (module `refs`).
+pub(crate) fn visit_refs<E>(
+    s: &PyState,
+    f: &mut dyn FnMut(&pyo3::Py<pyo3::PyAny>) -> Result<(), E>,
+) -> Result<(), E> {
+    let Some(o) = s.owned.as_ref().filter(|o| o.unwindable.get()) else {
+        return Ok(());
+    };
+    let links = &s.exposed.links;
+    // SAFETY: R3 - the owner is alive while its context exists; the chain is exposed (P5,
+    // heap frames only).  A frame whose link was rewired was entered from C: the frame below
+    // it is in a C call, so its `stacktop` is not trusted (R2).
+    unsafe {
+        visit_slot(o.owner.as_ptr(), f)?;
+        let start_held = o.start_held.as_ptr().cast::<*mut ffi::PyObject>();
+        for i in 0..3 {
+            visit_slot(start_held.add(i), f)?;
+        }
+        visit_held(&s.hint, f)?;
+        visit_frames(
+            s.exposed.top,
+            s.chunk,
+            s.top,
+            &s.hint,
+            &|callee| !links.iter().any(|&(fr, _, _)| fr == callee),
+            f,
+        )
+    }
 }

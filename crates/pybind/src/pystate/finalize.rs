@@ -55,6 +55,26 @@ pub(crate) fn set_finalizer<F: Finalize>(ty: &Bound<'_, PyType>) {
     // lookups made before the change (GIL held, so no instance is being finalized meanwhile).
     unsafe {
         (*tp).tp_finalize = Some(trampoline::<F>);
+        // Subclasses inherit `tp_finalize` only from a base with this flag (pyo3 omits it).
+        (*tp).tp_flags |= ffi::Py_TPFLAGS_HAVE_FINALIZE;
         ffi::PyType_Modified(tp);
+    }
+}
+
+/// Whether instances of `ty` finalize with `F`.  A Python subclass of a type finalized with
+/// `F` does not inherit the slot (CPython sets it from `__del__` found in the MRO, and none
+/// is there): one without a `__del__` anywhere in its MRO is given `F` here, the first time
+/// it is asked about; one with a `__del__` finalizes with CPython's `slot_tp_finalize`.
+pub(crate) fn is_finalizer<F: Finalize>(ty: &Bound<'_, PyType>) -> bool {
+    let tp = ty.as_type_ptr();
+    let ours: unsafe extern "C" fn(*mut ffi::PyObject) = trampoline::<F>;
+    // SAFETY: `ty` is a live type object; reading a slot.
+    match unsafe { (*tp).tp_finalize } {
+        Some(f) => std::ptr::fn_addr_eq(f, ours),
+        None if ty.getattr(pyo3::intern!(ty.py(), "__del__")).is_err() => {
+            set_finalizer::<F>(ty);
+            true
+        }
+        None => false,
     }
 }

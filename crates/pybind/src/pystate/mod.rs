@@ -35,7 +35,10 @@
 //!   `save()` rewires the links that go through C-stack entry frames (whose bytes tealet has
 //!   moved away) and `restore()` puts them back (`py312.rs`, `py313.rs`).
 
+pub(crate) mod fastcall;
 pub(crate) mod finalize;
+#[cfg(Py_3_11)]
+mod refs;
 pub(crate) mod trace;
 
 #[cfg(all(Py_3_10, not(Py_3_11)))]
@@ -111,7 +114,8 @@ pub(crate) mod offsets {
     include!(concat!(env!("OUT_DIR"), "/offsets.rs"));
 }
 
-use pyo3::Python;
+use pyo3::prelude::{Bound, PyResult};
+use pyo3::{PyAny, Python};
 
 /// A GIL token for code that runs inside a continulet context.
 ///
@@ -144,6 +148,55 @@ pub(crate) fn check_runtime_version(py: Python<'_>) -> pyo3::PyResult<()> {
         )));
     }
     Ok(())
+}
+
+/// What the raw `switch` that suspends a context knows about the references it leaves on the
+/// stack (R2, R3), handed to the next `save()` of the same thread.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(Py_3_11), allow(dead_code))] // 3.10 records nothing
+pub(crate) struct Hint {
+    /// One past the last argument of the `switch` call (inside the calling frame's value
+    /// stack when it was called by a CALL instruction), or null.
+    end: *const *mut ffi::PyObject,
+    /// The objects the switch plan holds owned references to while the context is suspended.
+    held: [*mut ffi::PyObject; 2],
+}
+
+#[cfg_attr(not(Py_3_11), allow(dead_code))]
+impl Hint {
+    pub(crate) const NONE: Hint = Hint {
+        end: ptr::null(),
+        held: [ptr::null_mut(); 2],
+    };
+
+    /// A hint for a switch called with its arguments ending at `end`, holding `a` and `b`.
+    pub(crate) fn new(
+        end: *const *mut ffi::PyObject,
+        a: *mut ffi::PyObject,
+        b: *mut ffi::PyObject,
+    ) -> Hint {
+        Hint { end, held: [a, b] }
+    }
+}
+
+/// Call PyPy's hidden `start(c, func, args, kwds)` from the context that is starting, with
+/// borrowed arguments (no argument tuple, so the caller's own references are all this frame
+/// holds).  While the call runs, the starting context records `func`, `args` and `kwds` as
+/// held by its C stack (`refs`, R3): the caller owns one reference to each for the duration.
+pub(crate) fn call_start<'py>(
+    start: &Bound<'py, PyAny>,
+    args: [&Bound<'py, PyAny>; 4],
+) -> PyResult<Bound<'py, PyAny>> {
+    hold_start_refs([args[1].as_ptr(), args[2].as_ptr(), args[3].as_ptr()]);
+    let ptrs = args.map(Bound::as_ptr);
+    // SAFETY: live callable and arguments (borrowed from the caller for the call); a
+    // vectorcall returns a new reference or null with an exception set.
+    let result = unsafe {
+        let r = ffi::PyObject_Vectorcall(start.as_ptr(), ptrs.as_ptr(), 4, ptr::null_mut());
+        Bound::from_owned_ptr_or_err(start.py(), r)
+    };
+    hold_start_refs([ptr::null_mut(); 3]);
+    result
 }
 
 // ---- helpers shared by every version file (identical there; field offsets from the build) ----

@@ -50,6 +50,8 @@ int main(void) {
     OFF("IFRAME_LOCALS", _PyInterpreterFrame, f_locals);
     OFF("IFRAME_OWNER", _PyInterpreterFrame, owner);
     OFF("CODE_NLOCALSPLUS", PyCodeObject, co_nlocalsplus);
+    OFF("CODE_STACKSIZE", PyCodeObject, co_stacksize);
+    OFF("IFRAME_IS_ENTRY", _PyInterpreterFrame, is_entry);
     printf("pub(crate) const FRAME_OWNED_BY_THREAD: u8 = %d;\n", FRAME_OWNED_BY_THREAD);
 #endif
 #if PY_VERSION_HEX >= 0x030A0000 && PY_VERSION_HEX < 0x030B0000
@@ -102,6 +104,13 @@ int main(void) {
     OFF("CODE_CODE_ADAPTIVE", PyCodeObject, co_code_adaptive);
     printf("pub(crate) const FRAME_OWNED_BY_GENERATOR: u8 = %d;\n", FRAME_OWNED_BY_GENERATOR);
     printf("pub(crate) const FRAME_OWNED_BY_CSTACK: u8 = %d;\n", FRAME_OWNED_BY_CSTACK);
+    printf("pub(crate) const FRAME_OWNED_BY_THREAD: u8 = %d;\n", FRAME_OWNED_BY_THREAD);
+    OFF("IFRAME_FUNC", _PyInterpreterFrame, f_funcobj);
+    OFF("IFRAME_LOCALS", _PyInterpreterFrame, f_locals);
+    OFF("IFRAME_LOCALSPLUS", _PyInterpreterFrame, localsplus);
+    OFF("IFRAME_STACKTOP", _PyInterpreterFrame, stacktop);
+    OFF("CODE_NLOCALSPLUS", PyCodeObject, co_nlocalsplus);
+    OFF("CODE_STACKSIZE", PyCodeObject, co_stacksize);
 #endif
 #if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
     OFF("TS_CFRAME", PyThreadState, cframe);

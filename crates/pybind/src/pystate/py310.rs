@@ -147,7 +147,7 @@ pub(crate) fn resumed() {
 /// frame (so its bottom frame's `f_back` is None), no handled exception, an empty trashcan.
 /// The recursion depth continues from the spawn point (the C stack does too).  Returns the
 /// context's resources, for its continulet to watch.
-pub(crate) fn enter_new() -> OwnedRef {
+pub(crate) fn enter_new(_owner: *mut ffi::PyObject, _unwindable: bool) -> OwnedRef {
     let ts = tstate();
     // SAFETY: live thread state; the new cframe is ours, laid out as the headers say; the
     // previous state was moved out by `save()` (P1).
@@ -252,4 +252,33 @@ impl std::fmt::Debug for OwnedCtx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OwnedCtx").finish_non_exhaustive()
     }
+}
+
+// ---- the collector is never shown a 3.10 context (its frames are objects, `refs` is 3.11+) ----
+
+/// 3.10: nothing is recorded (see [`visit_refs`]).
+pub(crate) fn hint_switch(_h: super::Hint) {}
+
+/// 3.10: nothing is recorded.
+pub(crate) fn clear_hint() {}
+
+/// 3.10: no context is shown to the collector, so none is unwound.
+pub(crate) fn unwindable(_s: &PyState) -> bool {
+    false
+}
+
+/// 3.10: nothing to hide.
+pub(crate) fn keep_from_collector(_own: &OwnedRef) {}
+
+/// 3.10: nothing is recorded.
+pub(crate) fn hold_start_refs(_held: [*mut ffi::PyObject; 3]) {}
+
+/// 3.10: a suspended context's references are not visited (a garbage suspended continulet
+/// stays leaked there, as before 3.11 support of the collector).
+#[allow(clippy::unnecessary_wraps)] // the signature of the 3.11+ version files
+pub(crate) fn visit_refs<E>(
+    _s: &PyState,
+    _f: &mut dyn FnMut(&pyo3::Py<pyo3::PyAny>) -> Result<(), E>,
+) -> Result<(), E> {
+    Ok(())
 }

@@ -4,6 +4,8 @@
 //! so a suspended context's frames are readable in place.
 
 use super::offsets as off;
+use super::refs::{visit_frames, visit_held, visit_slot};
+use super::Hint;
 use super::{at, free_chunks, tstate};
 use pyo3::ffi;
 use std::cell::{Cell, RefCell};
@@ -29,6 +31,14 @@ pub(crate) struct OwnedCtx {
     root_chunk: *mut u8,
     /// Top interpreter frame when last suspended (null while running or before any frame).
     suspended_top: Cell<*mut u8>,
+    /// The continulet whose body this context runs (`continuation`'s start closure holds a
+    /// reference to it on this context's stack, R3).
+    owner: Cell<*mut ffi::PyObject>,
+    /// Whether the collector may see what this context holds (`refs`), so that its holder's
+    /// finalizer unwinds it: a Python-body continulet no layer above looks after.
+    unwindable: Cell<bool>,
+    /// What the start frame's caller holds while the body runs (`call_start`, R3).
+    start_held: Cell<[*mut ffi::PyObject; 3]>,
 }
 
 /// Resources of a context: shared with its continulet so that `_get_frame()` can find them.
@@ -46,11 +56,18 @@ struct PerThread {
     /// The state of the context that is switching away, between `save_parked` (before the
     /// stack switch) and `take_parked` (on the resumed side, right after it).
     parked: RefCell<Option<PyState>>,
+    /// What the raw `switch` under way told about the references it leaves on the stack.
+    hint: Cell<Hint>,
 }
 
 thread_local! {
     static TLS: PerThread = const {
-        PerThread { current_owned: RefCell::new(None), use_tracing: Cell::new(0), parked: RefCell::new(None) }
+        PerThread {
+            current_owned: RefCell::new(None),
+            use_tracing: Cell::new(0),
+            parked: RefCell::new(None),
+            hint: Cell::new(Hint::NONE),
+        }
     };
 }
 
@@ -103,6 +120,8 @@ pub(crate) struct PyState {
     top: *mut u8,
     limit: *mut u8,
     owned: Option<Owned>,
+    /// What the switch that suspended it told (R2, R3).
+    hint: Hint,
 }
 
 /// Capture the running context's state (before it is suspended).
@@ -147,6 +166,7 @@ fn save_in(t: &PerThread, ts: *mut u8) -> PyState {
             top: *at::<*mut u8>(ts, off::TS_DATASTACK_TOP),
             limit: *at::<*mut u8>(ts, off::TS_DATASTACK_LIMIT),
             owned,
+            hint: t.hint.replace(Hint::NONE),
         }
     }
 }
@@ -211,7 +231,7 @@ fn resumed_in(t: &PerThread) {
 /// frame, so its bottom frame's `f_back` is None), a small root data-stack chunk, no handled
 /// exception, an empty trashcan.  The recursion depth continues from the spawn point (the C
 /// stack does too).  Returns the context's resources, for its continulet to watch.
-pub(crate) fn enter_new() -> OwnedRef {
+pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> OwnedRef {
     let ts = tstate();
     // SAFETY: live thread state; the new cframe and chunk are ours, laid out as the headers
     // say; the previous state was moved out by `save()` (P1).
@@ -246,6 +266,9 @@ pub(crate) fn enter_new() -> OwnedRef {
             _cframe: cframe,
             root_chunk: chunk,
             suspended_top: Cell::new(ptr::null_mut()),
+            owner: Cell::new(owner_obj),
+            unwindable: Cell::new(unwindable),
+            start_held: Cell::new([ptr::null_mut(); 3]),
         });
         let weak = Rc::downgrade(&owned);
         TLS.with(|t| *t.current_owned.borrow_mut() = Some(owned));
@@ -390,4 +413,63 @@ impl std::fmt::Debug for OwnedCtx {
             .field("root_chunk", &self.root_chunk)
             .finish_non_exhaustive()
     }
+}
+
+/// Tell the next `save()` of this thread what the switch under way leaves on the stack.
+pub(crate) fn hint_switch(h: Hint) {
+    TLS.with(|t| t.hint.set(h));
+}
+
+/// Forget an unused hint (the switch did not happen).
+pub(crate) fn clear_hint() {
+    TLS.with(|t| t.hint.set(Hint::NONE));
+}
+
+/// Whether the suspended context `s` may be shown to the collector and unwound.
+pub(crate) fn unwindable(s: &PyState) -> bool {
+    s.owned.as_ref().is_some_and(|o| o.unwindable.get())
+}
+
+/// Never show the context `own` to the collector (a layer above kills it itself).
+pub(crate) fn keep_from_collector(own: &OwnedRef) {
+    if let Some(o) = own.upgrade() {
+        o.unwindable.set(false);
+    }
+}
+
+/// Call `f` on every reference the suspended, unwindable context `s` holds (module `refs`).
+pub(crate) fn visit_refs<E>(
+    s: &PyState,
+    f: &mut dyn FnMut(&pyo3::Py<pyo3::PyAny>) -> Result<(), E>,
+) -> Result<(), E> {
+    let Some(o) = s.owned.as_ref().filter(|o| o.unwindable.get()) else {
+        return Ok(());
+    };
+    // SAFETY: R3 - the owner is alive while its context exists; the frames are those of a
+    // suspended 3.11 context (all on the heap), `is_entry` a plain field of each of them.
+    unsafe {
+        visit_slot(o.owner.as_ptr(), f)?;
+        let start_held = o.start_held.as_ptr().cast::<*mut ffi::PyObject>();
+        for i in 0..3 {
+            visit_slot(start_held.add(i), f)?;
+        }
+        visit_held(&s.hint, f)?;
+        visit_frames(
+            s.current_frame,
+            s.chunk,
+            s.top,
+            &s.hint,
+            &|callee| !*at::<bool>(callee, off::IFRAME_IS_ENTRY),
+            f,
+        )
+    }
+}
+
+/// Record what the running context's start frame caller holds (`call_start`).
+pub(crate) fn hold_start_refs(held: [*mut ffi::PyObject; 3]) {
+    TLS.with(|t| {
+        if let Some(o) = t.current_owned.borrow().as_ref() {
+            o.start_held.set(held);
+        }
+    });
 }

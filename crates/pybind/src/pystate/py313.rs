@@ -27,8 +27,12 @@
 use super::offsets as off;
 #[path = "chain312.rs"]
 mod chain;
+use super::Hint;
 use super::{at, free_chunks, tstate};
-pub(crate) use chain::top_frame;
+pub(crate) use chain::{
+    clear_hint, hint_switch, hold_start_refs, keep_from_collector, top_frame, unwindable,
+    visit_refs,
+};
 use chain::{expose, first_complete, frames_have_objects, relink, Exposed};
 use pyo3::ffi;
 use std::cell::{Cell, RefCell};
@@ -54,6 +58,14 @@ pub(crate) struct OwnedCtx {
     /// Top complete interpreter frame when last suspended (null while running or before any
     /// frame); its chain is exposed (P5).
     suspended_top: Cell<*mut u8>,
+    /// The continulet whose body this context runs (`continuation`'s start closure holds a
+    /// reference to it on this context's stack, R3).
+    owner: Cell<*mut ffi::PyObject>,
+    /// Whether the collector may see what this context holds (`refs`), so that its holder's
+    /// finalizer unwinds it: a Python-body continulet no layer above looks after.
+    unwindable: Cell<bool>,
+    /// What the start frame's caller holds while the body runs (`call_start`, R3).
+    start_held: Cell<[*mut ffi::PyObject; 3]>,
 }
 
 /// Resources of a context: shared with its continulet so that `_get_frame()` can find them.
@@ -86,6 +98,8 @@ pub(crate) struct PyState {
     top: *mut u8,
     limit: *mut u8,
     owned: Option<Owned>,
+    /// What the switch that suspended it told (R2, R3).
+    hint: Hint,
 }
 
 /// `_PyFrame_IsIncomplete` (3.13 tests for entry frames on the C stack first, as we do).
@@ -157,6 +171,7 @@ pub(crate) fn save() -> PyState {
             top: *at::<*mut u8>(ts, off::TS_DATASTACK_TOP),
             limit: *at::<*mut u8>(ts, off::TS_DATASTACK_LIMIT),
             owned,
+            hint: chain::take_hint(),
         }
     }
 }
@@ -221,7 +236,7 @@ pub(crate) fn resumed() {
 /// frame's `f_back` is None), a small root data-stack chunk, no handled exception, an empty
 /// trashcan, no critical section.  The recursion depths continue from the spawn point (the C
 /// stack does too).  Returns the context's resources, for its continulet to watch.
-pub(crate) fn enter_new() -> OwnedRef {
+pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> OwnedRef {
     let ts = tstate();
     // SAFETY: live thread state; the new chunk is ours, laid out as the headers say; the
     // previous state was moved out by `save()` (P1).
@@ -248,6 +263,9 @@ pub(crate) fn enter_new() -> OwnedRef {
         let owned = Rc::new(OwnedCtx {
             root_chunk: chunk,
             suspended_top: Cell::new(ptr::null_mut()),
+            owner: Cell::new(owner_obj),
+            unwindable: Cell::new(unwindable),
+            start_held: Cell::new([ptr::null_mut(); 3]),
         });
         let weak = Rc::downgrade(&owned);
         CURRENT_OWNED.with(|c| *c.borrow_mut() = Some(owned));

@@ -24,6 +24,7 @@ pub(crate) fn switch_self(c: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
 pub(crate) fn permute2(a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<()> {
     let a = a.cast::<Continulet>()?;
     let b = b.cast::<Continulet>()?;
+    crate::refuse_while_unwinding()?;
     // B1: both belong to this thread before `continuation` sees them.
     let thread = tealet::ThreadToken::current();
     if a.get().core_on(thread).is_none() || b.get().core_on(thread).is_none() {

@@ -1,0 +1,166 @@
+//! # `continulet.switch` as a raw `METH_FASTCALL | METH_KEYWORDS` method
+//!
+//! pyo3 parses fast-call arguments itself and does not say where they lie.  The collector
+//! needs that: called by a CALL instruction, a method's argument vector is the top of the
+//! calling frame's value stack, so its end tells how deep that (suspended) frame's stack is
+//! (`refs`, R2).  [`install_switch`] puts a method descriptor of [`trampoline`] in the class
+//! as `switch`; it matches `switch(value=None, to=None)` itself in the common shapes and hands
+//! everything else, as a tuple and a dict, to a body that words argument errors as PyPy does.
+//!
+//! # Invariants
+//!
+//! * **A1** The trampoline runs as CPython calls a method: GIL held, `slf` an instance of the
+//!   class (the method descriptor checked it), `args[..nargs + len(kwnames)]` borrowed for the
+//!   duration of the call.  A Rust panic never unwinds into CPython.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::Borrowed;
+use std::os::raw::c_char;
+use std::sync::OnceLock;
+
+/// One past the last argument of a fast call (see [`super::Hint`]).
+pub(crate) type ArgsEnd = *const *mut ffi::PyObject;
+
+/// `switch(self, value, to)` with arguments already matched.
+pub(crate) type FastBody = for<'py> fn(
+    &Bound<'py, PyAny>,
+    Option<&Bound<'py, PyAny>>,
+    Option<&Bound<'py, PyAny>>,
+    ArgsEnd,
+) -> PyResult<Py<PyAny>>;
+/// `switch(self, *args, **kwargs)` for every other call shape (argument errors, mostly).
+pub(crate) type SlowBody = for<'py> fn(
+    &Bound<'py, PyAny>,
+    &Bound<'py, PyTuple>,
+    Option<&Bound<'py, PyDict>>,
+    ArgsEnd,
+) -> PyResult<Py<PyAny>>;
+
+static BODIES: OnceLock<(FastBody, SlowBody)> = OnceLock::new();
+
+/// Whether the string object `name` equals the ASCII `s`.
+///
+/// # Safety
+/// `name` is a live `str` (a keyword name of a call).
+unsafe fn name_is(name: *mut ffi::PyObject, s: &std::ffi::CStr) -> bool {
+    // SAFETY: per the contract; the comparison cannot fail for a `str`.
+    unsafe { ffi::PyUnicode_CompareWithASCIIString(name, s.as_ptr()) == 0 }
+}
+
+/// Match the call and run a body.
+///
+/// # Safety
+/// A1.
+unsafe fn dispatch(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Py<PyAny>> {
+    let (fast, slow) = *BODIES.get().expect("bodies installed with the method");
+    // SAFETY: A1 - every pointer read is part of the call's borrowed argument vector.
+    unsafe {
+        let slf = Borrowed::from_ptr(py, slf);
+        let npos = usize::try_from(nargs).unwrap_or(0);
+        let nkw = if kwnames.is_null() {
+            0
+        } else {
+            usize::try_from(ffi::PyTuple_GET_SIZE(kwnames)).unwrap_or(0)
+        };
+        let end = args.add(npos + nkw);
+        let arg = |i: usize| Borrowed::from_ptr(py, *args.add(i));
+        let mut slots: [Option<Borrowed<'_, '_, PyAny>>; 2] = [None, None];
+        let mut matched = npos <= 2;
+        for (i, slot) in slots.iter_mut().enumerate().take(npos) {
+            *slot = Some(arg(i));
+        }
+        for k in 0..nkw {
+            if !matched {
+                break;
+            }
+            let name = ffi::PyTuple_GET_ITEM(kwnames, k as ffi::Py_ssize_t);
+            let i = if name_is(name, c"value") {
+                0
+            } else if name_is(name, c"to") {
+                1
+            } else {
+                matched = false;
+                break;
+            };
+            if slots[i].is_some() {
+                matched = false;
+            } else {
+                slots[i] = Some(arg(npos + k));
+            }
+        }
+        if matched {
+            let [value, to] = slots;
+            return fast(&slf, value.as_deref(), to.as_deref(), end);
+        }
+        let positional = PyTuple::new(py, (0..npos).map(&arg))?;
+        let kwargs = if nkw == 0 {
+            None
+        } else {
+            let d = PyDict::new(py);
+            for k in 0..nkw {
+                let name = Borrowed::from_ptr(py, ffi::PyTuple_GET_ITEM(kwnames, k as _));
+                d.set_item(name, arg(npos + k))?;
+            }
+            Some(d)
+        };
+        slow(&slf, &positional, kwargs.as_ref(), end)
+    }
+}
+
+unsafe extern "C" fn trampoline(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let py = super::attached(); // A1: GIL held
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: A1 - CPython calls us as a method.
+        unsafe { dispatch(py, slf, args, nargs, kwnames) }
+    }));
+    match outcome {
+        Ok(Ok(v)) => v.into_ptr(),
+        Ok(Err(e)) => {
+            e.restore(py);
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            pyo3::exceptions::PyRuntimeError::new_err("panic in continulet.switch").restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// Make `switch` of `ty` the raw method running `fast` / `slow` (once per process).
+pub(crate) fn install_switch(
+    ty: &Bound<'_, PyType>,
+    fast: FastBody,
+    slow: SlowBody,
+) -> PyResult<()> {
+    let _ = BODIES.set((fast, slow));
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"switch".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: trampoline,
+        },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: std::ptr::null::<c_char>(),
+    }));
+    // SAFETY: `def` lives for the rest of the process (leaked, once per import); `ty` is a
+    // live type object; the new reference is owned by the `Bound`.
+    let descr = unsafe {
+        Bound::from_owned_ptr_or_err(
+            ty.py(),
+            ffi::PyDescr_NewMethod(ty.as_type_ptr(), std::ptr::from_mut(def)),
+        )?
+    };
+    ty.setattr("switch", descr)
+}
