@@ -664,7 +664,7 @@ fn continulet_switch(
     value: Obj,
 ) -> PyResult<Obj> {
     match Continulet::check_switch_to(cc, Some(tc))? {
-        Some(plan) => crate::switch_and_deliver(&plan, Payload::Value(value), std::ptr::null()),
+        Some(plan) => crate::switch_and_deliver(&plan, Payload::Value(value)),
         None => Ok(value),
     }
 }

@@ -158,6 +158,7 @@ impl Host for Bind {
     fn park_and_restore(state: pystate::PyState) {
         pystate::park_and_restore(state);
     }
+    #[inline]
     fn resumed_take_parked() -> pystate::PyState {
         pystate::resumed_take_parked()
     }
@@ -427,7 +428,8 @@ impl Continulet {
         end: pystate::fastcall::ArgsEnd,
     ) -> PyResult<Py<PyAny>> {
         match Self::check_switch(slf, to)? {
-            Some(plan) => switch_and_deliver(&plan, payload, end),
+            Some(plan) if end.is_null() => switch_and_deliver(&plan, payload),
+            Some(plan) => switch_and_deliver_called(&plan, payload, end),
             None => deliver(payload),
         }
     }
@@ -518,29 +520,29 @@ struct SwitchPlan {
     destination: ObjRef,
 }
 
-/// The switch, and what it delivers back, as a Python result.  `end`: see
-/// [`Continulet::do_switch_called`]; the plan's two references stay on this stack while it is
-/// suspended, which the collector is told too (pystate `refs`, R3).
-fn switch_and_deliver(
+/// The switch, and what it delivers back, as a Python result.
+fn switch_and_deliver(plan: &SwitchPlan, payload: Payload) -> PyResult<Py<PyAny>> {
+    match continuation::switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload) {
+        Ok(p) => deliver(p),
+        Err((e, _)) => Err(switch_error(e)),
+    }
+}
+
+/// [`switch_and_deliver`] for a switch called from Python with its arguments ending at `end`
+/// (see [`Continulet::do_switch_called`]): the plan's two references stay on this stack while
+/// it is suspended, which the collector is told too (pystate `refs`, R3).
+fn switch_and_deliver_called(
     plan: &SwitchPlan,
     payload: Payload,
     end: pystate::fastcall::ArgsEnd,
 ) -> PyResult<Py<PyAny>> {
-    if !end.is_null() {
-        pystate::hint_switch(pystate::Hint::new(
-            end,
-            plan.origin.0.as_ptr(),
-            plan.destination.0.as_ptr(),
-        ));
-    }
-    let result =
-        match continuation::switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload) {
-            Ok(p) => deliver(p),
-            Err((e, _)) => Err(switch_error(e)),
-        };
-    if !end.is_null() {
-        pystate::clear_hint();
-    }
+    pystate::hint_switch(pystate::Hint::new(
+        end,
+        plan.origin.0.as_ptr(),
+        plan.destination.0.as_ptr(),
+    ));
+    let result = switch_and_deliver(plan, payload);
+    pystate::clear_hint();
     result
 }
 
@@ -790,9 +792,18 @@ thread_local! {
 
 /// Switches and permutes fail while this thread unwinds a garbage continulet.
 pub(crate) fn refuse_while_unwinding() -> PyResult<()> {
-    if UNWINDING_ANYWHERE.load(Ordering::Relaxed) != 0
-        && UNWINDING_HERE.with(std::cell::Cell::get) != 0
-    {
+    if UNWINDING_ANYWHERE.load(Ordering::Relaxed) == 0 {
+        return Ok(());
+    }
+    refuse_if_unwinding_here()
+}
+
+/// The thread-local half of [`refuse_while_unwinding`], out of line so that the common path
+/// (nothing unwinding anywhere) does not compute the thread-local's address.
+#[cold]
+#[inline(never)]
+fn refuse_if_unwinding_here() -> PyResult<()> {
+    if UNWINDING_HERE.with(std::cell::Cell::get) != 0 {
         return Err(error::new_err(
             "cannot switch while a garbage continulet is being unwound",
         ));
@@ -836,6 +847,43 @@ thread_local! {
     static UNWIND_QUEUE: RefCell<Vec<Py<Continulet>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Continulets in the [`UNWIND_QUEUE`]s of all threads.
+static UNWIND_PENDING: AtomicU32 = AtomicU32::new(0);
+
+/// `gc.callbacks` (the interpreter's list) and our entry for it, [`unwind_queued`]: present in
+/// the list only while some continulet waits to be unwound, so that other collections do not
+/// pay for a call.
+static GC_CALLBACKS: pyo3::sync::PyOnceLock<(Py<pyo3::types::PyList>, Py<PyAny>)> =
+    pyo3::sync::PyOnceLock::new();
+
+/// Make sure [`unwind_queued`] is in `gc.callbacks` (at its end when added).
+fn register_unwinding(py: Python<'_>) -> PyResult<()> {
+    let Some((list, cb)) = GC_CALLBACKS.get(py) else {
+        return Ok(());
+    };
+    let list = list.bind(py);
+    if !list.contains(cb)? {
+        list.append(cb)?;
+    }
+    Ok(())
+}
+
+/// Take [`unwind_queued`] out of `gc.callbacks` when nothing waits any more and it is the last
+/// entry (removing an earlier one while the collector walks the list would skip a callback).
+fn unregister_unwinding(py: Python<'_>) -> PyResult<()> {
+    let Some((list, cb)) = GC_CALLBACKS.get(py) else {
+        return Ok(());
+    };
+    let list = list.bind(py);
+    let Some(end) = list.len().checked_sub(1) else {
+        return Ok(());
+    };
+    if UNWIND_PENDING.load(Ordering::Relaxed) == 0 && list.get_item(end)?.is(cb) {
+        list.del_item(end)?;
+    }
+    Ok(())
+}
+
 /// A continulet the collector found to be garbage: if the context it stores was shown to the
 /// collector (its frames' references visited by `__traverse__`: a suspended Python-body
 /// context of this thread that no layer above owns), keep it (and so its whole cycle) alive
@@ -859,27 +907,33 @@ fn unwind_garbage(c: &Bound<'_, Continulet>) {
     });
     if shown {
         UNWIND_QUEUE.with(|q| q.borrow_mut().push(c.clone().unbind()));
+        UNWIND_PENDING.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = register_unwinding(c.py()) {
+            e.write_unraisable(c.py(), Some(c.as_any()));
+        }
     }
 }
 
-/// `gc.callbacks` entry: at the end of a collection, unwind the garbage continulets it found
-/// ([`unwind_garbage`]).
+/// `gc.callbacks` entry: at the end of a collection (or the start of the next one, for a
+/// continulet queued outside a collection), unwind the garbage continulets of this thread
+/// that wait ([`unwind_garbage`]).  No list of the collector exists at either point.
 #[pyfunction]
-fn unwind_queued(py: Python<'_>, phase: &str, _info: &Bound<'_, PyAny>) {
-    if phase != "stop" {
-        return;
-    }
+fn unwind_queued(py: Python<'_>, _phase: &str, _info: &Bound<'_, PyAny>) {
     loop {
         let queued = UNWIND_QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut()));
         if queued.is_empty() {
-            return;
+            break;
         }
         for c in queued {
+            UNWIND_PENDING.fetch_sub(1, Ordering::Relaxed);
             let c = c.into_bound(py);
             if let Err(e) = unwind_now(&c) {
                 e.write_unraisable(py, Some(c.as_any()));
             }
         }
+    }
+    if let Err(e) = unregister_unwinding(py) {
+        e.write_unraisable(py, None);
     }
 }
 
@@ -905,7 +959,7 @@ fn unwind_now(c: &Bound<'_, Continulet>) -> PyResult<()> {
     let exit = Payload::Exc(Box::new(pyo3::exceptions::PyGeneratorExit::new_err(())));
     let result = {
         let _unwinding = UnwindingGuard::enter();
-        switch_and_deliver(&plan, exit, std::ptr::null())
+        switch_and_deliver(&plan, exit)
     };
     if c.get().status() == ST_PENDING {
         // Not switched into (no memory): keep it, and all it holds, alive for good.
@@ -1046,9 +1100,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
     m.add_function(wrap_pyfunction!(owned_by_layer, m)?)?;
     let unwind = wrap_pyfunction!(unwind_queued, m)?;
-    py.import("gc")?
+    let callbacks = py
+        .import("gc")?
         .getattr("callbacks")?
-        .call_method1("append", (&unwind,))?;
+        .cast_into::<pyo3::types::PyList>()?;
+    let _ = GC_CALLBACKS.set(py, (callbacks.unbind(), unwind.clone().into_any().unbind()));
     m.add("_unwind_queued", unwind)?;
     scheduler::register(m)?;
     greenlet::register(m)?;

@@ -157,12 +157,13 @@ pub(crate) fn visit_refs<E>(
         for i in 0..3 {
             visit_slot(start_held.add(i), f)?;
         }
-        visit_held(&s.hint, f)?;
+        let hint = o.hint.get();
+        visit_held(&hint, f)?;
         visit_frames(
             s.exposed.top,
             s.chunk,
             s.top,
-            &s.hint,
+            &hint,
             &|callee| !links.iter().any(|&(fr, _, _)| fr == callee),
             f,
         )

@@ -39,6 +39,8 @@ pub(crate) struct OwnedCtx {
     unwindable: Cell<bool>,
     /// What the start frame's caller holds while the body runs (`call_start`, R3).
     start_held: Cell<[*mut ffi::PyObject; 3]>,
+    /// What the switch that last suspended it told (R2, R3; valid while suspended).
+    hint: Cell<Hint>,
 }
 
 /// Resources of a context: shared with its continulet so that `_get_frame()` can find them.
@@ -98,6 +100,7 @@ pub(crate) fn park_and_restore(s: PyState) {
 }
 
 /// `resumed()` then `take_parked()`, with one thread-local lookup.
+#[inline]
 pub(crate) fn resumed_take_parked() -> PyState {
     TLS.with(|t| {
         resumed_in(t);
@@ -120,8 +123,6 @@ pub(crate) struct PyState {
     top: *mut u8,
     limit: *mut u8,
     owned: Option<Owned>,
-    /// What the switch that suspended it told (R2, R3).
-    hint: Hint,
 }
 
 /// Capture the running context's state (before it is suspended).
@@ -146,8 +147,10 @@ fn save_in(t: &PerThread, ts: *mut u8) -> PyState {
             ptr::null_mut(),
         );
         let owned = t.current_owned.borrow_mut().take();
+        let hint = t.hint.replace(Hint::NONE);
         if let Some(o) = &owned {
             o.suspended_top.set(current_frame);
+            o.hint.set(hint);
         }
         PyState {
             cframe,
@@ -166,7 +169,6 @@ fn save_in(t: &PerThread, ts: *mut u8) -> PyState {
             top: *at::<*mut u8>(ts, off::TS_DATASTACK_TOP),
             limit: *at::<*mut u8>(ts, off::TS_DATASTACK_LIMIT),
             owned,
-            hint: t.hint.replace(Hint::NONE),
         }
     }
 }
@@ -269,6 +271,7 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
             owner: Cell::new(owner_obj),
             unwindable: Cell::new(unwindable),
             start_held: Cell::new([ptr::null_mut(); 3]),
+            hint: Cell::new(Hint::NONE),
         });
         let weak = Rc::downgrade(&owned);
         TLS.with(|t| *t.current_owned.borrow_mut() = Some(owned));
@@ -453,12 +456,13 @@ pub(crate) fn visit_refs<E>(
         for i in 0..3 {
             visit_slot(start_held.add(i), f)?;
         }
-        visit_held(&s.hint, f)?;
+        let hint = o.hint.get();
+        visit_held(&hint, f)?;
         visit_frames(
             s.current_frame,
             s.chunk,
             s.top,
-            &s.hint,
+            &hint,
             &|callee| !*at::<bool>(callee, off::IFRAME_IS_ENTRY),
             f,
         )

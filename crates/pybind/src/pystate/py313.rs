@@ -66,6 +66,8 @@ pub(crate) struct OwnedCtx {
     unwindable: Cell<bool>,
     /// What the start frame's caller holds while the body runs (`call_start`, R3).
     start_held: Cell<[*mut ffi::PyObject; 3]>,
+    /// What the switch that last suspended it told (R2, R3; valid while suspended).
+    hint: Cell<Hint>,
 }
 
 /// Resources of a context: shared with its continulet so that `_get_frame()` can find them.
@@ -98,8 +100,6 @@ pub(crate) struct PyState {
     top: *mut u8,
     limit: *mut u8,
     owned: Option<Owned>,
-    /// What the switch that suspended it told (R2, R3).
-    hint: Hint,
 }
 
 /// `_PyFrame_IsIncomplete` (3.13 tests for entry frames on the C stack first, as we do).
@@ -149,8 +149,10 @@ pub(crate) fn save() -> PyState {
             ptr::null_mut(),
         );
         let owned = CURRENT_OWNED.with(|c| c.borrow_mut().take());
+        let hint = chain::take_hint();
         if let Some(o) = &owned {
             o.suspended_top.set(exposed.top);
+            o.hint.set(hint);
         }
         PyState {
             current_frame,
@@ -171,7 +173,6 @@ pub(crate) fn save() -> PyState {
             top: *at::<*mut u8>(ts, off::TS_DATASTACK_TOP),
             limit: *at::<*mut u8>(ts, off::TS_DATASTACK_LIMIT),
             owned,
-            hint: chain::take_hint(),
         }
     }
 }
@@ -266,6 +267,7 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
             owner: Cell::new(owner_obj),
             unwindable: Cell::new(unwindable),
             start_held: Cell::new([ptr::null_mut(); 3]),
+            hint: Cell::new(Hint::NONE),
         });
         let weak = Rc::downgrade(&owned);
         CURRENT_OWNED.with(|c| *c.borrow_mut() = Some(owned));
