@@ -427,11 +427,22 @@ impl Continulet {
         to: Option<&Bound<'_, PyAny>>,
         end: pystate::fastcall::ArgsEnd,
     ) -> PyResult<Py<PyAny>> {
-        match Self::check_switch(slf, to)? {
-            Some(plan) if end.is_null() => switch_and_deliver(&plan, payload),
-            Some(plan) => switch_and_deliver_called(&plan, payload, end),
-            None => deliver(payload),
+        let Some(plan) = Self::check_switch(slf, to)? else {
+            return deliver(payload);
+        };
+        if end.is_null() {
+            return switch_and_deliver(&plan, payload);
         }
+        // The plan's two references stay on this stack while it is suspended: the collector
+        // is told, with where the arguments end (pystate `refs`, R2-R3).
+        pystate::hint_switch(pystate::Hint::new(
+            end,
+            plan.origin.0.as_ptr(),
+            plan.destination.0.as_ptr(),
+        ));
+        let result = switch_and_deliver(&plan, payload);
+        pystate::clear_hint();
+        result
     }
 
     /// The checks of PyPy's `switch`: `Ok(None)` for the no-op cases, else who switches where.
@@ -526,24 +537,6 @@ fn switch_and_deliver(plan: &SwitchPlan, payload: Payload) -> PyResult<Py<PyAny>
         Ok(p) => deliver(p),
         Err((e, _)) => Err(switch_error(e)),
     }
-}
-
-/// [`switch_and_deliver`] for a switch called from Python with its arguments ending at `end`
-/// (see [`Continulet::do_switch_called`]): the plan's two references stay on this stack while
-/// it is suspended, which the collector is told too (pystate `refs`, R3).
-fn switch_and_deliver_called(
-    plan: &SwitchPlan,
-    payload: Payload,
-    end: pystate::fastcall::ArgsEnd,
-) -> PyResult<Py<PyAny>> {
-    pystate::hint_switch(pystate::Hint::new(
-        end,
-        plan.origin.0.as_ptr(),
-        plan.destination.0.as_ptr(),
-    ));
-    let result = switch_and_deliver(plan, payload);
-    pystate::clear_hint();
-    result
 }
 
 #[cold]

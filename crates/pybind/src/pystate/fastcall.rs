@@ -49,57 +49,64 @@ unsafe fn name_is(name: *mut ffi::PyObject, s: &std::ffi::CStr) -> bool {
     unsafe { ffi::PyUnicode_CompareWithASCIIString(name, s.as_ptr()) == 0 }
 }
 
-/// Match the call and run a body.
+/// The arguments of a call in the common shapes — `(value=None, to=None)` positionally or
+/// by keyword — or None for any other shape.
 ///
 /// # Safety
 /// A1.
-unsafe fn dispatch(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
+unsafe fn match_common(
     args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
+    npos: usize,
     kwnames: *mut ffi::PyObject,
-) -> PyResult<Py<PyAny>> {
-    let (fast, slow) = *BODIES.get().expect("bodies installed with the method");
+    nkw: usize,
+) -> Option<[*mut ffi::PyObject; 2]> {
+    if npos > 2 {
+        return None;
+    }
+    let mut slots = [std::ptr::null_mut(); 2];
     // SAFETY: A1 - every pointer read is part of the call's borrowed argument vector.
     unsafe {
-        let slf = Borrowed::from_ptr(py, slf);
-        let npos = usize::try_from(nargs).unwrap_or(0);
-        let nkw = if kwnames.is_null() {
-            0
-        } else {
-            usize::try_from(ffi::PyTuple_GET_SIZE(kwnames)).unwrap_or(0)
-        };
-        let end = args.add(npos + nkw);
-        let arg = |i: usize| Borrowed::from_ptr(py, *args.add(i));
-        let mut slots: [Option<Borrowed<'_, '_, PyAny>>; 2] = [None, None];
-        let mut matched = npos <= 2;
         for (i, slot) in slots.iter_mut().enumerate().take(npos) {
-            *slot = Some(arg(i));
+            *slot = *args.add(i);
         }
         for k in 0..nkw {
-            if !matched {
-                break;
-            }
             let name = ffi::PyTuple_GET_ITEM(kwnames, k as ffi::Py_ssize_t);
             let i = if name_is(name, c"value") {
                 0
             } else if name_is(name, c"to") {
                 1
             } else {
-                matched = false;
-                break;
+                return None;
             };
-            if slots[i].is_some() {
-                matched = false;
-            } else {
-                slots[i] = Some(arg(npos + k));
+            if !slots[i].is_null() {
+                return None;
             }
+            slots[i] = *args.add(npos + k);
         }
-        if matched {
-            let [value, to] = slots;
-            return fast(&slf, value.as_deref(), to.as_deref(), end);
-        }
+    }
+    Some(slots)
+}
+
+/// Any other call shape: the positional arguments as a tuple and the keywords as a dict, for
+/// the body that words argument errors as PyPy does.  Out of line: its temporaries stay out
+/// of the frames suspended during a common switch.
+///
+/// # Safety
+/// A1.
+#[cold]
+#[inline(never)]
+unsafe fn dispatch_slow(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    npos: usize,
+    kwnames: *mut ffi::PyObject,
+    nkw: usize,
+) -> PyResult<Py<PyAny>> {
+    let (_, slow) = *BODIES.get().expect("bodies installed with the method");
+    // SAFETY: A1.
+    unsafe {
+        let arg = |i: usize| Borrowed::from_ptr(py, *args.add(i));
         let positional = PyTuple::new(py, (0..npos).map(&arg))?;
         let kwargs = if nkw == 0 {
             None
@@ -111,7 +118,46 @@ unsafe fn dispatch(
             }
             Some(d)
         };
-        slow(&slf, &positional, kwargs.as_ref(), end)
+        slow(
+            &Borrowed::from_ptr(py, slf),
+            &positional,
+            kwargs.as_ref(),
+            args.add(npos + nkw),
+        )
+    }
+}
+
+/// Match the call and run a body.
+///
+/// # Safety
+/// A1.
+unsafe fn dispatch(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Py<PyAny>> {
+    // SAFETY: A1 - every pointer read is part of the call's borrowed argument vector.
+    unsafe {
+        let npos = usize::try_from(nargs).unwrap_or(0);
+        let nkw = if kwnames.is_null() {
+            0
+        } else {
+            usize::try_from(ffi::PyTuple_GET_SIZE(kwnames)).unwrap_or(0)
+        };
+        let Some([value, to]) = match_common(args, npos, kwnames, nkw) else {
+            return dispatch_slow(py, slf, args, npos, kwnames, nkw);
+        };
+        let (fast, _) = *BODIES.get().expect("bodies installed with the method");
+        let opt = |p: *mut ffi::PyObject| (!p.is_null()).then(|| Borrowed::from_ptr(py, p));
+        let (value, to) = (opt(value), opt(to));
+        fast(
+            &Borrowed::from_ptr(py, slf),
+            value.as_deref(),
+            to.as_deref(),
+            args.add(npos + nkw),
+        )
     }
 }
 
