@@ -11,6 +11,8 @@ difference to PyPy).  CPython 3.10 keeps it (a documented leak).
 """
 
 import gc
+import os
+import subprocess
 import sys
 
 from conftest import differs, only_on
@@ -296,3 +298,18 @@ def test_garbage_continulet_suspended_under_a_c_call_is_freed():
     del c
     collect()
     assert alive(Payload) == 0
+
+
+STRESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crash", "gc_every_allocation.py")
+
+
+@only_on("cpython", reason="CPython's collector thresholds; PyPy's collector is another one")
+def test_collections_at_every_allocation_among_garbage_continulets_never_crash():
+    # Garbage continulets of every shape (fresh, suspended in nested calls, permuted, `to=`
+    # cycles, genlets, finally blocks that try to switch) in four threads, with a collection
+    # at every allocation (so inside switches, starts and unwinding): a clean exit.
+    p = subprocess.run([sys.executable, "-X", "dev", STRESS, "1", "60", "15"], env=dict(
+        os.environ, PYTHONMALLOC="debug"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        universal_newlines=True, timeout=600)
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout.startswith("ok ")
