@@ -313,3 +313,15 @@ def test_collections_at_every_allocation_among_garbage_continulets_never_crash()
         universal_newlines=True, timeout=600)
     assert (p.returncode, p.stderr) == (0, "")
     assert p.stdout.startswith("ok ")
+
+
+@only_on("cpython", reason="reference counting: PyPy frees at a collection")
+def test_arguments_of_a_finished_body_are_released_at_once():
+    # The body's callable and arguments are dropped in the finishing context, inside a raw
+    # `switch` call: released at once, not deferred to pyo3's pool of pending decrefs.
+    Payload = payload_class()
+    c = continulet(lambda c, payload: "done", Payload())
+    assert alive(Payload) == 1
+    assert c.switch() == "done"
+    assert alive(Payload) == 0
+    gc.collect()

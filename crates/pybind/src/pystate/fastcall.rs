@@ -3,15 +3,16 @@
 //! pyo3 parses fast-call arguments itself and does not say where they lie.  The collector
 //! needs that: called by a CALL instruction, a method's argument vector is the top of the
 //! calling frame's value stack, so its end tells how deep that (suspended) frame's stack is
-//! (`refs`, R2).  [`install_switch`] puts a method descriptor of [`trampoline`] in the class
+//! (`refs`, R2).  [`install_switch`] puts a method descriptor of [`switch_method`] (under pyo3's trampoline) in the class
 //! as `switch`; it matches `switch(value=None, to=None)` itself in the common shapes and hands
 //! everything else, as a tuple and a dict, to a body that words argument errors as PyPy does.
 //!
 //! # Invariants
 //!
-//! * **A1** The trampoline runs as CPython calls a method: GIL held, `slf` an instance of the
+//! * **A1** The method runs as CPython calls a method: GIL held, `slf` an instance of the
 //!   class (the method descriptor checked it), `args[..nargs + len(kwnames)]` borrowed for the
-//!   duration of the call.  A Rust panic never unwinds into CPython.
+//!   duration of the call.  pyo3's trampoline wraps it, so a Rust panic never unwinds into
+//!   CPython.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -161,28 +162,21 @@ unsafe fn dispatch(
     }
 }
 
-unsafe extern "C" fn trampoline(
+/// The method's body under pyo3's own trampoline (`impl_::trampoline`, as pyo3's generated
+/// methods use: it marks the thread attached for pyo3 — so a `Py` dropped inside is released
+/// at once, not deferred to pyo3's pool — and turns a panic into a Python exception).
+///
+/// # Safety
+/// A1.
+unsafe fn switch_method(
+    py: Python<'_>,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    let py = super::attached(); // A1: GIL held
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: A1 - CPython calls us as a method.
-        unsafe { dispatch(py, slf, args, nargs, kwnames) }
-    }));
-    match outcome {
-        Ok(Ok(v)) => v.into_ptr(),
-        Ok(Err(e)) => {
-            e.restore(py);
-            std::ptr::null_mut()
-        }
-        Err(_) => {
-            pyo3::exceptions::PyRuntimeError::new_err("panic in continulet.switch").restore(py);
-            std::ptr::null_mut()
-        }
-    }
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: A1 - CPython calls us as a method.
+    unsafe { dispatch(py, slf, args, nargs, kwnames) }.map(Py::into_ptr)
 }
 
 /// Make `switch` of `ty` the raw method running `fast` / `slow` (once per process).
@@ -195,7 +189,10 @@ pub(crate) fn install_switch(
     let def = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: c"switch".as_ptr(),
         ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFastWithKeywords: trampoline,
+            PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
+                fastcall_cfunction_with_keywords,
+                switch_method
+            ),
         },
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         ml_doc: std::ptr::null::<c_char>(),
