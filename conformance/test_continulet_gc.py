@@ -52,6 +52,21 @@ def collect():
         gc.collect()
 
 
+def drop_suspended_and_collect(body):
+    """Suspend a continulet running ``body``, drop it, collect; the unraisable reports."""
+    reports = []
+    old = sys.unraisablehook
+    sys.unraisablehook = reports.append
+    try:
+        c = C(body)
+        c.switch()
+        del c
+        collect()
+    finally:
+        sys.unraisablehook = old
+    return reports
+
+
 @differs("cpython-3.10", reason=GAP_310)
 def test_garbage_suspended_continulet_is_freed():
     def body(c, payload):
@@ -222,30 +237,20 @@ def test_finally_of_a_garbage_continulet_cannot_switch():
 @only_on("cpython", reason=CPYTHON_UNWINDS)
 @differs("cpython-3.10", reason=GAP_310)
 def test_an_error_in_the_finally_of_a_garbage_continulet_is_unraisable():
-    reports = []
-
     def body(c):
         try:
             c.switch()
         finally:
             raise KeyError("from finally")
 
-    old = sys.unraisablehook
-    sys.unraisablehook = lambda u: reports.append((u.exc_type, str(u.exc_value)))
-    try:
-        c = C(body)
-        c.switch()
-        del c
-        collect()
-    finally:
-        sys.unraisablehook = old
-    assert reports == [(KeyError, "'from finally'")]
+    reports = drop_suspended_and_collect(body)
+    assert [(r.exc_type, str(r.exc_value)) for r in reports] == [(KeyError, "'from finally'")]
 
 
 @only_on("cpython", reason=CPYTHON_UNWINDS)
 @differs("cpython-3.10", reason=GAP_310)
 def test_a_garbage_continulet_may_catch_generator_exit_and_return():
-    reports, log = [], []
+    log = []
 
     def body(c):
         try:
@@ -254,15 +259,7 @@ def test_a_garbage_continulet_may_catch_generator_exit_and_return():
             log.append("caught")
             return "done"
 
-    old = sys.unraisablehook
-    sys.unraisablehook = lambda u: reports.append(u.exc_type)
-    try:
-        c = C(body)
-        c.switch()
-        del c
-        collect()
-    finally:
-        sys.unraisablehook = old
+    reports = drop_suspended_and_collect(body)
     assert (log, reports) == (["caught"], [])
 
 

@@ -3,7 +3,7 @@
 //! frames of 3.12+ live on the C stack, so a suspended context's chain is rewired past them
 //! (invariant P5) and put back when it resumes.  `is_incomplete` is the version file's own.
 
-use super::super::refs::{visit_frames, visit_held, visit_slot};
+use super::super::refs::{visit_frames, visit_stack_held};
 use super::super::{at, offsets as off, Hint};
 use super::{frame_object_of, is_incomplete, OwnedRef, PyState, CURRENT_OWNED};
 use pyo3::ffi;
@@ -152,13 +152,8 @@ pub(crate) fn visit_refs<E>(
     // heap frames only).  A frame whose link was rewired was entered from C: the frame below
     // it is in a C call, so its `stacktop` is not trusted (R2).
     unsafe {
-        visit_slot(o.owner.as_ptr(), f)?;
-        let start_held = o.start_held.as_ptr().cast::<*mut ffi::PyObject>();
-        for i in 0..3 {
-            visit_slot(start_held.add(i), f)?;
-        }
         let hint = o.hint.get();
-        visit_held(&hint, f)?;
+        visit_stack_held(&o.owner, &o.start_held, &hint, f)?;
         visit_frames(
             s.exposed.top,
             s.chunk,

@@ -4,7 +4,7 @@
 //! so a suspended context's frames are readable in place.
 
 use super::offsets as off;
-use super::refs::{visit_frames, visit_held, visit_slot};
+use super::refs::{visit_frames, visit_stack_held};
 use super::Hint;
 use super::{at, free_chunks, tstate};
 use pyo3::ffi;
@@ -451,13 +451,8 @@ pub(crate) fn visit_refs<E>(
     // SAFETY: R3 - the owner is alive while its context exists; the frames are those of a
     // suspended 3.11 context (all on the heap), `is_entry` a plain field of each of them.
     unsafe {
-        visit_slot(o.owner.as_ptr(), f)?;
-        let start_held = o.start_held.as_ptr().cast::<*mut ffi::PyObject>();
-        for i in 0..3 {
-            visit_slot(start_held.add(i), f)?;
-        }
         let hint = o.hint.get();
-        visit_held(&hint, f)?;
+        visit_stack_held(&o.owner, &o.start_held, &hint, f)?;
         visit_frames(
             s.current_frame,
             s.chunk,

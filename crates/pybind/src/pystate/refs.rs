@@ -27,6 +27,7 @@ use super::{at, offsets as off, Hint};
 use pyo3::ffi;
 use pyo3::Py;
 use pyo3::PyAny;
+use std::cell::Cell;
 use std::os::raw::c_int;
 use std::ptr;
 
@@ -44,7 +45,7 @@ unsafe fn as_py<'a>(slot: *const *mut ffi::PyObject) -> &'a Py<PyAny> {
 ///
 /// # Safety
 /// As [`as_py`], except that `slot` may hold null.
-pub(super) unsafe fn visit_slot<E>(
+unsafe fn visit_slot<E>(
     slot: *const *mut ffi::PyObject,
     f: &mut dyn FnMut(&Py<PyAny>) -> Result<(), E>,
 ) -> Result<(), E> {
@@ -158,14 +159,25 @@ pub(super) unsafe fn visit_frames<E>(
     Ok(())
 }
 
-/// Visit the owned references the switch plan of a suspended context holds (R3).
-pub(super) fn visit_held<E>(
+/// Visit the owned references the C stack of a suspended context holds (R3): the continulet
+/// whose body it runs (`owner`), what the start frame's caller holds (`start_held`), and the
+/// two references of the switch plan it waits in (`hint`).
+pub(super) fn visit_stack_held<E>(
+    owner: &Cell<*mut ffi::PyObject>,
+    start_held: &Cell<[*mut ffi::PyObject; 3]>,
     hint: &Hint,
     f: &mut dyn FnMut(&Py<PyAny>) -> Result<(), E>,
 ) -> Result<(), E> {
-    for p in &hint.held {
-        // SAFETY: R3 - the plan's references live as long as the suspended context.
-        unsafe { visit_slot(p, f)? };
+    // SAFETY: R3 - these references live as long as the suspended context.
+    unsafe {
+        visit_slot(owner.as_ptr(), f)?;
+        let start_held = start_held.as_ptr().cast::<*mut ffi::PyObject>();
+        for i in 0..3 {
+            visit_slot(start_held.add(i), f)?;
+        }
+        for p in &hint.held {
+            visit_slot(p, f)?;
+        }
     }
     Ok(())
 }
