@@ -837,7 +837,18 @@ impl pystate::finalize::Finalize for GarbageUnwinder {
 thread_local! {
     /// Garbage continulets this thread's collector handed to [`GarbageUnwinder`], waiting for
     /// the end of the collection ([`unwind_queued`]).
-    static UNWIND_QUEUE: RefCell<Vec<Py<Continulet>>> = const { RefCell::new(Vec::new()) };
+    static UNWIND_QUEUE: UnwindQueue = const { UnwindQueue(RefCell::new(Vec::new())) };
+}
+
+/// A thread's [`UNWIND_QUEUE`]: what it still holds when its thread exits (no collection of
+/// that thread ran since) no longer counts as waiting.
+struct UnwindQueue(RefCell<Vec<Py<Continulet>>>);
+
+impl Drop for UnwindQueue {
+    fn drop(&mut self) {
+        let left = self.0.get_mut().len();
+        UNWIND_PENDING.fetch_sub(u32::try_from(left).unwrap_or(u32::MAX), Ordering::Relaxed);
+    }
 }
 
 /// Continulets in the [`UNWIND_QUEUE`]s of all threads.
@@ -899,7 +910,7 @@ fn unwind_garbage(c: &Bound<'_, Continulet>) {
             .with_frame(|f| f.is_some_and(|f| pystate::unwindable(f.state())))
     });
     if shown {
-        UNWIND_QUEUE.with(|q| q.borrow_mut().push(c.clone().unbind()));
+        UNWIND_QUEUE.with(|q| q.0.borrow_mut().push(c.clone().unbind()));
         UNWIND_PENDING.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = register_unwinding(c.py()) {
             e.write_unraisable(c.py(), Some(c.as_any()));
@@ -913,7 +924,7 @@ fn unwind_garbage(c: &Bound<'_, Continulet>) {
 #[pyfunction]
 fn unwind_queued(py: Python<'_>, _phase: &str, _info: &Bound<'_, PyAny>) {
     loop {
-        let queued = UNWIND_QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut()));
+        let queued = UNWIND_QUEUE.with(|q| std::mem::take(&mut *q.0.borrow_mut()));
         if queued.is_empty() {
             break;
         }
