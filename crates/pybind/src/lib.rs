@@ -20,6 +20,11 @@
 //! * **B2** No switch happens while a Rust borrow or pyo3 guard of the switching frame must
 //!   be released in LIFO order by another context (rule 10 of the style guide): the switch
 //!   is called with only owned values and `Bound` references kept alive by Python objects.
+//! * **B3** A garbage continulet (one whose stored context the collector was shown, pystate
+//!   `refs`) is unwound only from `gc.callbacks`, at the start or end of a collection —
+//!   never inside its finalizer, while the collector's lists live in C frames on the stack —
+//!   and while it unwinds no switch or permute of its thread succeeds (the chain of finishing
+//!   bodies must end back in the callback).
 
 #![deny(unsafe_code)]
 
