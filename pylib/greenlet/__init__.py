@@ -273,10 +273,12 @@ def _deliver(target, args, kwargs, exc):
 
 
 def _begin(g, ts, run, args, kwargs, exc):
-    c = _continulet(_bootstrap, [g, run, args or (), kwargs or {}, exc])
-    _owned_by_layer(c)  # a garbage greenlet is killed by __del__ with GreenletExit
-    g._greenlet__c = c
+    g._greenlet__c = c = _continulet(_bootstrap, [g, run, args or (), kwargs or {}, exc])
     g._greenlet__ts = g._greenlet__home = ts
+    # After the greenlet is consistent (an asynchronous exception may land at this call on
+    # PyPy, where it is a Python no-op): a garbage greenlet is killed by __del__ with
+    # GreenletExit, never unwound by CPython's collector.
+    _owned_by_layer(c)
 
 
 def _bootstrap(c, box):
