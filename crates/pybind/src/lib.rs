@@ -173,7 +173,7 @@ impl Host for Bind {
             && matches!(*me.call.lock().unwrap(), Some(Call::Python(..)))
             && pystate::finalize::is_finalizer::<GarbageUnwinder>(&obj.0.get_type());
         let own = pystate::enter_new(obj.0.as_ptr(), unwindable);
-        if let Some(core) = obj.0.get().core.get().and_then(ThreadBound::get) {
+        if let Some(core) = me.thread_core() {
             *core.own_ctx.borrow_mut() = own;
         }
     }

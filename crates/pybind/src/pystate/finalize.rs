@@ -55,8 +55,6 @@ pub(crate) fn set_finalizer<F: Finalize>(ty: &Bound<'_, PyType>) {
     // lookups made before the change (GIL held, so no instance is being finalized meanwhile).
     unsafe {
         (*tp).tp_finalize = Some(trampoline::<F>);
-        // Subclasses inherit `tp_finalize` only from a base with this flag (pyo3 omits it).
-        (*tp).tp_flags |= ffi::Py_TPFLAGS_HAVE_FINALIZE;
         ffi::PyType_Modified(tp);
     }
 }
