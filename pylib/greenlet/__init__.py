@@ -102,7 +102,7 @@ if _NATIVE is not None:
         __slots__ = ()  # the fields are the native base's (same names)
 
     _GreenletBase = _NATIVE._GreenletBase
-    _GREENLET_SLOTS = ("_greenlet__run",)
+    _GREENLET_SLOTS = ()
     _new_object = _GreenletBase.__new__
 else:
 

@@ -30,6 +30,11 @@
 //!   greenlets), which would find them borrowed.  Old values are taken out, the guard ends,
 //!   then they are dropped: in the fast path, and in every attribute setter
 //!   (`fields::set_field`, invariant F1).
+//! * **G5** `THREAD_STATE` caches this OS thread's `greenlet._tls.ts` (a `threading.local`
+//!   read costs ~500 instructions) and is used only while that state passes G3's test: made
+//!   for the current `PyThreadState` and not `exited`.  A thread state deleted and made anew
+//!   on the same OS thread (`PyGILState_Ensure` from a foreign thread) gets a fresh `ts` from
+//!   greenlet.py, and the stale cached one has `exited` set by then.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -60,6 +65,9 @@ pub(crate) struct GreenletBase {
     context: Option<Obj>,
     #[pyo3(get, set, name = "_greenlet__main")]
     main: bool,
+    /// `_greenlet__run`: its `run` until it starts (`None`: not set — an `AttributeError` to
+    /// Python, as an empty slot).
+    run: Option<Obj>,
 }
 
 /// The per-thread state of greenlet (the base of `greenlet._ThreadState` on CPython).
@@ -103,9 +111,39 @@ struct Refs {
     /// greenlet.py's `greenlet.__del__`, run by the native finalizer when there is something
     /// to do.
     finalize_slow: Obj,
+    /// The `run` property of `greenlet.greenlet` (see [`run_of`]).
+    run_property: Obj,
 }
 
 static REFS: PyOnceLock<Refs> = PyOnceLock::new();
+
+thread_local! {
+    /// G5: this thread's `greenlet._tls.ts`, once looked up.
+    static THREAD_STATE: std::cell::RefCell<Option<Py<ThreadStateBase>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `greenlet._tls.ts`: this thread's state (an `AttributeError` before greenlet.py made it),
+/// from the cache when it is still valid (G5).
+fn thread_state<'py>(py: Python<'py>, refs: &Refs) -> PyResult<Bound<'py, PyAny>> {
+    let cached = THREAD_STATE.with(|c| c.borrow().as_ref().map(|t| t.clone_ref(py)));
+    if let Some(ts) = cached.map(|t| t.into_bound(py)) {
+        let valid = {
+            let b = ts.borrow();
+            b.tstate == pystate::thread_state_id() && !b.exited
+        };
+        if valid {
+            return Ok(ts.into_any());
+        }
+    }
+    let ts = refs.tls.bind(py).getattr(intern!(py, "ts"))?;
+    if let Ok(t) = ts.cast::<ThreadStateBase>() {
+        let new = Some(t.clone().unbind());
+        let old = THREAD_STATE.with(|c| std::mem::replace(&mut *c.borrow_mut(), new));
+        drop(old); // G4: no guard of ours is held
+    }
+    Ok(ts)
+}
 
 #[pymethods]
 impl GreenletBase {
@@ -145,7 +183,8 @@ impl GreenletBase {
             return Ok(());
         };
         if let Some(run) = run {
-            slf.as_any().setattr(intern!(py, "_greenlet__run"), run)?;
+            let old = slf.borrow_mut().run.replace(run.unbind());
+            drop(old); // G4
         }
         if let Some(parent) = parent.filter(|p| !p.is_none()) {
             refs.set_parent.call1(py, (slf, parent))?;
@@ -160,7 +199,33 @@ impl GreenletBase {
         if let Some(ts) = &self.ts {
             visit.call(ts)?;
         }
-        crate::fields::visit_all(&visit, &[&self.home, &self.parent, &self.context])
+        crate::fields::visit_all(
+            &visit,
+            &[&self.home, &self.parent, &self.context, &self.run],
+        )
+    }
+
+    #[getter(_greenlet__run)]
+    fn get_run(slf: &Bound<'_, Self>) -> PyResult<Obj> {
+        let run = slf.borrow().run.as_ref().map(|r| r.clone_ref(slf.py()));
+        run.ok_or_else(|| no_run_attribute(slf))
+    }
+
+    #[setter(_greenlet__run)]
+    fn set_run(slf: &Bound<'_, Self>, value: Obj) {
+        let old = slf.borrow_mut().run.replace(value);
+        drop(old); // G4
+    }
+
+    /// `del`: an `AttributeError` when not set, as for an empty slot.
+    #[deleter(_greenlet__run)]
+    fn delete_run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let old = slf.borrow_mut().run.take();
+        if old.is_none() {
+            return Err(no_run_attribute(slf));
+        }
+        drop(old); // G4
+        Ok(())
     }
 
     #[setter(_greenlet__c)]
@@ -198,6 +263,7 @@ impl GreenletBase {
         self.home = None;
         self.parent = None;
         self.context = None;
+        self.run = None;
     }
 
     /// switch(*args, **kwargs)
@@ -294,6 +360,17 @@ fn fast_path_state<'py>(
     Some((here(ts, target, false)?, tc))
 }
 
+/// The error of reading or deleting `_greenlet__run` when it is not set (an empty slot's).
+fn no_run_attribute(g: &Bound<'_, GreenletBase>) -> PyErr {
+    let name = g
+        .get_type()
+        .name()
+        .map_or_else(|_| "greenlet".to_owned(), |n| n.to_string());
+    pyo3::exceptions::PyAttributeError::new_err(format!(
+        "'{name}' object has no attribute '_greenlet__run'"
+    ))
+}
+
 /// A typed field's new value: None, or an instance of its class (a `TypeError` otherwise).
 fn typed<T: pyo3::PyClass>(value: &Bound<'_, PyAny>) -> PyResult<Option<Py<T>>> {
     if value.is_none() {
@@ -309,7 +386,7 @@ fn current_for_new(py: Python<'_>) -> PyResult<Option<Obj>> {
     let Some(refs) = REFS.get(py) else {
         return Ok(None);
     };
-    let ts = match refs.tls.bind(py).getattr(intern!(py, "ts")) {
+    let ts = match thread_state(py, refs) {
         Ok(ts) => ts,
         Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => return Ok(None),
         Err(e) => return Err(e),
@@ -364,7 +441,7 @@ fn start_state<'py>(refs: &Refs, target: &Bound<'py, GreenletBase>) -> Option<He
             return None;
         }
     }
-    let ts = refs.tls.bind(py).getattr(intern!(py, "ts")).ok()?;
+    let ts = thread_state(py, refs).ok()?;
     let ts = ts.cast_into::<ThreadStateBase>().ok()?;
     if !lineage_is(target, &ts) {
         return None;
@@ -403,6 +480,24 @@ fn lineage_is(g: &Bound<'_, GreenletBase>, ts: &Bound<'_, ThreadStateBase>) -> b
     }
 }
 
+/// `target.run` for an unstarted greenlet: its `_greenlet__run` field when the class's `run`
+/// is greenlet.py's property (which returns that field for an unstarted, non-main greenlet);
+/// else the attribute (a subclass's `run`: may run any code).
+fn run_of<'py>(refs: &Refs, target: &Bound<'py, GreenletBase>) -> PyResult<Bound<'py, PyAny>> {
+    let py = target.py();
+    let class_run = target.get_type().getattr(intern!(py, "run"));
+    if class_run.is_ok_and(|r| r.is(refs.run_property.bind(py))) {
+        let b = target.borrow();
+        if !b.main && b.c.is_none() {
+            return match b.run.as_ref() {
+                Some(run) => Ok(run.bind(py).clone()),
+                None => Err(pyo3::exceptions::PyAttributeError::new_err("run")),
+            };
+        }
+    }
+    target.getattr(intern!(py, "run"))
+}
+
 /// `_deliver` for an unstarted greenlet, natively: read `run` (a property, or a subclass's
 /// method: may run any code), `_begin` (a continulet whose native body is
 /// [`greenlet_bootstrap`]), then `_transfer` into it.
@@ -415,7 +510,7 @@ fn start_native(
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Obj> {
     let py = target.py();
-    let run = target.getattr(intern!(py, "run"))?;
+    let run = run_of(refs, target)?;
     if target.borrow().c.is_some() {
         // `run` started it (`_deliver` re-checks this too, and then takes it as started).
         return slow_switch(refs, target, args, kwargs);
@@ -488,18 +583,15 @@ fn prepare_run<'py>(
     let run = boxed.get_item(1)?;
     let args = boxed.get_item(2)?.cast_into::<PyTuple>()?;
     let kwargs = boxed.get_item(3)?.cast_into::<PyDict>()?;
-    boxed.del_slice(0, boxed.len())?; // `del box[:]`
-    let ts = refs.tls.bind(py).getattr(intern!(py, "ts"))?;
+    boxed.set_slice(0, boxed.len(), &PyTuple::empty(py))?; // `del box[:]`
+    let ts = thread_state(py, refs)?;
     let ts = ts.cast_into::<ThreadStateBase>()?;
     let steps = (|| {
         taken_over(refs, &ts, Ok(py.None()))?; // `_after(ts, "switch")`
                                                // The run attribute is released here, in the new greenlet, as the C greenlet's
                                                // inner_bootstrap does: its __del__ may switch.
-        if let Err(e) = g.as_any().delattr(intern!(py, "_greenlet__run")) {
-            if !e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) {
-                return Err(e);
-            }
-        }
+        let old = g.borrow_mut().run.take();
+        drop(old); // G4
         Ok(())
     })();
     drop(g); // I3
@@ -771,6 +863,7 @@ fn greenlet_init(module: &Bound<'_, PyModule>) -> PyResult<()> {
         set_parent: module.getattr("_set_parent")?.unbind(),
         init_slow: module.getattr("_init_slow")?.unbind(),
         finalize_slow: module.getattr("_finalize_slow")?.unbind(),
+        run_property: module.getattr("greenlet")?.getattr("run")?.unbind(),
     };
     let _ = REFS.set(py, refs);
     let greenlet = module

@@ -31,6 +31,9 @@
 //! * **P3** A context's data-stack chunks are freed exactly once: by `leave_finished` when it
 //!   finishes, or by dropping its `PyState` when it is destroyed while suspended.
 //! * **P4** All of this happens with the GIL held, on the thread the state belongs to.
+//! * **P6** (3.11+) A root data-stack chunk is in exactly one place: a context's chain, or
+//!   this thread's cache of free root chunks ([`alloc_root_chunk`], at most
+//!   [`ROOT_CHUNK_CACHE`] of them, freed with the thread).
 //! * **P5** (3.12+) A suspended context's interpreter-frame chain holds only heap frames:
 //!   `save()` rewires the links that go through C-stack entry frames (whose bytes tealet has
 //!   moved away) and `restore()` puts them back (`py312.rs`, `py313.rs`).
@@ -246,9 +249,57 @@ pub(crate) fn set_context(ctx: *mut ffi::PyObject) {
     }
 }
 
+/// Bytes of a started context's root data-stack chunk (CPython adds 16 KiB chunks if its frames
+/// need more).
+#[cfg(Py_3_11)]
+pub(super) const ROOT_CHUNK_BYTES: usize = 2048;
+
+/// How many free root chunks a thread keeps for its next new contexts (P6).
+#[cfg(Py_3_11)]
+const ROOT_CHUNK_CACHE: usize = 8;
+
+#[cfg(Py_3_11)]
+/// Free root chunks of this thread (P6): a new context takes one instead of a `malloc`.
+struct RootChunks(std::cell::RefCell<Vec<*mut u8>>);
+
+#[cfg(Py_3_11)]
+impl Drop for RootChunks {
+    fn drop(&mut self) {
+        for chunk in self.0.get_mut().drain(..) {
+            // SAFETY: P6: the chunk is only in this cache; the raw allocator needs no GIL.
+            unsafe { ffi::PyMem_RawFree(chunk.cast()) };
+        }
+    }
+}
+
+#[cfg(Py_3_11)]
+thread_local! {
+    static ROOT_CHUNKS: RootChunks = const { RootChunks(std::cell::RefCell::new(Vec::new())) };
+}
+
+#[cfg(Py_3_11)]
+/// A root data-stack chunk of [`ROOT_CHUNK_BYTES`] (header not set): from this thread's cache,
+/// else newly allocated.  Panics when out of memory.
+pub(super) fn alloc_root_chunk() -> *mut u8 {
+    let cached = ROOT_CHUNKS
+        .try_with(|c| c.0.borrow_mut().pop())
+        .ok()
+        .flatten();
+    if let Some(chunk) = cached {
+        return chunk;
+    }
+    // SAFETY: a plain allocation from the raw domain, freed by `free_chunks` or the cache.
+    let chunk = unsafe { ffi::PyMem_RawMalloc(ROOT_CHUNK_BYTES) }.cast::<u8>();
+    assert!(
+        !chunk.is_null(),
+        "out of memory for a continulet's data stack"
+    );
+    chunk
+}
+
 #[cfg(Py_3_11)]
 /// Free a chain of data-stack chunks: CPython's own ones with its arena allocator (as it
-/// allocated them), our root chunk with `PyMem_RawFree`.
+/// allocated them), our root chunk back to this thread's cache or with `PyMem_RawFree` (P6).
 ///
 /// # Safety
 /// `chunk` heads a chain that nothing uses any more.
@@ -259,7 +310,19 @@ pub(super) unsafe fn free_chunks(mut chunk: *mut u8) {
         while !chunk.is_null() {
             let prev = *at::<*mut u8>(chunk, off::CHUNK_PREVIOUS);
             if prev.is_null() {
-                ffi::PyMem_RawFree(chunk.cast());
+                let kept = ROOT_CHUNKS
+                    .try_with(|c| {
+                        let mut c = c.0.borrow_mut();
+                        let room = c.len() < ROOT_CHUNK_CACHE;
+                        if room {
+                            c.push(chunk);
+                        }
+                        room
+                    })
+                    .unwrap_or(false);
+                if !kept {
+                    ffi::PyMem_RawFree(chunk.cast());
+                }
             } else {
                 let mut alloc = std::mem::zeroed::<ffi::PyObjectArenaAllocator>();
                 ffi::PyObject_GetArenaAllocator(&raw mut alloc);

@@ -25,7 +25,7 @@ use super::offsets as off;
 #[path = "chain312.rs"]
 mod chain;
 use super::Hint;
-use super::{at, free_chunks, tstate};
+use super::{alloc_root_chunk, at, free_chunks, tstate, ROOT_CHUNK_BYTES};
 pub(crate) use chain::{
     clear_hint, hint_switch, hold_start_refs, keep_from_collector, top_frame, unwindable,
     visit_refs,
@@ -41,10 +41,6 @@ const _: () = assert!(
     off::PY_VERSION_HEX >> 16 == 0x030C,
     "py312.rs built against another CPython"
 );
-
-/// Bytes of the root data-stack chunk of a new context.  CPython's own chunks are 16 KiB; a
-/// continulet whose frames outgrow this gets further (16 KiB) chunks from CPython as usual.
-const ROOT_CHUNK_BYTES: usize = 2048;
 
 const CFRAME_WORDS: usize = off::SIZEOF_CFRAME.div_ceil(8);
 
@@ -247,11 +243,7 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
         let cf = cframe.as_mut_ptr().cast::<u8>();
         *at::<*mut u8>(cf, off::CFRAME_CURRENT_FRAME) = ptr::null_mut();
         *at::<*mut u8>(cf, off::CFRAME_PREVIOUS) = ts.add(off::TS_ROOT_CFRAME);
-        let chunk = ffi::PyMem_RawMalloc(ROOT_CHUNK_BYTES).cast::<u8>();
-        assert!(
-            !chunk.is_null(),
-            "out of memory for a continulet's data stack"
-        );
+        let chunk = alloc_root_chunk();
         *at::<*mut u8>(chunk, off::CHUNK_PREVIOUS) = ptr::null_mut();
         *at::<usize>(chunk, off::CHUNK_SIZE) = ROOT_CHUNK_BYTES;
         *at::<usize>(chunk, off::CHUNK_TOP) = 0;

@@ -28,7 +28,7 @@ use super::offsets as off;
 #[path = "chain312.rs"]
 mod chain;
 use super::Hint;
-use super::{at, free_chunks, tstate};
+use super::{alloc_root_chunk, at, free_chunks, tstate, ROOT_CHUNK_BYTES};
 pub(crate) use chain::{
     clear_hint, hint_switch, hold_start_refs, keep_from_collector, top_frame, unwindable,
     visit_refs,
@@ -44,10 +44,6 @@ const _: () = assert!(
     off::PY_VERSION_HEX >> 16 == 0x030D,
     "py313.rs built against another CPython"
 );
-
-/// Bytes of the root data-stack chunk of a new context.  CPython's own chunks are 16 KiB; a
-/// continulet whose frames outgrow this gets further (16 KiB) chunks from CPython as usual.
-const ROOT_CHUNK_BYTES: usize = 2048;
 
 /// `sizeof(_Py_CODEUNIT)`.
 const CODEUNIT_BYTES: usize = 2;
@@ -242,11 +238,7 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
     // SAFETY: live thread state; the new chunk is ours, laid out as the headers say; the
     // previous state was moved out by `save()` (P1).
     unsafe {
-        let chunk = ffi::PyMem_RawMalloc(ROOT_CHUNK_BYTES).cast::<u8>();
-        assert!(
-            !chunk.is_null(),
-            "out of memory for a continulet's data stack"
-        );
+        let chunk = alloc_root_chunk();
         *at::<*mut u8>(chunk, off::CHUNK_PREVIOUS) = ptr::null_mut();
         *at::<usize>(chunk, off::CHUNK_SIZE) = ROOT_CHUNK_BYTES;
         *at::<usize>(chunk, off::CHUNK_TOP) = 0;
