@@ -483,19 +483,23 @@ fn lineage_is(g: &Bound<'_, GreenletBase>, ts: &Bound<'_, ThreadStateBase>) -> b
 /// `target.run` for an unstarted greenlet: its `_greenlet__run` field when the class's `run`
 /// is greenlet.py's property (which returns that field for an unstarted, non-main greenlet);
 /// else the attribute (a subclass's `run`: may run any code).
-fn run_of<'py>(refs: &Refs, target: &Bound<'py, GreenletBase>) -> PyResult<Bound<'py, PyAny>> {
+/// The second value tells whether reading it may have run code.
+fn run_of<'py>(
+    refs: &Refs,
+    target: &Bound<'py, GreenletBase>,
+) -> PyResult<(Bound<'py, PyAny>, bool)> {
     let py = target.py();
     let class_run = target.get_type().getattr(intern!(py, "run"));
     if class_run.is_ok_and(|r| r.is(refs.run_property.bind(py))) {
         let b = target.borrow();
         if !b.main && b.c.is_none() {
             return match b.run.as_ref() {
-                Some(run) => Ok(run.bind(py).clone()),
+                Some(run) => Ok((run.bind(py).clone(), false)),
                 None => Err(pyo3::exceptions::PyAttributeError::new_err("run")),
             };
         }
     }
-    target.getattr(intern!(py, "run"))
+    Ok((target.getattr(intern!(py, "run"))?, true))
 }
 
 /// `_deliver` for an unstarted greenlet, natively: read `run` (a property, or a subclass's
@@ -510,22 +514,27 @@ fn start_native(
     kwargs: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Obj> {
     let py = target.py();
-    let run = run_of(refs, target)?;
-    if target.borrow().c.is_some() {
-        // `run` started it (`_deliver` re-checks this too, and then takes it as started).
-        return slow_switch(refs, target, args, kwargs);
-    }
-    if !lineage_is(target, &start.ts) {
-        // `run` changed the parent chain: `_check_switch` raises the error it warrants.
-        refs.check_switch.call1(py, (target, &start.ts))?;
-        return slow_switch(refs, target, args, kwargs);
+    let (run, ran_code) = run_of(refs, target)?;
+    if ran_code {
+        if target.borrow().c.is_some() {
+            // `run` started it (`_deliver` re-checks this too, and then takes it as started).
+            return slow_switch(refs, target, args, kwargs);
+        }
+        if !lineage_is(target, &start.ts) {
+            // `run` changed the parent chain: `_check_switch` raises the error it warrants.
+            refs.check_switch.call1(py, (target, &start.ts))?;
+            return slow_switch(refs, target, args, kwargs);
+        }
     }
     let kwargs: Bound<'_, PyAny> = match kwargs {
-        Some(k) => k.clone().into_any(),
-        None => PyDict::new(py).into_any(),
+        Some(k) if !k.is_empty() => k.clone().into_any(),
+        _ => py.None().into_bound(py),
     };
     let args = args.clone().into_any();
-    let boxed = PyList::new(py, [target.as_any(), &run, &args, &kwargs])?;
+    let boxed = PyList::new(
+        py,
+        [target.as_any(), &run, &args, &kwargs, start.ts.as_any()],
+    )?;
     let tc = crate::new_native_unstarted(boxed.as_any(), greenlet_bootstrap)?;
     {
         let ts = start.ts.clone().unbind();
@@ -569,7 +578,8 @@ type RunCall<'py> = (
     Option<Bound<'py, PyDict>>,
 );
 
-/// `_bootstrap`'s first steps: take the box apart (`del box[:]`), `_after(ts, "switch")`,
+/// `_bootstrap`'s first steps: take the box apart (`[greenlet, run, args, kwargs or None, ts]`,
+/// emptied as `del box[:]`), `_after(ts, "switch")`,
 /// release the `run` attribute, drop the greenlet (I3).  An error of these steps is what the
 /// greenlet ends with, as in `_bootstrap`'s `try`.
 #[inline(never)]
@@ -582,10 +592,12 @@ fn prepare_run<'py>(
     let g = boxed.get_item(0)?.cast_into::<GreenletBase>()?;
     let run = boxed.get_item(1)?;
     let args = boxed.get_item(2)?.cast_into::<PyTuple>()?;
-    let kwargs = boxed.get_item(3)?.cast_into::<PyDict>()?;
+    let kwargs = boxed.get_item(3)?;
+    let kwargs = (!kwargs.is_none())
+        .then(|| kwargs.cast_into::<PyDict>())
+        .transpose()?;
+    let ts = boxed.get_item(4)?.cast_into::<ThreadStateBase>()?;
     boxed.set_slice(0, boxed.len(), &PyTuple::empty(py))?; // `del box[:]`
-    let ts = thread_state(py, refs)?;
-    let ts = ts.cast_into::<ThreadStateBase>()?;
     let steps = (|| {
         taken_over(refs, &ts, Ok(py.None()))?; // `_after(ts, "switch")`
                                                // The run attribute is released here, in the new greenlet, as the C greenlet's
@@ -595,7 +607,6 @@ fn prepare_run<'py>(
         Ok(())
     })();
     drop(g); // I3
-    let kwargs = (!kwargs.is_empty()).then_some(kwargs);
     Ok((ts, steps.map(|()| (run, args, kwargs))))
 }
 

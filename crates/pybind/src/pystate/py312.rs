@@ -50,7 +50,8 @@ const CODEUNIT_BYTES: usize = 2;
 /// What a context started by a continulet owns (see the module docs of `pystate`).
 pub(crate) struct OwnedCtx {
     /// Owned storage the thread state's `cframe` points at while this context runs.
-    _cframe: Box<[u64; CFRAME_WORDS]>,
+    /// (Inline: the `Rc` never moves it, and one allocation less per context.)
+    cframe: std::cell::UnsafeCell<[u64; CFRAME_WORDS]>,
     root_chunk: *mut u8,
     /// Top complete interpreter frame when last suspended (null while running or before any
     /// frame); its chain is exposed (P5).
@@ -239,11 +240,19 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
     // SAFETY: live thread state; the new cframe and chunk are ours, laid out as the headers
     // say; the previous state was moved out by `save()` (P1).
     unsafe {
-        let mut cframe = Box::new([0u64; CFRAME_WORDS]);
-        let cf = cframe.as_mut_ptr().cast::<u8>();
+        let chunk = alloc_root_chunk();
+        let owned = Rc::new(OwnedCtx {
+            cframe: std::cell::UnsafeCell::new([0; CFRAME_WORDS]),
+            root_chunk: chunk,
+            suspended_top: Cell::new(ptr::null_mut()),
+            owner: Cell::new(owner_obj),
+            unwindable: Cell::new(unwindable),
+            start_held: Cell::new([ptr::null_mut(); 3]),
+            hint: Cell::new(Hint::NONE),
+        });
+        let cf = owned.cframe.get().cast::<u8>();
         *at::<*mut u8>(cf, off::CFRAME_CURRENT_FRAME) = ptr::null_mut();
         *at::<*mut u8>(cf, off::CFRAME_PREVIOUS) = ts.add(off::TS_ROOT_CFRAME);
-        let chunk = alloc_root_chunk();
         *at::<*mut u8>(chunk, off::CHUNK_PREVIOUS) = ptr::null_mut();
         *at::<usize>(chunk, off::CHUNK_SIZE) = ROOT_CHUNK_BYTES;
         *at::<usize>(chunk, off::CHUNK_TOP) = 0;
@@ -258,15 +267,6 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
         *at::<*mut u8>(ts, off::TS_EXC_INFO) = exc_state;
         *at::<c_int>(ts, off::TS_TRASH_DELETE_NESTING) = 0;
         *at::<*mut ffi::PyObject>(ts, off::TS_TRASH_DELETE_LATER) = ptr::null_mut();
-        let owned = Rc::new(OwnedCtx {
-            _cframe: cframe,
-            root_chunk: chunk,
-            suspended_top: Cell::new(ptr::null_mut()),
-            owner: Cell::new(owner_obj),
-            unwindable: Cell::new(unwindable),
-            start_held: Cell::new([ptr::null_mut(); 3]),
-            hint: Cell::new(Hint::NONE),
-        });
         let weak = Rc::downgrade(&owned);
         CURRENT_OWNED.with(|c| *c.borrow_mut() = Some(owned));
         weak
