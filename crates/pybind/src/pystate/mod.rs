@@ -38,6 +38,7 @@
 //!   `save()` rewires the links that go through C-stack entry frames (whose bytes tealet has
 //!   moved away) and `restore()` puts them back (`py312.rs`, `py313.rs`).
 
+pub(crate) mod cast;
 pub(crate) mod fastcall;
 pub(crate) mod finalize;
 #[cfg(Py_3_11)]

@@ -84,6 +84,10 @@ struct CoreRefs {
 
 static REFS: PyOnceLock<CoreRefs> = PyOnceLock::new();
 
+/// Casts of the queue nodes (instances of `stackless.tasklet` / `stackless.channel`).
+static TASKLET: pystate::cast::KnownSubclass<TaskletBase> = pystate::cast::KnownSubclass::new();
+static CHANNEL: pystate::cast::KnownSubclass<ChannelBase> = pystate::cast::KnownSubclass::new();
+
 fn refs(py: Python<'_>) -> PyResult<&'static CoreRefs> {
     REFS.get(py).ok_or_else(|| {
         pyo3::exceptions::PyRuntimeError::new_err("stackless native core not initialized")
@@ -446,6 +450,25 @@ impl Hooks {
     }
 }
 
+/// Old field values released as `Bound`s: a plain reference-count drop, without the
+/// per-thread lookup pyo3 makes when a `Py` is dropped (N3: called after the borrow ended).
+trait ReleaseNow {
+    fn release_now(self, py: Python<'_>);
+}
+
+impl ReleaseNow for Option<Obj> {
+    fn release_now(self, py: Python<'_>) {
+        drop(self.map(|o| o.into_bound(py)));
+    }
+}
+
+impl ReleaseNow for (Option<Obj>, Option<Obj>) {
+    fn release_now(self, py: Python<'_>) {
+        self.0.release_now(py);
+        self.1.release_now(py);
+    }
+}
+
 // ---- links: the rings of stackless-core over the pyclass fields ----------------------------
 
 /// [`Links`] over tasklet and channel objects.
@@ -456,48 +479,86 @@ enum Which {
     Prev,
 }
 
+/// A queue node: a tasklet, or a channel (the sentinel of its queue of blocked tasklets).
+enum Node<'a, 'py> {
+    Tasklet(&'a Bound<'py, TaskletBase>),
+    Channel(&'a Bound<'py, ChannelBase>),
+    Neither,
+}
+
+/// What `n` is (the remembered subclasses first: no MRO walk for the common classes).
+fn node<'a, 'py>(n: &'a Bound<'py, PyAny>) -> Node<'a, 'py> {
+    if let Some(t) = TASKLET.known(n) {
+        Node::Tasklet(t)
+    } else if let Some(c) = CHANNEL.known(n) {
+        Node::Channel(c)
+    } else if let Some(t) = TASKLET.cast(n) {
+        Node::Tasklet(t)
+    } else if let Some(c) = CHANNEL.cast(n) {
+        Node::Channel(c)
+    } else {
+        Node::Neither
+    }
+}
+
+/// `f(next, prev)` over the links of `n` (read), `None` if it is no node.
+fn read_links<R>(
+    n: &Bound<'_, PyAny>,
+    f: impl FnOnce(&Option<Obj>, &Option<Obj>) -> R,
+) -> Option<R> {
+    match node(n) {
+        Node::Tasklet(t) => {
+            let b = t.borrow();
+            Some(f(&b.next, &b.prev))
+        }
+        Node::Channel(c) => {
+            let b = c.borrow();
+            Some(f(&b.next, &b.prev))
+        }
+        Node::Neither => None,
+    }
+}
+
+/// `f(next, prev)` over the links of `n` (written), `None` if it is no node.
+fn write_links<R>(
+    n: &Bound<'_, PyAny>,
+    f: impl FnOnce(&mut Option<Obj>, &mut Option<Obj>) -> R,
+) -> Option<R> {
+    match node(n) {
+        Node::Tasklet(t) => {
+            let mut b = t.borrow_mut();
+            let b = &mut *b;
+            Some(f(&mut b.next, &mut b.prev))
+        }
+        Node::Channel(c) => {
+            let mut b = c.borrow_mut();
+            let b = &mut *b;
+            Some(f(&mut b.next, &mut b.prev))
+        }
+        Node::Neither => None,
+    }
+}
+
 fn get_link<'py>(
     py: Python<'py>,
     n: &Bound<'py, PyAny>,
     which: &Which,
 ) -> Option<Bound<'py, PyAny>> {
-    let o = if let Ok(t) = n.cast::<TaskletBase>() {
-        let b = t.borrow();
-        match which {
-            Which::Next => b.next.as_ref().map(|o| o.clone_ref(py)),
-            Which::Prev => b.prev.as_ref().map(|o| o.clone_ref(py)),
-        }
-    } else if let Ok(c) = n.cast::<ChannelBase>() {
-        let b = c.borrow();
-        match which {
-            Which::Next => b.next.as_ref().map(|o| o.clone_ref(py)),
-            Which::Prev => b.prev.as_ref().map(|o| o.clone_ref(py)),
-        }
-    } else {
-        None
-    };
-    o.map(|o| o.into_bound(py))
+    read_links(n, |next, prev| match which {
+        Which::Next => next.as_ref().map(|o| o.bind(py).clone()),
+        Which::Prev => prev.as_ref().map(|o| o.bind(py).clone()),
+    })
+    .flatten()
 }
 
 fn set_link(n: &Bound<'_, PyAny>, which: &Which, to: Option<Bound<'_, PyAny>>) {
     let to = to.map(Bound::unbind);
     // N3: the old value is dropped after the borrow ends.
-    let old = if let Ok(t) = n.cast::<TaskletBase>() {
-        let mut b = t.borrow_mut();
-        match which {
-            Which::Next => std::mem::replace(&mut b.next, to),
-            Which::Prev => std::mem::replace(&mut b.prev, to),
-        }
-    } else if let Ok(c) = n.cast::<ChannelBase>() {
-        let mut b = c.borrow_mut();
-        match which {
-            Which::Next => std::mem::replace(&mut b.next, to),
-            Which::Prev => std::mem::replace(&mut b.prev, to),
-        }
-    } else {
-        None
-    };
-    drop(old);
+    let old = write_links(n, |next, prev| match which {
+        Which::Next => std::mem::replace(next, to),
+        Which::Prev => std::mem::replace(prev, to),
+    });
+    old.flatten().release_now(n.py());
 }
 
 impl<'py> Links for PyLinks<'py> {
@@ -520,35 +581,18 @@ impl<'py> Links for PyLinks<'py> {
     fn links(&self, n: &Self::Node) -> (Option<Self::Node>, Option<Self::Node>) {
         let py = self.0;
         let bind = |o: &Option<Obj>| o.as_ref().map(|o| o.bind(py).clone());
-        if let Ok(t) = n.cast::<TaskletBase>() {
-            let b = t.borrow();
-            (bind(&b.next), bind(&b.prev))
-        } else if let Ok(c) = n.cast::<ChannelBase>() {
-            let b = c.borrow();
-            (bind(&b.next), bind(&b.prev))
-        } else {
-            (None, None)
-        }
+        read_links(n, |next, prev| (bind(next), bind(prev))).unwrap_or((None, None))
     }
     fn set_links(&mut self, n: &Self::Node, next: Option<Self::Node>, prev: Option<Self::Node>) {
         let (next, prev) = (next.map(Bound::unbind), prev.map(Bound::unbind));
         // N3: the old values are dropped after the borrow ends.
-        let old = if let Ok(t) = n.cast::<TaskletBase>() {
-            let mut b = t.borrow_mut();
+        let old = write_links(n, |n_next, n_prev| {
             (
-                std::mem::replace(&mut b.next, next),
-                std::mem::replace(&mut b.prev, prev),
+                std::mem::replace(n_next, next),
+                std::mem::replace(n_prev, prev),
             )
-        } else if let Ok(c) = n.cast::<ChannelBase>() {
-            let mut b = c.borrow_mut();
-            (
-                std::mem::replace(&mut b.next, next),
-                std::mem::replace(&mut b.prev, prev),
-            )
-        } else {
-            (None, None)
-        };
-        drop(old);
+        });
+        old.unwrap_or((None, None)).release_now(n.py());
     }
 }
 
@@ -565,7 +609,7 @@ fn with_queue<'py, R>(
         b.runcount += delta;
         std::mem::replace(&mut b.chain, head.map(Bound::unbind))
     };
-    drop(old);
+    old.release_now(py);
     r
 }
 
@@ -585,7 +629,11 @@ fn chan_remove(t: &Bound<'_, TaskletBase>) -> PyResult<()> {
         pyo3::exceptions::PySystemError::new_err("blocked tasklet without channel")
     })?;
     ring::unlink(&mut PyLinks(py), t.as_any());
-    ch.bind(py).cast::<ChannelBase>()?.borrow_mut().balance -= d;
+    let ch = ch.into_bound(py);
+    let ch = CHANNEL.cast(&ch).ok_or_else(|| {
+        pyo3::exceptions::PyTypeError::new_err("tasklet blocked on a non-channel")
+    })?;
+    ch.borrow_mut().balance -= d;
     Ok(())
 }
 
@@ -650,7 +698,7 @@ fn plain<'py>(
 }
 
 fn as_tasklet<'py>(py: Python<'py>, o: Option<&Obj>) -> Option<Bound<'py, TaskletBase>> {
-    o.and_then(|o| o.bind(py).cast::<TaskletBase>().ok().cloned())
+    o.and_then(|o| TASKLET.cast(o.bind(py)).cloned())
 }
 
 /// `_core.claim`: take the tempval; a bomb explodes.
@@ -699,7 +747,7 @@ fn set_current(s: &Bound<'_, SchedBase>, nxt: &Bound<'_, TaskletBase>) {
         b.budget.on_switch();
         (o1, o2)
     };
-    drop(olds);
+    olds.release_now(s.py());
 }
 
 /// `_core._switch` + `claim`, for a `nxt` that is in the run queue (not blocked).
@@ -714,8 +762,9 @@ fn switch_to(
         return claim(py, r, prev);
     }
     let (pc, c) = before_switch(py, r, s, prev, nxt)?;
-    // N3: only owned references are alive here.
-    switch::switch_to(pc.bind(py), c.bind(py))?;
+    let (pc, c) = (pc.into_bound(py), c.into_bound(py)); // released without pyo3's lookup
+                                                         // N3: only owned references are alive here.
+    switch::switch_to(&pc, &c)?;
     after_switch(py, r, s, prev)
 }
 
@@ -818,7 +867,7 @@ fn channel_prepare<'py>(
             chan_remove(&target)?;
             let theirs = target.borrow_mut().tempval.replace(arg);
             let old = std::mem::replace(&mut source.borrow_mut().tempval, theirs);
-            drop(old);
+            old.release_now(py);
             let t_any = target.as_any().clone();
             match next {
                 Next::SourceNext => {
@@ -854,7 +903,7 @@ fn channel_prepare<'py>(
                 b.chan = Some(ch.clone().into_any().unbind());
                 b.tempval.replace(arg)
             };
-            drop(old);
+            old.release_now(py);
             as_tasklet(py, s.borrow().chain.as_ref())
         }
     };

@@ -1,0 +1,74 @@
+//! # cast: a checked cast without the MRO walk for one remembered subclass
+//!
+//! The native bases (`TaskletBase`, `ChannelBase`, `GreenletBase`) are used through Python
+//! subclasses (`stackless.tasklet`, `greenlet.greenlet`), so pyo3's checked cast of their
+//! instances is not an exact-type test but `PyType_IsSubtype`, a walk of the MRO tuple — paid
+//! on every link of a run queue or channel queue the native scheduler follows.  A
+//! [`KnownSubclass`] remembers the first subclass it saw pass the checked cast and afterwards
+//! accepts that type by pointer comparison.
+//!
+//! # Invariants
+//!
+//! * **K1** A remembered type was accepted by the checked cast (it is `T` or a subclass of
+//!   it), and it is never freed: the reference taken when it is remembered is never
+//!   released, so its address cannot come to denote another type.  (A subclass keeps `T` as a
+//!   base for good: CPython refuses a `__bases__` assignment to a class of another layout.)
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::PyTypeInfo;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// See the module docs.
+pub(crate) struct KnownSubclass<T> {
+    ty: AtomicPtr<ffi::PyTypeObject>,
+    _class: PhantomData<fn() -> T>,
+}
+
+impl<T: PyTypeInfo> KnownSubclass<T> {
+    pub(crate) const fn new() -> Self {
+        KnownSubclass {
+            ty: AtomicPtr::new(std::ptr::null_mut()),
+            _class: PhantomData,
+        }
+    }
+
+    /// `obj` as a `T` if its type is the remembered one (no check otherwise).
+    #[inline]
+    pub(crate) fn known<'a, 'py>(&self, obj: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, T>> {
+        if obj.get_type_ptr() == self.ty.load(Ordering::Relaxed) {
+            // SAFETY: K1: a remembered type is `T` or a subclass of it, and still that type.
+            Some(unsafe { obj.cast_unchecked::<T>() })
+        } else {
+            None
+        }
+    }
+
+    /// `obj` as a `T`, if it is one.
+    #[inline]
+    pub(crate) fn cast<'a, 'py>(&self, obj: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, T>> {
+        self.known(obj).or_else(|| self.cast_slow(obj))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn cast_slow<'a, 'py>(&self, obj: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, T>> {
+        let t = obj.cast::<T>().ok()?;
+        let tp = obj.get_type_ptr();
+        if self
+            .ty
+            .compare_exchange(
+                std::ptr::null_mut(),
+                tp,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            // K1: never released.  SAFETY: `tp` is the live type of `obj`; GIL held.
+            unsafe { ffi::Py_INCREF(tp.cast()) };
+        }
+        Some(t)
+    }
+}
