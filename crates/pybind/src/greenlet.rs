@@ -117,6 +117,12 @@ struct Refs {
 
 static REFS: PyOnceLock<Refs> = PyOnceLock::new();
 
+/// Casts of greenlets and thread states (instances of greenlet.py's subclasses).
+static GREENLET_CLASS: pystate::cast::KnownSubclass<GreenletBase> =
+    pystate::cast::KnownSubclass::new();
+static THREAD_STATE_CLASS: pystate::cast::KnownSubclass<ThreadStateBase> =
+    pystate::cast::KnownSubclass::new();
+
 thread_local! {
     /// G5: this thread's `greenlet._tls.ts`, once looked up.
     static THREAD_STATE: std::cell::RefCell<Option<Py<ThreadStateBase>>> =
@@ -137,7 +143,7 @@ fn thread_state<'py>(py: Python<'py>, refs: &Refs) -> PyResult<Bound<'py, PyAny>
         }
     }
     let ts = refs.tls.bind(py).getattr(intern!(py, "ts"))?;
-    if let Ok(t) = ts.cast::<ThreadStateBase>() {
+    if let Some(t) = THREAD_STATE_CLASS.cast(&ts) {
         let new = Some(t.clone().unbind());
         let old = THREAD_STATE.with(|c| std::mem::replace(&mut *c.borrow_mut(), new));
         drop(old); // G4: no guard of ours is held
@@ -391,7 +397,7 @@ fn current_for_new(py: Python<'_>) -> PyResult<Option<Obj>> {
         Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) => return Ok(None),
         Err(e) => return Err(e),
     };
-    if let Ok(ts) = ts.cast::<ThreadStateBase>() {
+    if let Some(ts) = THREAD_STATE_CLASS.cast(&ts) {
         let b = ts.borrow();
         if !kills_pending(py, &b) {
             return Ok(b.current.as_ref().map(|c| c.clone_ref(py).into_any()));
@@ -442,7 +448,7 @@ fn start_state<'py>(refs: &Refs, target: &Bound<'py, GreenletBase>) -> Option<He
         }
     }
     let ts = thread_state(py, refs).ok()?;
-    let ts = ts.cast_into::<ThreadStateBase>().ok()?;
+    let ts = THREAD_STATE_CLASS.cast_into(ts)?;
     if !lineage_is(target, &ts) {
         return None;
     }
@@ -464,8 +470,7 @@ fn lineage_is(g: &Bound<'_, GreenletBase>, ts: &Bound<'_, ThreadStateBase>) -> b
             )
         };
         if started {
-            let Some(home) =
-                home.and_then(|h| h.into_bound(py).cast_into::<ThreadStateBase>().ok())
+            let Some(home) = home.and_then(|h| THREAD_STATE_CLASS.cast_into(h.into_bound(py)))
             else {
                 return false;
             };
@@ -473,7 +478,7 @@ fn lineage_is(g: &Bound<'_, GreenletBase>, ts: &Bound<'_, ThreadStateBase>) -> b
             let ts_main = ts.borrow().main.as_ref().map(|m| m.clone_ref(py));
             return matches!((main, ts_main), (Some(a), Some(b)) if a.is(&b));
         }
-        match parent.and_then(|p| p.into_bound(py).cast_into::<GreenletBase>().ok()) {
+        match parent.and_then(|p| GREENLET_CLASS.cast_into(p.into_bound(py))) {
             Some(p) => g = p,
             None => return false,
         }
@@ -633,8 +638,10 @@ fn finish(
     let parent = dying.as_ref().and_then(|g| {
         let b = g.borrow();
         match &b.parent {
-            Some(p) => p.bind(py).clone().cast_into::<GreenletBase>().ok(),
-            None => ts.borrow().main.as_ref()?.bind(py).clone().cast_into().ok(),
+            Some(p) => GREENLET_CLASS.cast_into(p.bind(py).clone()),
+            None => {
+                GREENLET_CLASS.cast_into(ts.borrow().main.as_ref()?.bind(py).clone().into_any())
+            }
         }
     });
     let native = match (&dying, &parent) {
@@ -893,7 +900,7 @@ struct GreenletFinalizer;
 impl pystate::finalize::Finalize for GreenletFinalizer {
     fn finalize(obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = obj.py();
-        if let Ok(g) = obj.cast::<GreenletBase>() {
+        if let Some(g) = GREENLET_CLASS.cast(obj) {
             if let Ok(b) = g.try_borrow() {
                 if b.ts.is_none() || b.main || b.c.is_none() {
                     return Ok(());

@@ -51,6 +51,18 @@ impl<T: PyTypeInfo> KnownSubclass<T> {
         self.known(obj).or_else(|| self.cast_slow(obj))
     }
 
+    /// `obj` as a `T`, if it is one (consuming it).
+    #[inline]
+    pub(crate) fn cast_into<'py>(&self, obj: Bound<'py, PyAny>) -> Option<Bound<'py, T>> {
+        if self.known(&obj).is_some() {
+            // SAFETY: K1, as in `known`.
+            return Some(unsafe { obj.cast_into_unchecked::<T>() });
+        }
+        self.cast_slow(&obj)?;
+        // SAFETY: `cast_slow` checked it.
+        Some(unsafe { obj.cast_into_unchecked::<T>() })
+    }
+
     #[cold]
     #[inline(never)]
     fn cast_slow<'a, 'py>(&self, obj: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, T>> {
