@@ -531,16 +531,17 @@ fn start_native(
             return slow_switch(refs, target, args, kwargs);
         }
     }
-    let kwargs: Bound<'_, PyAny> = match kwargs {
-        Some(k) if !k.is_empty() => k.clone().into_any(),
-        _ => py.None().into_bound(py),
+    let kwargs = kwargs.filter(|k| !k.is_empty());
+    let starting = Starting {
+        g: target.clone().unbind(),
+        run: run.unbind(),
+        args: args.clone().unbind(),
+        kwargs: kwargs.map(|k| k.clone().unbind()),
+        ts: start.ts.clone().unbind(),
     };
-    let args = args.clone().into_any();
-    let boxed = PyList::new(
-        py,
-        [target.as_any(), &run, &args, &kwargs, start.ts.as_any()],
-    )?;
-    let tc = crate::new_native_unstarted(boxed.as_any(), greenlet_bootstrap)?;
+    let tc = crate::new_native_unstarted(&py.None().into_bound(py), greenlet_bootstrap)?;
+    let unclaimed = STARTING.with(|s| s.borrow_mut().replace(starting));
+    drop(unclaimed); // G4
     {
         let ts = start.ts.clone().unbind();
         let mut t = target.borrow_mut();
@@ -553,18 +554,38 @@ fn start_native(
     let Here { ts, cur, cc } = start;
     hand_over(&ts, cur, target);
     let result = crate::start_switch(&cc, &tc, py.None()); // G2
+                                                           // S1: the body took it, unless the start failed before the body ran.
+    let unclaimed = STARTING.with(|s| s.borrow_mut().take());
+    drop(unclaimed); // G4
     taken_over(refs, &ts, result)
+}
+
+/// What [`greenlet_bootstrap`] needs from [`start_native`], handed over in [`STARTING`] (S1).
+struct Starting {
+    g: Py<GreenletBase>,
+    run: Obj,
+    args: Py<PyTuple>,
+    kwargs: Option<Py<PyDict>>,
+    ts: Py<ThreadStateBase>,
+}
+
+thread_local! {
+    /// S1: the greenlet [`start_native`] is starting, from just before its continulet's first
+    /// switch until the body takes it (first thing, before any code can run) — so nothing on
+    /// the new greenlet's stack references the greenlet (I3).  Left over only when the start
+    /// failed before the body ran: [`start_native`] drops it then.
+    static STARTING: std::cell::RefCell<Option<Starting>> = const { std::cell::RefCell::new(None) };
 }
 
 /// `_bootstrap`, natively: the body of a greenlet started by [`start_native`].  Its first
 /// steps and the common way of dying (into a started parent of this thread) are here; any
 /// other way of dying is greenlet.py's `_die`.  Nothing here references the greenlet while
 /// its `run` runs (I3).
-fn greenlet_bootstrap(c: &Bound<'_, Continulet>, boxed: &Bound<'_, PyAny>) -> PyResult<Obj> {
+fn greenlet_bootstrap(c: &Bound<'_, Continulet>, _unused: &Bound<'_, PyAny>) -> PyResult<Obj> {
     // Only calls here: this frame and `call_run`'s stay on the greenlet's stack while `run`
     // runs, and every byte of them is copied with each of its switches.
     let refs = refs(c.py())?;
-    let (ts, call) = prepare_run(refs, boxed)?;
+    let (ts, call) = prepare_run(refs, c.py())?;
     let outcome = call_run(call);
     finish(refs, c, &ts, outcome)
 }
@@ -583,26 +604,25 @@ type RunCall<'py> = (
     Option<Bound<'py, PyDict>>,
 );
 
-/// `_bootstrap`'s first steps: take the box apart (`[greenlet, run, args, kwargs or None, ts]`,
-/// emptied as `del box[:]`), `_after(ts, "switch")`,
-/// release the `run` attribute, drop the greenlet (I3).  An error of these steps is what the
-/// greenlet ends with, as in `_bootstrap`'s `try`.
+/// `_bootstrap`'s first steps: take what [`start_native`] left in [`STARTING`] (S1),
+/// `_after(ts, "switch")`, release the `run` attribute, drop the greenlet (I3).  An error of
+/// these steps is what the greenlet ends with, as in `_bootstrap`'s `try`.
 #[inline(never)]
 fn prepare_run<'py>(
     refs: &Refs,
-    boxed: &Bound<'py, PyAny>,
+    py: Python<'py>,
 ) -> PyResult<(Bound<'py, ThreadStateBase>, PyResult<RunCall<'py>>)> {
-    let py = boxed.py();
-    let boxed = boxed.cast::<PyList>()?;
-    let g = boxed.get_item(0)?.cast_into::<GreenletBase>()?;
-    let run = boxed.get_item(1)?;
-    let args = boxed.get_item(2)?.cast_into::<PyTuple>()?;
-    let kwargs = boxed.get_item(3)?;
-    let kwargs = (!kwargs.is_none())
-        .then(|| kwargs.cast_into::<PyDict>())
-        .transpose()?;
-    let ts = boxed.get_item(4)?.cast_into::<ThreadStateBase>()?;
-    boxed.set_slice(0, boxed.len(), &PyTuple::empty(py))?; // `del box[:]`
+    let Some(st) = STARTING.with(|s| s.borrow_mut().take()) else {
+        return Err(pyo3::exceptions::PySystemError::new_err(
+            "greenlet: a native start without its greenlet",
+        ));
+    };
+    let (g, run, args) = (
+        st.g.into_bound(py),
+        st.run.into_bound(py),
+        st.args.into_bound(py),
+    );
+    let (kwargs, ts) = (st.kwargs.map(|k| k.into_bound(py)), st.ts.into_bound(py));
     let steps = (|| {
         taken_over(refs, &ts, Ok(py.None()))?; // `_after(ts, "switch")`
                                                // The run attribute is released here, in the new greenlet, as the C greenlet's
