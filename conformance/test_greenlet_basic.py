@@ -402,6 +402,31 @@ def test_no_run_attribute_error_on_switch():
     assert "run" in str(ei.value)
 
 
+def test_start_reads_run_through_the_class_attribute_hooks():
+    # The start reads ``run`` as an attribute: a subclass's __getattribute__ or __getattr__
+    # is called (CPython's native start reads the field directly only for the plain class).
+    seen = []
+
+    class Hooked(G):
+        def __getattribute__(self, name):
+            if name == "run":
+                seen.append("getattribute")
+                return lambda: "from hook"
+            return G.__getattribute__(self, name)
+
+    class Fallback(G):
+        def __getattr__(self, name):
+            seen.append("getattr " + name)
+            if name == "run":
+                return lambda: "from fallback"
+            raise AttributeError(name)
+
+    assert Hooked(lambda: "from field").switch() == "from hook"
+    assert Fallback().switch() == "from fallback"
+    assert Fallback(lambda: "from field").switch() == "from field"
+    assert seen == ["getattribute", "getattr run"]
+
+
 def test_del_run_before_start():
     g = G(lambda: 1)
     del g.run

@@ -507,7 +507,7 @@ Creates a new greenlet object (without running it).
             raise AttributeError("Main greenlets do not have a run attribute.")
         if self._greenlet__c is None:
             try:
-                return self._greenlet__run
+                return _slot_run(self)  # not via getattr: a subclass's __getattr__ sees only "run"
             except AttributeError:
                 pass
         raise AttributeError("run")
@@ -709,9 +709,9 @@ def __getattr__(name):
 
 # The slots read without the instance's __getattribute__ (a subclass's may be anything: the
 # C greenlet's state is not attributes at all); used where parent chains are walked.
-_slot_c, _slot_ts, _slot_home, _slot_parent, _slot_main = (
+_slot_c, _slot_ts, _slot_home, _slot_parent, _slot_main, _slot_run = (
     (_GreenletBase if _NATIVE is not None else greenlet).__dict__["_greenlet__" + n].__get__
-    for n in ("c", "ts", "home", "parent", "main"))
+    for n in ("c", "ts", "home", "parent", "main", "run"))
 greenlet.settrace = staticmethod(settrace)
 _tls = _Local()  # per-thread state; _Local.__init__ runs once in each thread that uses greenlets
 greenlet.gettrace = staticmethod(gettrace)

@@ -485,17 +485,22 @@ fn lineage_is(g: &Bound<'_, GreenletBase>, ts: &Bound<'_, ThreadStateBase>) -> b
     }
 }
 
-/// `target.run` for an unstarted greenlet: its `_greenlet__run` field when the class's `run`
-/// is greenlet.py's property (which returns that field for an unstarted, non-main greenlet);
-/// else the attribute (a subclass's `run`: may run any code).
+/// `target.run` for an unstarted greenlet: its `_greenlet__run` field when the class looks
+/// attributes up the default way and its `run` is greenlet.py's property (which returns that
+/// field for an unstarted, non-main greenlet); else the attribute (a subclass's `run` or
+/// `__getattribute__`: may run any code).
 /// The second value tells whether reading it may have run code.
 fn run_of<'py>(
     refs: &Refs,
     target: &Bound<'py, GreenletBase>,
 ) -> PyResult<(Bound<'py, PyAny>, bool)> {
     let py = target.py();
-    let class_run = target.get_type().getattr(intern!(py, "run"));
-    if class_run.is_ok_and(|r| r.is(refs.run_property.bind(py))) {
+    let ty = target.get_type();
+    let plain = pystate::cast::plain_getattr(&ty)
+        && ty
+            .getattr(intern!(py, "run"))
+            .is_ok_and(|r| r.is(refs.run_property.bind(py)));
+    if plain {
         let b = target.borrow();
         if !b.main && b.c.is_none() {
             return match b.run.as_ref() {

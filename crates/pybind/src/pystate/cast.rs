@@ -84,3 +84,12 @@ impl<T: PyTypeInfo> KnownSubclass<T> {
         Some(t)
     }
 }
+
+/// Whether instances of `ty` look attributes up the default way (`object.__getattribute__`,
+/// no `__getattr__`): then a class attribute found on the type is what reading it gives.
+pub(crate) fn plain_getattr(ty: &Bound<'_, pyo3::types::PyType>) -> bool {
+    // SAFETY: a live type object (GIL held); `tp_getattro` is a plain field read.
+    let getattro = unsafe { (*ty.as_type_ptr()).tp_getattro };
+    getattro
+        .is_some_and(|f| std::ptr::fn_addr_eq(f, ffi::PyObject_GenericGetAttr as ffi::getattrofunc))
+}
