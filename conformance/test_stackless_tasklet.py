@@ -547,6 +547,75 @@ def test_tasklet_subclass_with_attributes():
     assert t.name == "n1"
 
 
+@differs("pypy-oracle", reason="lib_pypy tasklets have no bind()")
+def test_subclass_bind_is_called_by_init():
+    # tasklet.__init__ is self.bind(...): an override is called (CPython's native __init__
+    # takes the common call itself only for classes that keep tasklet.bind).
+    calls = []
+
+    class Binding(stackless.tasklet):
+        def bind(self, func=None, args=None, kwargs=None):
+            calls.append(func)
+            return super().bind(func, args, kwargs)
+
+    def f():
+        pass
+
+    t = Binding(f)
+    assert calls == [f]
+    t()
+    stackless.run()
+    assert not t.alive
+
+
+@differs("pypy-oracle", reason=NO_ATTRS)
+def test_subclass_init_without_super_still_belongs_to_this_thread():
+    got = []
+
+    class NoSuper(stackless.tasklet):
+        def __init__(self, tag):
+            self.tag = tag
+
+    t = NoSuper("x")
+    assert t.thread_id == threading.get_ident()
+    t.bind(lambda: got.append(stackless.getcurrent().tag))
+    t()
+    stackless.run()
+    assert got == ["x"]
+
+
+@differs("pypy-oracle", reason="lib_pypy tasklet() setup checks differ (SPEC §3.4)")
+def test_setup_errors():
+    t = stackless.tasklet(lambda *a: None)(1)
+    with pytest.raises(RuntimeError) as ei:
+        t.setup(2)
+    assert str(ei.value) == "tasklet is alive"
+    t.kill()
+    u = stackless.tasklet()
+    with pytest.raises(RuntimeError) as ei:
+        u()
+    assert str(ei.value) == "the tasklet was not bound to a function"
+    with pytest.raises(TypeError) as ei:
+        stackless.tasklet(42)
+    assert str(ei.value) == "tasklet function must be a callable or None"
+
+
+@differs("pypy-oracle", reason=NO_ATTRS)
+def test_tasklet_made_in_another_thread_belongs_to_it():
+    out = []
+
+    def worker():
+        t = stackless.tasklet(lambda: out.append(threading.get_ident()))
+        out.append(t.thread_id == threading.get_ident())
+        t()
+        stackless.run()
+
+    th = threading.Thread(target=worker)
+    th.start()
+    th.join(30)
+    assert out[0] is True and out[1] == th.ident
+
+
 @differs("pypy-oracle", reason="lib_pypy has no bind_thread")
 def test_bind_thread_to_current_thread_is_noop():
     t = stackless.tasklet(lambda: None)

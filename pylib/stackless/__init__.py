@@ -296,6 +296,11 @@ class atomic(object):
 
 
 _core.tasklet_type = tasklet
+if _core.NATIVE is not None:
+    # The native base makes tasklets (with this thread's scheduler) and takes setup/__call__
+    # and the common __init__ call, tasklet(func); this __init__ stays for every other call.
+    _core.NATIVE.tasklet_native_init(tasklet)
+    del tasklet.__new__, tasklet.__init__, tasklet.setup, tasklet.__call__
 _core._OUR_GLOBALS.append(globals())
 _MISSING = object()
 

@@ -208,7 +208,8 @@ class _Sched(SchedBase):
         self.runflags = 0
         self.tracing = False
         self.glob_tracer, self.local_tracer = _make_tracers(self)
-        main = TaskletBase.__new__(tasklet_type)
+        # (the native base's __new__ would ask for the scheduler this is making)
+        main = TaskletBase.__new__(tasklet_type) if NATIVE is None else NATIVE.bare_tasklet(tasklet_type)
         init_fields(main, self)
         main._alive = True
         main._cont = _owned_by_layer_and_return(continulet(_spare))

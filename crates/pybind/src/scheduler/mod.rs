@@ -50,7 +50,7 @@ use stackless_core::budget::Budget;
 use stackless_core::channel::{self, Decision, Dir, Next};
 use stackless_core::ring::{self, Links};
 use stackless_core::Flags;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -178,10 +178,113 @@ impl TaskletBase {
         crate::fields::set_field(slf, value, |o| &mut o.tempval);
     }
 
+    /// A fresh tasklet of this thread's scheduler (`stackless.tasklet.__new__`: C1), or
+    /// without one while [`bare_tasklet`] makes a main tasklet.
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
-        Self::default()
+    fn new(
+        py: Python<'_>,
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let sched = if BARE.with(Cell::get) {
+            None
+        } else {
+            Some(current_sched(py, refs(py)?)?.into_any().unbind())
+        };
+        Ok(TaskletBase {
+            sched,
+            ..Self::default()
+        })
+    }
+
+    /// `tasklet.__init__(func=None, args=None, kwargs=None)`, which is
+    /// `self.bind(func, args, kwargs)`: the common call — a fresh tasklet bound to a callable
+    /// (or None) without arguments, `bind` not overridden — natively; every other call by the
+    /// Python `__init__` (its checks, its messages).
+    #[pyo3(signature = (func=None, args=None, kwargs=None))]
+    fn __init__(
+        slf: &Bound<'_, Self>,
+        func: Option<Bound<'_, PyAny>>,
+        args: Option<Bound<'_, PyAny>>,
+        kwargs: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let tr = tasklet_refs(py)?;
+        let common = args.is_none()
+            && kwargs.is_none()
+            && func.as_ref().is_none_or(Bound::is_callable)
+            && {
+                // unstarted (so neither current nor main) and not scheduled
+                let b = slf.borrow();
+                b.cont.is_none() && b.next.is_none()
+            }
+            && class_attr_is(slf.as_any(), intern!(py, "bind"), &tr.bind);
+        if !common {
+            tr.init_slow.call1(py, (slf, func, args, kwargs))?;
+            return Ok(());
+        }
+        let old = {
+            let mut b = slf.borrow_mut();
+            b.alive = false;
+            (
+                std::mem::replace(&mut b.func, func.map(Bound::unbind)),
+                (b.args.take(), b.kwargs.take()),
+            )
+        };
+        old.0.release_now(py);
+        old.1.release_now(py);
+        Ok(())
+    }
+
+    /// setup(*args, **kwargs)
+    ///
+    /// Supply the arguments and make the tasklet runnable.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn setup<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, Self>> {
+        let py = slf.py();
+        {
+            let b = slf.borrow();
+            if b.alive {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "tasklet is alive",
+                ));
+            }
+            if b.func.is_none() {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "the tasklet was not bound to a function",
+                ));
+            }
+        }
+        // `_setup(args, kwargs, True)`; no keyword arguments are kept as None (`run_body`).
+        let kwargs = kwargs
+            .filter(|k| !k.is_empty())
+            .map(|k| k.clone().into_any().unbind());
+        let old = {
+            let mut b = slf.borrow_mut();
+            b.alive = true;
+            let args = b.args.replace(args.clone().into_any().unbind());
+            let kwargs = std::mem::replace(&mut b.kwargs, kwargs);
+            ((args, kwargs), b.tempval.take())
+        };
+        old.0.release_now(py);
+        old.1.release_now(py);
+        insert(py, slf)?;
+        Ok(slf.clone())
+    }
+
+    /// `tasklet(*args, **kwargs)` is `setup(*args, **kwargs)`.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, Self>> {
+        Self::setup(slf, args, kwargs)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -1135,6 +1238,64 @@ fn tasklet_end(
     switch::permute2(cont, nc.bind(py))
 }
 
+/// What the native `tasklet.__init__` needs from `stackless` (set by [`tasklet_native_init`]).
+struct TaskletRefs {
+    /// The Python `tasklet.__init__`, for every call but the common one.
+    init_slow: Obj,
+    /// `tasklet.bind` (a subclass overriding it gets the Python `__init__`).
+    bind: Obj,
+}
+
+static TASKLET_REFS: PyOnceLock<TaskletRefs> = PyOnceLock::new();
+
+fn tasklet_refs(py: Python<'_>) -> PyResult<&'static TaskletRefs> {
+    TASKLET_REFS.get(py).ok_or_else(|| {
+        pyo3::exceptions::PyRuntimeError::new_err("stackless.tasklet not initialized")
+    })
+}
+
+/// Hand `stackless.tasklet`'s `__init__` and `bind` to the native `__init__` (called once by
+/// `stackless`, which then removes its Python `__new__`, `__init__`, `setup`, `__call__`).
+#[pyfunction]
+fn tasklet_native_init(cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
+    let py = cls.py();
+    let tr = TaskletRefs {
+        init_slow: cls.getattr("__dict__")?.get_item("__init__")?.unbind(),
+        bind: cls.getattr("bind")?.unbind(),
+    };
+    let _ = TASKLET_REFS.set(py, tr);
+    Ok(())
+}
+
+/// Whether the class of `obj` looks attributes up the default way and its attribute `name`
+/// is `expected` (then `obj.name` is that, not anything a subclass put there).
+fn class_attr_is(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, pyo3::types::PyString>,
+    expected: &Obj,
+) -> bool {
+    let ty = obj.get_type();
+    pystate::cast::plain_getattr(&ty) && ty.getattr(name).is_ok_and(|a| a.is(expected))
+}
+
+thread_local! {
+    /// C1: set while [`bare_tasklet`] makes a scheduler's main tasklet (no scheduler yet).
+    static BARE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `TaskletBase.__new__(cls)` without a scheduler: the main tasklet of a scheduler being
+/// made (`_core._Sched.__init__`), which would otherwise ask for the scheduler it is part of.
+#[pyfunction]
+fn bare_tasklet<'py>(cls: &Bound<'py, pyo3::types::PyType>) -> PyResult<Bound<'py, PyAny>> {
+    let py = cls.py();
+    BARE.with(|b| b.set(true));
+    let t = py
+        .get_type::<TaskletBase>()
+        .call_method1(intern!(py, "__new__"), (cls,));
+    BARE.with(|b| b.set(false));
+    t
+}
+
 /// `_core.init_fields` for a fresh tasklet (`TaskletBase.__new__` set the defaults).
 #[pyfunction]
 fn init_fields(t: &Bound<'_, TaskletBase>, s: Obj) {
@@ -1306,6 +1467,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stackless_init, m)?)?;
     m.add_function(wrap_pyfunction!(init_fields, m)?)?;
     m.add_function(wrap_pyfunction!(insert, m)?)?;
+    m.add_function(wrap_pyfunction!(tasklet_native_init, m)?)?;
+    m.add_function(wrap_pyfunction!(bare_tasklet, m)?)?;
     m.add_function(wrap_pyfunction!(set_tick_tracer, m)?)?;
     Ok(())
 }
