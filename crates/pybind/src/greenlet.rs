@@ -30,6 +30,10 @@
 //!   greenlets), which would find them borrowed.  Old values are taken out, the guard ends,
 //!   then they are dropped: in the fast path, and in every attribute setter
 //!   (`fields::set_field`, invariant F1).
+//! * **G6** A greenlet started natively reaches its body through the thread-local `STARTING`,
+//!   set just before its continulet's first switch and taken by the body before any code can
+//!   run; so no frame of the new greenlet's stack references the greenlet (I3).  A value left
+//!   there (the start failed before the body ran) is dropped by the starter.
 //! * **G5** `THREAD_STATE` caches this OS thread's `greenlet._tls.ts` (a `threading.local`
 //!   read costs ~500 instructions) and is used only while that state passes G3's test: made
 //!   for the current `PyThreadState` and not `exited`.  A thread state deleted and made anew
@@ -558,14 +562,14 @@ fn start_native(
     // three of an eager start and a first switch in).
     let Here { ts, cur, cc } = start;
     hand_over(&ts, cur, target);
-    let result = crate::start_switch(&cc, &tc, py.None()); // G2
-                                                           // S1: the body took it, unless the start failed before the body ran.
+    // G2; G6: the body took what STARTING held, unless the start failed before it ran.
+    let result = crate::start_switch(&cc, &tc, py.None());
     let unclaimed = STARTING.with(|s| s.borrow_mut().take());
     drop(unclaimed); // G4
     taken_over(refs, &ts, result)
 }
 
-/// What [`greenlet_bootstrap`] needs from [`start_native`], handed over in [`STARTING`] (S1).
+/// What [`greenlet_bootstrap`] needs from [`start_native`], handed over in [`STARTING`] (G6).
 struct Starting {
     g: Py<GreenletBase>,
     run: Obj,
@@ -575,7 +579,7 @@ struct Starting {
 }
 
 thread_local! {
-    /// S1: the greenlet [`start_native`] is starting, from just before its continulet's first
+    /// G6: the greenlet [`start_native`] is starting, from just before its continulet's first
     /// switch until the body takes it (first thing, before any code can run) — so nothing on
     /// the new greenlet's stack references the greenlet (I3).  Left over only when the start
     /// failed before the body ran: [`start_native`] drops it then.
@@ -609,7 +613,7 @@ type RunCall<'py> = (
     Option<Bound<'py, PyDict>>,
 );
 
-/// `_bootstrap`'s first steps: take what [`start_native`] left in [`STARTING`] (S1),
+/// `_bootstrap`'s first steps: take what [`start_native`] left in [`STARTING`] (G6),
 /// `_after(ts, "switch")`, release the `run` attribute, drop the greenlet (I3).  An error of
 /// these steps is what the greenlet ends with, as in `_bootstrap`'s `try`.
 #[inline(never)]

@@ -37,6 +37,10 @@
 //! * **N3** (rule 10, B2) No `PyRef`/`PyRefMut` of these classes and no [`CoreLock`] is alive
 //!   across a switch; old field values are dropped after the borrow that replaced them ended
 //!   (a `__del__` may read the fields).
+//! * **N4** A tasklet belongs to the scheduler of the thread that made it: `TaskletBase.__new__`
+//!   sets `_sched` (the cached `SCHED`, else `_core.get()`), except while [`bare_tasklet`]
+//!   makes the main tasklet of a scheduler being constructed (`_core.get()` would recurse;
+//!   `_core` sets that one's `_sched` itself).
 
 mod switch;
 
@@ -178,7 +182,7 @@ impl TaskletBase {
         crate::fields::set_field(slf, value, |o| &mut o.tempval);
     }
 
-    /// A fresh tasklet of this thread's scheduler (`stackless.tasklet.__new__`: C1), or
+    /// A fresh tasklet of this thread's scheduler (`stackless.tasklet.__new__`: N4), or
     /// without one while [`bare_tasklet`] makes a main tasklet.
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
@@ -1279,7 +1283,7 @@ fn class_attr_is(
 }
 
 thread_local! {
-    /// C1: set while [`bare_tasklet`] makes a scheduler's main tasklet (no scheduler yet).
+    /// N4: set while [`bare_tasklet`] makes a scheduler's main tasklet (no scheduler yet).
     static BARE: Cell<bool> = const { Cell::new(false) };
 }
 
