@@ -416,7 +416,7 @@ impl Continulet {
     }
 
     /// PyPy's `switch` checks, in PyPy's order, then the switch.
-    #[inline(always)]
+    #[inline]
     fn do_switch(
         slf: &Bound<'_, Self>,
         payload: Payload,

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 
 /// `prev.switch(to=next)` on two continulets, with the checks of `continulet.switch`.
 /// (Inlined: one frame less on every suspended tasklet's stack.)
-#[inline(always)]
+#[inline]
 pub(crate) fn switch_to(prev: &Bound<'_, PyAny>, next: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let prev = prev.cast::<Continulet>()?;
     Continulet::do_switch(prev, Payload::Value(prev.py().None()), Some(next))
