@@ -427,6 +427,59 @@ def test_start_reads_run_through_the_class_attribute_hooks():
     assert seen == ["getattribute", "getattr run"]
 
 
+@only_on("pypy", "cpython-pure", reason="greenlet.py's _transfer runs only where switches are Python code")
+def test_exception_before_the_switch_leaves_the_state_usable():
+    # An asynchronous exception (KeyboardInterrupt) can land between any two steps of
+    # greenlet.py's _transfer on PyPy and in pure mode: it must leave the current greenlet,
+    # the contextvars context and the target as they were (greenlet.py's I4).  A trace
+    # function raising at each line of _transfer stands in for the signal.
+    import contextvars
+    import inspect
+
+    var = contextvars.ContextVar("var")
+    transfer = greenlet._transfer
+    src, first = inspect.getsourcelines(transfer)
+    start = next(i for i, l in enumerate(src) if "ts.origin = cur" in l)
+    stop = next(i for i, l in enumerate(src) if "arg = op(cc, arg, to=tc)" in l)
+    main = getcurrent()
+    for line in range(first + start, first + stop + 1):
+        seen = []
+
+        def body():
+            var.set("in g")
+            while True:
+                seen.append(var.get())
+                main.switch("from g")
+
+        g = G(body)
+        var.set("main")
+        assert g.switch() == "from g"
+        fired = []
+
+        def tracer(frame, event, arg):
+            if frame.f_code is not transfer.__code__:
+                return None
+            if event == "line" and frame.f_lineno == line and not fired:
+                fired.append(line)
+                raise KeyboardInterrupt
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                g.switch()
+        finally:
+            sys.settrace(None)
+        assert fired == [line]
+        assert getcurrent() is main, line
+        assert var.get() == "main", line
+        assert g.switch() == "from g", line
+        assert seen == ["in g", "in g"], line
+        assert var.get() == "main"
+        g.throw()
+        assert g.dead
+
+
 def test_del_run_before_start():
     g = G(lambda: 1)
     del g.run

@@ -38,6 +38,10 @@ I2. The *sender* does all bookkeeping before the switch (``ts.current``, context
 I3. No frame of a suspended greenlet's own stack holds that greenlet (only its continulet),
     so on a refcounting interpreter an unreferenced suspended greenlet is finalized promptly
     and gets ``GreenletExit`` (unless user code itself keeps a reference).
+I4. A switch that does not happen changes nothing: ``_transfer`` undoes its bookkeeping when
+    an exception is raised before the switch (an asynchronous KeyboardInterrupt between two of
+    its steps on PyPy or in pure mode, where they are Python code, could otherwise leave
+    ``ts.current`` naming a greenlet that is not running).
 """
 
 import sys
@@ -161,30 +165,25 @@ def _transfer(ts, target, op, arg):
     """Switch from the current greenlet to the active ``target``; ``op`` is switch or throw.
 
     The current greenlet is read here, not passed in: on CPython 3.10 a caller's arguments
-    stay on its value stack until the call returns, which would keep it referenced (I3)."""
+    stay on its value stack until the call returns, which would keep it referenced (I3).
+    An exception raised before the switch happened — an asynchronous one (KeyboardInterrupt)
+    between two of the steps below, or the switch's own refusal — leaves the state as it was
+    (I4); one delivered by the switch found it set by whoever switched to us."""
     cur = ts.current
-    ts.origin = cur  # first: from here on a __del__ defers its kill (I2)
-    cur._greenlet__context = _get_ctx()
-    _set_ctx(target._greenlet__context)
-    target._greenlet__context = None
-    ts.current = target
     cc = cur._greenlet__c
     tc = target._greenlet__c
-    del cur, target  # I3; and PyPy may keep this frame alive as the f_back of the target's stack
+    saved = _get_ctx()
+    new = target._greenlet__context
     try:
+        ts.origin = cur  # first: from here on a __del__ defers its kill (I2)
+        cur._greenlet__context = saved
+        ts.current = target
+        target._greenlet__context = None
+        _set_ctx(new)
+        del cur, target  # I3; and PyPy may keep this frame alive as the f_back of the target's stack
         arg = op(cc, arg, to=tc)
     except BaseException:
-        g = ts.current
-        if g is not ts.main and g._greenlet__c is tc and not tc.is_pending():
-            # The target's continulet ended before its _bootstrap took over (RecursionError
-            # at its first line, at the recursion limit): it never ran, we never left.
-            prev = ts.origin
-            ts.current = prev
-            g._greenlet__ts = None
-            _set_ctx(prev._greenlet__context)
-            prev._greenlet__context = None
-            del prev
-        del g
+        _undo_transfer(ts, cc, tc, saved, new)
         _after(ts, "throw")
         raise
     if ts.trace is None and not ts.deleteme:
@@ -192,6 +191,24 @@ def _transfer(ts, target, op, arg):
     else:
         _after(ts, "switch")
     return arg
+
+
+def _undo_transfer(ts, cc, tc, saved, new):
+    """``_transfer`` raised: if we never left (the origin it set is still the greenlet of
+    ``cc``, ours), put back what it changed; the target stays as it was, or is dead if its
+    continulet ended before its ``_bootstrap`` took over (a RecursionError at its first line,
+    at the recursion limit)."""
+    prev = ts.origin
+    if prev is None or _slot_c(prev) is not cc:
+        return  # the switch happened: whoever switched back to us set the state
+    g = ts.current
+    if g is not prev:
+        if g is not ts.main and _slot_c(g) is tc and not tc.is_pending():
+            g._greenlet__ts = None
+        g._greenlet__context = new
+        ts.current = prev
+    _set_ctx(saved)
+    prev._greenlet__context = None
 
 
 def _cthrow_tb(cc, exc, to):
