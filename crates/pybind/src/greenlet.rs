@@ -31,8 +31,8 @@
 //!   then they are dropped: in the fast path, and in every attribute setter
 //!   (`fields::set_field`, invariant F1).
 //! * **G6** A greenlet started natively reaches its body through the thread-local `STARTING`,
-//!   set just before its continulet's first switch and taken by the body before any code can
-//!   run; so no frame of the new greenlet's stack references the greenlet (I3).  A value left
+//!   set right before its continulet's first switch (no code runs in between) and taken by the
+//!   body before any code can run; so no frame of the new greenlet's stack references the greenlet (I3).  A value left
 //!   there (the start failed before the body ran) is dropped by the starter.
 //! * **G5** `THREAD_STATE` caches this OS thread's `greenlet._tls.ts` (a `threading.local`
 //!   read costs ~500 instructions) and is used only while that state passes G3's test: made
@@ -549,8 +549,6 @@ fn start_native(
         ts: start.ts.clone().unbind(),
     };
     let tc = crate::new_native_unstarted(&py.None().into_bound(py), greenlet_bootstrap)?;
-    let unclaimed = STARTING.with(|s| s.borrow_mut().replace(starting));
-    drop(unclaimed); // G4
     {
         let ts = start.ts.clone().unbind();
         let mut t = target.borrow_mut();
@@ -562,7 +560,10 @@ fn start_native(
     // three of an eager start and a first switch in).
     let Here { ts, cur, cc } = start;
     hand_over(&ts, cur, target);
-    // G2; G6: the body took what STARTING held, unless the start failed before it ran.
+    // G6: set last — `hand_over` may release objects, whose finalizers may start greenlets.
+    let unclaimed = STARTING.with(|s| s.borrow_mut().replace(starting));
+    drop(unclaimed); // G4 (none is left over: every start takes its own back)
+                     // G2; G6: the body took what STARTING held, unless the start failed before it ran.
     let result = crate::start_switch(&cc, &tc, py.None());
     let unclaimed = STARTING.with(|s| s.borrow_mut().take());
     drop(unclaimed); // G4
