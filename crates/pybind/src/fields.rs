@@ -51,3 +51,22 @@ pub(crate) fn visit_all(visit: &PyVisit<'_>, objs: &[&Option<Obj>]) -> Result<()
     }
     Ok(())
 }
+
+/// Old field values released as `Bound`s: a plain reference-count drop, without the
+/// per-thread lookup pyo3 makes when a `Py` is dropped (F1: called after the borrow ended).
+pub(crate) trait ReleaseNow {
+    fn release_now(self, py: Python<'_>);
+}
+
+impl ReleaseNow for Option<Obj> {
+    fn release_now(self, py: Python<'_>) {
+        drop(self.map(|o| o.into_bound(py)));
+    }
+}
+
+impl ReleaseNow for (Option<Obj>, Option<Obj>) {
+    fn release_now(self, py: Python<'_>) {
+        self.0.release_now(py);
+        self.1.release_now(py);
+    }
+}

@@ -45,6 +45,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
+use crate::fields::ReleaseNow;
 use crate::{pystate, Continulet, Payload};
 
 type Obj = Py<PyAny>;
@@ -669,9 +670,7 @@ fn finish(
         let b = g.borrow();
         match &b.parent {
             Some(p) => GREENLET_CLASS.cast_into(p.bind(py).clone()),
-            None => {
-                GREENLET_CLASS.cast_into(ts.borrow().main.as_ref()?.bind(py).clone().into_any())
-            }
+            None => GREENLET_CLASS.cast_into(ts.borrow().main.as_ref()?.bind(py).clone()),
         }
     });
     let native = match (&dying, &parent) {
@@ -702,12 +701,6 @@ fn finish(
         crate::permute_conts(&[cont.clone(), pc])?;
     }
     exc.map_or(Ok(result), Err)
-}
-
-/// Release an old field value (after its borrow guard ended, G4) as a `Bound`: a plain
-/// reference-count drop, without pyo3's per-thread GIL lookup that dropping a `Py` does.
-fn release(py: Python<'_>, old: Option<Obj>) {
-    drop(old.map(|o| o.into_bound(py)));
 }
 
 /// greenlet's argument packing: one positional argument is passed as itself.
@@ -751,10 +744,10 @@ fn hand_over(
         .borrow_mut()
         .origin
         .replace(cur.clone().into_any().unbind());
-    release(py, old_origin);
+    old_origin.release_now(py);
     let ctx = pystate::frame_into_py(py, pystate::get_context());
     let old_ctx = cur.borrow_mut().context.replace(ctx);
-    release(py, old_ctx);
+    old_ctx.release_now(py);
     let target_ctx = target.borrow_mut().context.take();
     pystate::set_context(target_ctx.map_or(std::ptr::null_mut(), Py::into_ptr));
     let old_current = ts.borrow_mut().current.replace(target.clone().unbind());
@@ -784,7 +777,7 @@ fn taken_over(
                 }
             };
             match origin {
-                Some(origin) => release(py, origin),
+                Some(origin) => origin.release_now(py),
                 None => drop(refs.after.call1(py, (ts, intern!(py, "switch")))?),
             }
             Ok(v)

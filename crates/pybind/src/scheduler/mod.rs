@@ -44,6 +44,7 @@
 
 mod switch;
 
+use crate::fields::ReleaseNow;
 use crate::pystate;
 use crate::pystate::trace::TraceEvent;
 use pyo3::prelude::*;
@@ -554,25 +555,6 @@ impl Hooks {
             drop(old);
         }
         self.active.store(false, Ordering::Relaxed);
-    }
-}
-
-/// Old field values released as `Bound`s: a plain reference-count drop, without the
-/// per-thread lookup pyo3 makes when a `Py` is dropped (N3: called after the borrow ended).
-trait ReleaseNow {
-    fn release_now(self, py: Python<'_>);
-}
-
-impl ReleaseNow for Option<Obj> {
-    fn release_now(self, py: Python<'_>) {
-        drop(self.map(|o| o.into_bound(py)));
-    }
-}
-
-impl ReleaseNow for (Option<Obj>, Option<Obj>) {
-    fn release_now(self, py: Python<'_>) {
-        self.0.release_now(py);
-        self.1.release_now(py);
     }
 }
 
