@@ -480,6 +480,101 @@ def test_exception_before_the_switch_leaves_the_state_usable():
         assert g.dead
 
 
+def _die_scenario(parent_started, raise_at):
+    """A greenlet ``g`` dies (returns) into its parent ``p``, started and suspended or not yet
+    started; with ``raise_at`` (a code object and line), a KeyboardInterrupt is raised there
+    once, as an asynchronous one (a signal) could be on PyPy or in pure mode.  Returns the
+    lines of greenlet.py's ``_die``/``_bootstrap`` run while ``g`` died, and checks that the
+    state is usable afterwards, whatever the KeyboardInterrupt interrupted (greenlet.py's I5)."""
+    import contextvars
+
+    var = contextvars.ContextVar("var", default="unset")
+    codes = (greenlet._die.__code__, greenlet._bootstrap.__code__)
+    main = getcurrent()
+    armed, ran, fired, log = [], [], [], []
+
+    def tracer(frame, event, arg):
+        if frame.f_code not in codes:
+            return None
+        if armed and event == "line":
+            ran.append((frame.f_code, frame.f_lineno))
+            if (frame.f_code, frame.f_lineno) == raise_at and not fired:
+                fired.append(raise_at)
+                raise KeyboardInterrupt
+        return tracer
+
+    def g_body():
+        var.set("g")
+        main.switch("g suspended")
+        return "g result"
+
+    def p_body(v=None):
+        var.set("p")
+        if v is None:  # started by us: start g, which comes back to us when it dies
+            try:
+                v = g.switch()
+            except KeyboardInterrupt:
+                v = "KeyboardInterrupt in p"
+        while v != "stop":
+            log.append((v, var.get()))
+            v = main.switch("p back")
+        return "p done"
+
+    var.set("main")
+    sys.settrace(tracer)
+    try:
+        g = G(g_body)
+        p = G(p_body)
+        g.parent = p
+        assert (p if parent_started else g).switch() == "g suspended"
+        armed.append(True)
+        try:
+            out = g.switch()  # g returns: it dies into p, which logs and switches back to us
+        except KeyboardInterrupt:
+            out = "KeyboardInterrupt in main"
+        del armed[:]
+    finally:
+        sys.settrace(None)
+    if raise_at is None:
+        assert out == "p back"
+        assert log == [("g result", "p")]
+    else:
+        assert fired == [raise_at], raise_at
+        assert out in ("p back", "KeyboardInterrupt in main"), (raise_at, out)
+    assert getcurrent() is main, raise_at
+    assert var.get() == "main", raise_at
+    assert g.dead, raise_at
+    if not p.dead:  # interrupted before it ran, suspended in its loop, or (unstarted) run anew
+        assert p.switch("again") == "p back", raise_at
+        assert log[-1] == ("again", "p"), (raise_at, log)
+        assert var.get() == "main", raise_at
+        assert p.switch("stop") == "p done", raise_at
+    assert p.dead, raise_at
+    assert G(lambda: 5).switch() == 5
+    assert getcurrent() is main and var.get() == "main", raise_at
+    return ran
+
+
+@pytest.mark.parametrize(
+    "parent_started",
+    [
+        pytest.param(True, marks=only_on(
+            "pypy", "cpython-pure", reason="a greenlet dies into a started parent natively on CPython")),
+        pytest.param(False, marks=only_on("cpython", "cpython-pure", "pypy", reason="greenlet.py's internals")),
+    ],
+    ids=["parent started", "parent unstarted"],
+)
+def test_exception_while_dying_leaves_the_state_usable(parent_started):
+    # An asynchronous exception (KeyboardInterrupt) can land between any two steps of a
+    # greenlet's death into its parent (greenlet.py's _bootstrap and _die) on PyPy and in
+    # pure mode — and on CPython when the parent is not started yet (greenlet.py's _die).
+    # A trace function raising at each line stands in for the signal (I5).
+    lines = _die_scenario(parent_started, None)
+    assert greenlet._die.__code__ in {code for code, _ in lines}
+    for raise_at in sorted(set(lines), key=lambda cl: (cl[0].co_name, cl[1])):
+        _die_scenario(parent_started, raise_at)
+
+
 def test_del_run_before_start():
     g = G(lambda: 1)
     del g.run

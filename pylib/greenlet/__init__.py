@@ -42,6 +42,14 @@ I4. A switch that does not happen changes nothing: ``_transfer`` undoes its book
     an exception is raised before the switch (an asynchronous KeyboardInterrupt between two of
     its steps on PyPy or in pure mode, where they are Python code, could otherwise leave
     ``ts.current`` naming a greenlet that is not running).
+I5. So does a death that does not happen.  A greenlet dies into its parent by ``permute`` and
+    ``return`` (I1); an exception escaping its continulet *before* the ``permute`` reaches the
+    main greenlet instead (its continulet stores the main stack), with ``ts.current`` naming
+    the dying greenlet or the parent.  ``_die`` changes the state in an order the receiving
+    main greenlet can read (``_thrown_in``): the parent's context is set before the parent is
+    made current, and the parent, if unstarted, is begun last; ``ts.starting`` names a
+    continulet that ``_begin`` made and whose ``_bootstrap`` has not run yet, so a start that
+    did not happen is undone (the greenlet is unstarted again, ``_unbegin``).
 """
 
 import sys
@@ -103,7 +111,7 @@ can be used to kill a single greenlet."""
 if _NATIVE is not None:
 
     class _ThreadState(_NATIVE._ThreadStateBase):
-        __slots__ = ()  # the fields are the native base's (same names)
+        __slots__ = ("starting",)  # the other fields are the native base's (same names)
 
     _GreenletBase = _NATIVE._GreenletBase
     _GREENLET_SLOTS = ()
@@ -111,7 +119,7 @@ if _NATIVE is not None:
 else:
 
     class _ThreadState(object):
-        __slots__ = ("current", "main", "origin", "trace", "deleteme", "thread", "exited")
+        __slots__ = ("current", "main", "origin", "trace", "deleteme", "thread", "exited", "starting")
 
     class _GreenletBase(object):
         """Owns the instance ``__dict__`` and ``__weakref__`` (as the native base does), so
@@ -136,7 +144,7 @@ class _ThreadSentinel(object):
 class _Local(_thread._local):
     def __init__(self):
         ts = _ThreadState()
-        ts.origin = ts.trace = None
+        ts.origin = ts.trace = ts.starting = None
         ts.deleteme = []
         ts.exited = False
         t = threading.current_thread()
@@ -200,15 +208,58 @@ def _undo_transfer(ts, cc, tc, saved, new):
     at the recursion limit)."""
     prev = ts.origin
     if prev is None or _slot_c(prev) is not cc:
-        return  # the switch happened: whoever switched back to us set the state
+        _repair_main(ts, cc)  # the switch happened
+        return
     g = ts.current
     if g is not prev:
-        if g is not ts.main and _slot_c(g) is tc and not tc.is_pending():
-            g._greenlet__ts = None
+        if g is not ts.main and _slot_c(g) is tc:
+            if not tc.is_pending():
+                g._greenlet__ts = None
+            else:
+                _unbegin(g, ts)
         g._greenlet__context = new
         ts.current = prev
     _set_ctx(saved)
     prev._greenlet__context = None
+
+
+def _thrown_in(ts, cc):
+    """Receiver side of a switch that raised, once it happened (the native switch's)."""
+    _repair_main(ts, cc)
+    _after(ts, "throw")
+
+
+def _repair_main(ts, cc):
+    """A switch of ours (continulet ``cc``) raised after it happened: the sender set the state
+    (I2) — unless a greenlet died with an exception before its ``permute`` (I5), which then
+    reaches the main greenlet with the state part-way to the parent: finish it as a death
+    into the main greenlet."""
+    main = ts.main
+    if _slot_c(main) is not cc:
+        return
+    g = ts.current
+    if g is not main:
+        c = _slot_c(g)
+        if c is not None and not c.is_pending():
+            g._greenlet__ts = None  # the dying greenlet (or a parent that died as it began)
+        else:  # the parent, made current after it was given its context (the current one)
+            if g._greenlet__context is None:
+                g._greenlet__context = _get_ctx()
+            _unbegin(g, ts)
+        ts.current = main
+    elif main._greenlet__context is None:
+        return  # a death into us whose hand-over was complete
+    ts.starting = None
+    _set_ctx(main._greenlet__context)
+    main._greenlet__context = None
+
+
+def _unbegin(g, ts):
+    """Undo ``_begin`` of ``g`` if its ``_bootstrap`` has not run (I5): unstarted again."""
+    c = ts.starting
+    if c is not None and _slot_c(g) is c:
+        ts.starting = None
+        g._greenlet__c = g._greenlet__ts = g._greenlet__home = None
 
 
 def _cthrow_tb(cc, exc, to):
@@ -284,13 +335,19 @@ def _deliver(target, args, kwargs, exc):
             if target._greenlet__c is not None:
                 continue
             _check_switch(target, ts)
-            _begin(target, ts, run, args, kwargs, exc)
-            return _transfer(ts, target, _cswitch, None)
+            try:
+                _begin(target, ts, run, args, kwargs, exc)
+                return _transfer(ts, target, _cswitch, None)
+            except BaseException:
+                _unbegin(target, ts)  # it never ran (I5); one that ran cleared ts.starting
+                raise
         target = _slot_parent(target)  # dead: on to the parent
 
 
 def _begin(g, ts, run, args, kwargs, exc):
-    g._greenlet__c = c = _continulet(_bootstrap, [g, run, args or (), kwargs or {}, exc])
+    c = _continulet(_bootstrap, [g, run, args or (), kwargs or {}, exc])
+    ts.starting = c  # first: until its _bootstrap runs, the start can be undone (I5)
+    g._greenlet__c = c
     g._greenlet__ts = g._greenlet__home = ts
     # After the greenlet is consistent (an asynchronous exception may land at this call on
     # PyPy, where it is a Python no-op): a garbage greenlet is killed by __del__ with
@@ -304,6 +361,7 @@ def _bootstrap(c, box):
     ts = _tls.ts
     result = None
     try:
+        ts.starting = None  # I5: begun
         _after(ts, "switch" if exc is None else "throw")
         # The run attribute is released here, in the new greenlet, as the C greenlet's
         # inner_bootstrap does: its __del__ may switch.
@@ -342,12 +400,14 @@ def _die(c, ts, result, exc):
     """Dying greenlet (continulet ``c``): find the parent to return into (skipping dead ones,
     starting an unstarted one), make it current and hand it ``c``'s end; returns what ``c``
     ends with, ``(exception or None, result)``.  Raises nothing itself, so that no frame of
-    ours joins the traceback of an exception the greenlet passes on."""
+    ours joins the traceback of an exception the greenlet passes on.  Its changes come in the
+    order I5 needs."""
     g = ts.current
     ts.origin = g  # first: from here on a __del__ defers its kill (I2)
     g._greenlet__context = _get_ctx()
     g._greenlet__ts = None
     p = g._greenlet__parent
+    run = _MISSING
     while True:
         if p is None:  # greenlet would abort ("ran out of parent greenlets"); use main
             p = ts.main
@@ -358,17 +418,19 @@ def _die(c, ts, result, exc):
                 run = p.run
                 _check_switch(p, ts)
             except BaseException as e:
+                run = _MISSING
                 exc = e
             else:
-                _begin(p, ts, run, None if exc is not None else (result,), None, exc)
-                result = exc = None
                 break
         elif _slot_ts(p) is not None or _slot_main(p):
             exc = error("cannot switch to a different thread")
         p = _slot_parent(p)
     _set_ctx(p._greenlet__context)
-    p._greenlet__context = None
     ts.current = p
+    p._greenlet__context = None
+    if run is not _MISSING:
+        _begin(p, ts, run, None if exc is not None else (result,), None, exc)
+        result = exc = None
     _permute(c, p._greenlet__c)
     del g, p
     return exc, result
@@ -379,8 +441,8 @@ def _die(c, ts, result, exc):
 
 def _kill(g, ts):
     old = g._greenlet__parent
-    g._greenlet__parent = ts.current
     try:
+        g._greenlet__parent = ts.current  # within the try: put back whatever happens
         _deliver(g, None, None, GreenletExit("Killing the greenlet because all references have vanished."))
     except BaseException:
         _unraisable(g)

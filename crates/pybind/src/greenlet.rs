@@ -102,6 +102,8 @@ pub(crate) struct ThreadStateBase {
 struct Refs {
     deliver: Obj,
     after: Obj,
+    /// `_thrown_in`: the receiver side of a switch that raised (greenlet.py's I5).
+    thrown_in: Obj,
     /// `greenlet._tls` (its `ts`: this thread's state) and `_check_switch`, `_die`,
     /// `GreenletExit`: for the native start of a greenlet.
     tls: Obj,
@@ -568,7 +570,7 @@ fn start_native(
     let result = crate::start_switch(&cc, &tc, py.None());
     let unclaimed = STARTING.with(|s| s.borrow_mut().take());
     drop(unclaimed); // G4
-    taken_over(refs, &ts, result)
+    taken_over(refs, &ts, &cc, result)
 }
 
 /// What [`greenlet_bootstrap`] needs from [`start_native`], handed over in [`STARTING`] (G6).
@@ -596,7 +598,7 @@ fn greenlet_bootstrap(c: &Bound<'_, Continulet>, _unused: &Bound<'_, PyAny>) -> 
     // Only calls here: this frame and `call_run`'s stay on the greenlet's stack while `run`
     // runs, and every byte of them is copied with each of its switches.
     let refs = refs(c.py())?;
-    let (ts, call) = prepare_run(refs, c.py())?;
+    let (ts, call) = prepare_run(refs, c)?;
     let outcome = call_run(call);
     finish(refs, c, &ts, outcome)
 }
@@ -621,8 +623,9 @@ type RunCall<'py> = (
 #[inline(never)]
 fn prepare_run<'py>(
     refs: &Refs,
-    py: Python<'py>,
+    c: &Bound<'py, Continulet>,
 ) -> PyResult<(Bound<'py, ThreadStateBase>, PyResult<RunCall<'py>>)> {
+    let py = c.py();
     let Some(st) = STARTING.with(|s| s.borrow_mut().take()) else {
         return Err(pyo3::exceptions::PySystemError::new_err(
             "greenlet: a native start without its greenlet",
@@ -635,9 +638,9 @@ fn prepare_run<'py>(
     );
     let (kwargs, ts) = (st.kwargs.map(|k| k.into_bound(py)), st.ts.into_bound(py));
     let steps = (|| {
-        taken_over(refs, &ts, Ok(py.None()))?; // `_after(ts, "switch")`
-                                               // The run attribute is released here, in the new greenlet, as the C greenlet's
-                                               // inner_bootstrap does: its __del__ may switch.
+        taken_over(refs, &ts, c, Ok(py.None()))?; // `_after(ts, "switch")`
+                                                  // The run attribute is released here, in the new greenlet, as the C greenlet's
+                                                  // inner_bootstrap does: its __del__ may switch.
         let old = g.borrow_mut().run.take();
         drop(old); // G4
         Ok(())
@@ -727,7 +730,7 @@ fn transfer<'py>(
     let Here { ts, cur, cc } = from;
     hand_over(&ts, cur, target);
     let result = continulet_switch(&cc, tc, value); // G2
-    taken_over(refs, &ts, result)
+    taken_over(refs, &ts, &cc, result)
 }
 
 /// Before the switch: the changes of `_transfer`, in its order (the origin first: from then
@@ -755,12 +758,15 @@ fn hand_over(
     drop(cur); // G1
 }
 
-/// After the switch, on the resumed side: what `_transfer` does after its switch (the Python
-/// `_after` only when a tracer or a deferred kill needs it).
+/// After the switch, on the resumed side (the greenlet of continulet `cc`): what `_transfer`
+/// does after its switch (the Python `_after` only when a tracer or a deferred kill needs it;
+/// an exception goes through `_thrown_in`, which puts right a death interrupted before its
+/// hand-over: greenlet.py's I5).
 #[inline(never)]
 fn taken_over(
     refs: &Refs,
     ts: &Bound<'_, ThreadStateBase>,
+    cc: &Bound<'_, Continulet>,
     result: PyResult<Obj>,
 ) -> PyResult<Obj> {
     let py = ts.py();
@@ -783,7 +789,7 @@ fn taken_over(
             Ok(v)
         }
         Err(e) => {
-            refs.after.call1(py, (ts, intern!(py, "throw")))?;
+            refs.thrown_in.call1(py, (ts, cc))?;
             Err(e)
         }
     }
@@ -896,6 +902,7 @@ fn greenlet_init(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let refs = Refs {
         deliver: module.getattr("_deliver")?.unbind(),
         after: module.getattr("_after")?.unbind(),
+        thrown_in: module.getattr("_thrown_in")?.unbind(),
         tls: module.getattr("_tls")?.unbind(),
         check_switch: module.getattr("_check_switch")?.unbind(),
         die: module.getattr("_die")?.unbind(),
