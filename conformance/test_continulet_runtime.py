@@ -473,11 +473,6 @@ class Obj:
     pass
 
 
-# 3.10's frames are objects, not the data-stack frames `pystate/refs.rs` walks (3.11+).
-GC_GAP_310 = "a suspended continulet that becomes garbage is leaked on 3.10 (its frames are not shown to the collector), never a crash"
-
-
-@differs("cpython-3.10", reason=GC_GAP_310)
 def test_gc_suspended_continulet_frees_frame_objects():
     def g(c, o):
         c.switch()
@@ -492,7 +487,6 @@ def test_gc_suspended_continulet_frees_frame_objects():
     assert w() is None
 
 
-@differs("cpython-3.10", reason=GC_GAP_310)
 def test_gc_fresh_continulet_frees_args():
     o = Obj()
     w = weakref.ref(o)
@@ -515,7 +509,6 @@ def test_gc_finished_continulet_frees_args():
     assert w() is None
 
 
-@differs("cpython-3.10", reason=GC_GAP_310)
 def test_gc_cycle_through_suspended_frame():
     def g2(c, o):
         o.c = c
@@ -531,7 +524,6 @@ def test_gc_cycle_through_suspended_frame():
     assert w() is None
 
 
-@differs("cpython-3.10", reason=GC_GAP_310)
 def test_gc_suspended_with_finally_does_not_crash():
     # PyPy does not run the finally block; unwinding it (CPython side) is allowed.  Only
     # "no crash, no exception escapes, memory is released" is asserted.

@@ -40,10 +40,6 @@ MALLOC_BOUND = 1 << 20  # bytes
 RSS_BOUND = 4 << 20  # bytes
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-CONTINULET_GAP_310 = (
-    "a suspended continulet that becomes garbage is leaked on 3.10, not unwound "
-    "(3.10's frames are not shown to the collector: ARCHITECTURE.md known gap), never a crash"
-)
 CONTINULET_GAP = (
     "a suspended continulet that becomes garbage is leaked, not unwound "
     "(ARCHITECTURE.md known gap), never a crash"
@@ -177,7 +173,6 @@ def test_continulet_killed_by_throw_is_flat():
     check_flat(cycle, KILL_CYCLES * 5)
 
 
-@differs("cpython-3.10", reason=CONTINULET_GAP_310)
 def test_continulet_fresh_garbage_is_flat():
     """A continulet that was never switched to (suspended in its hidden start frame)."""
     from _continuation import continulet
@@ -189,7 +184,6 @@ def test_continulet_fresh_garbage_is_flat():
     check_flat(cycle, GAP_CYCLES)
 
 
-@differs("cpython-3.10", reason=CONTINULET_GAP_310)
 def test_continulet_suspended_garbage_is_flat():
     from _continuation import continulet
 

@@ -41,7 +41,6 @@
 pub(crate) mod cast;
 pub(crate) mod fastcall;
 pub(crate) mod finalize;
-#[cfg(Py_3_11)]
 mod refs;
 pub(crate) mod trace;
 
@@ -157,7 +156,6 @@ pub(crate) fn check_runtime_version(py: Python<'_>) -> pyo3::PyResult<()> {
 /// What the raw `switch` that suspends a context knows about the references it leaves on the
 /// stack (R2, R3), handed to the next `save()` of the same thread.
 #[derive(Clone, Copy)]
-#[cfg_attr(not(Py_3_11), allow(dead_code))] // 3.10 records nothing
 pub(crate) struct Hint {
     /// One past the last argument of the `switch` call (inside the calling frame's value
     /// stack when it was called by a CALL instruction), or null.
@@ -166,7 +164,6 @@ pub(crate) struct Hint {
     held: [*mut ffi::PyObject; 2],
 }
 
-#[cfg_attr(not(Py_3_11), allow(dead_code))]
 impl Hint {
     pub(crate) const NONE: Hint = Hint {
         end: ptr::null(),

@@ -7,6 +7,7 @@
 #include "internal/pycore_frame.h"
 #else
 #include <frameobject.h>
+#include <opcode.h>
 #endif
 
 #define OFF(name, type, field) printf("pub(crate) const %s: usize = %zu;\n", name, offsetof(type, field))
@@ -76,6 +77,37 @@ int main(void) {
     OFF("EXC_ITEM_TRACEBACK", _PyErr_StackItem, exc_traceback);
     OFF("EXC_ITEM_PREVIOUS", _PyErr_StackItem, previous_item);
     OFF("FRAME_BACK", PyFrameObject, f_back);
+    OFF("FRAME_CODE", PyFrameObject, f_code);
+    OFF("FRAME_BUILTINS", PyFrameObject, f_builtins);
+    OFF("FRAME_GLOBALS", PyFrameObject, f_globals);
+    OFF("FRAME_LOCALS", PyFrameObject, f_locals);
+    OFF("FRAME_VALUESTACK", PyFrameObject, f_valuestack);
+    OFF("FRAME_TRACE", PyFrameObject, f_trace);
+    OFF("FRAME_GEN", PyFrameObject, f_gen);
+    OFF("FRAME_LOCALSPLUS", PyFrameObject, f_localsplus);
+    OFF("CODE_STACKSIZE", PyCodeObject, co_stacksize);
+    OFF("CODE_CODE", PyCodeObject, co_code);
+    OFF("FRAME_LASTI", PyFrameObject, f_lasti);
+    OFF("FUNC_CODE", PyFunctionObject, func_code);
+    /* The opcodes `refs` follows to find how deep a calling frame's value stack is. */
+#define OPCODE(name) printf("pub(crate) const OP_%s: u8 = %d;\n", #name, name)
+    OPCODE(EXTENDED_ARG);
+    OPCODE(CALL_FUNCTION);
+    OPCODE(CALL_METHOD);
+    OPCODE(RETURN_VALUE);
+    OPCODE(RAISE_VARARGS);
+    OPCODE(RERAISE);
+    OPCODE(FOR_ITER);
+    OPCODE(JUMP_FORWARD);
+    OPCODE(SETUP_FINALLY);
+    OPCODE(SETUP_WITH);
+    OPCODE(SETUP_ASYNC_WITH);
+    OPCODE(JUMP_IF_FALSE_OR_POP);
+    OPCODE(JUMP_IF_TRUE_OR_POP);
+    OPCODE(JUMP_ABSOLUTE);
+    OPCODE(POP_JUMP_IF_FALSE);
+    OPCODE(POP_JUMP_IF_TRUE);
+    OPCODE(JUMP_IF_NOT_EXC_MATCH);
 #endif
 #if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030E0000
     /* 3.12 and 3.13 share the data stack, split recursion counters and C-stack entry frames. */

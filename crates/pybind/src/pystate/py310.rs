@@ -3,8 +3,11 @@
 //! `trash_delete_nesting/later`.  There is no data stack: every frame is a heap
 //! `PyFrameObject` chained by `f_back` and kept alive by the C stack of the context running
 //! it, so a suspended context's frames are readable in place for as long as it exists.
+//! The collector sees what they hold by `refs` R4 (frame objects, reference counts checked).
 
 use super::offsets as off;
+use super::refs::{visit_frames_310, visit_stack_held};
+use super::Hint;
 use super::{at, tstate};
 use pyo3::ffi;
 use std::cell::{Cell, RefCell};
@@ -36,6 +39,16 @@ pub(crate) struct OwnedCtx {
     _cframe: Box<[u64; CFRAME_WORDS]>,
     /// Top frame when last suspended (null while running or before any frame).
     suspended_top: Cell<*mut u8>,
+    /// The continulet whose body this context runs (`continuation`'s start closure holds a
+    /// reference to it on this context's stack, R3).
+    owner: Cell<*mut ffi::PyObject>,
+    /// Whether the collector may see what this context holds (`refs`), so that its holder's
+    /// finalizer unwinds it: a Python-body continulet no layer above looks after.
+    unwindable: Cell<bool>,
+    /// What the start frame's caller holds while the body runs (`call_start`, R3).
+    start_held: Cell<[*mut ffi::PyObject; 3]>,
+    /// What the switch that last suspended it told (R2, R3; valid while suspended).
+    hint: Cell<Hint>,
 }
 
 /// Resources of a context: shared with its continulet so that `_get_frame()` can find them.
@@ -46,6 +59,8 @@ pub(crate) type OwnedRef = Weak<OwnedCtx>;
 thread_local! {
     static CURRENT_OWNED: RefCell<Option<Owned>> = const { RefCell::new(None) };
     static USE_TRACING: Cell<c_int> = const { Cell::new(0) };
+    /// What the raw `switch` under way told about the references it leaves on the stack.
+    static HINT: Cell<Hint> = const { Cell::new(Hint::NONE) };
 }
 
 /// The saved interpreter state of a suspended context.
@@ -79,8 +94,10 @@ pub(crate) fn save() -> PyState {
         let exc = EXC_FIELDS
             .map(|o| ptr::replace(at::<*mut ffi::PyObject>(exc_state, o), ptr::null_mut()));
         let owned = CURRENT_OWNED.with(|c| c.borrow_mut().take());
+        let hint = HINT.with(|h| h.replace(Hint::NONE));
         if let Some(o) = &owned {
             o.suspended_top.set(frame);
+            o.hint.set(hint);
         }
         PyState {
             cframe,
@@ -147,7 +164,7 @@ pub(crate) fn resumed() {
 /// frame (so its bottom frame's `f_back` is None), no handled exception, an empty trashcan.
 /// The recursion depth continues from the spawn point (the C stack does too).  Returns the
 /// context's resources, for its continulet to watch.
-pub(crate) fn enter_new(_owner: *mut ffi::PyObject, _unwindable: bool) -> OwnedRef {
+pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> OwnedRef {
     let ts = tstate();
     // SAFETY: live thread state; the new cframe is ours, laid out as the headers say; the
     // previous state was moved out by `save()` (P1).
@@ -171,6 +188,10 @@ pub(crate) fn enter_new(_owner: *mut ffi::PyObject, _unwindable: bool) -> OwnedR
         let owned = Rc::new(OwnedCtx {
             _cframe: cframe,
             suspended_top: Cell::new(ptr::null_mut()),
+            owner: Cell::new(owner_obj),
+            unwindable: Cell::new(unwindable),
+            start_held: Cell::new([ptr::null_mut(); 3]),
+            hint: Cell::new(Hint::NONE),
         });
         let weak = Rc::downgrade(&owned);
         CURRENT_OWNED.with(|c| *c.borrow_mut() = Some(owned));
@@ -254,31 +275,52 @@ impl std::fmt::Debug for OwnedCtx {
     }
 }
 
-// ---- the collector is never shown a 3.10 context (its frames are objects, `refs` is 3.11+) ----
+// ---- the collector's view (module `refs`, R4) ----
 
-/// 3.10: nothing is recorded (see [`visit_refs`]).
-pub(crate) fn hint_switch(_h: super::Hint) {}
-
-/// 3.10: nothing is recorded.
-pub(crate) fn clear_hint() {}
-
-/// 3.10: no context is shown to the collector, so none is unwound.
-pub(crate) fn unwindable(_s: &PyState) -> bool {
-    false
+/// Record what the raw `switch` about to suspend the running context leaves on its stack.
+pub(crate) fn hint_switch(h: Hint) {
+    HINT.with(|t| t.set(h));
 }
 
-/// 3.10: nothing to hide.
-pub(crate) fn keep_from_collector(_own: &OwnedRef) {}
+/// Forget an unused hint (the switch did not happen).
+pub(crate) fn clear_hint() {
+    HINT.with(|t| t.set(Hint::NONE));
+}
 
-/// 3.10: nothing is recorded.
-pub(crate) fn hold_start_refs(_held: [*mut ffi::PyObject; 3]) {}
+/// Whether the suspended context `s` may be shown to the collector and unwound.
+pub(crate) fn unwindable(s: &PyState) -> bool {
+    s.owned.as_ref().is_some_and(|o| o.unwindable.get())
+}
 
-/// 3.10: a suspended context's references are not visited (a garbage suspended continulet
-/// stays leaked there, as before 3.11 support of the collector).
-#[allow(clippy::unnecessary_wraps)] // the signature of the 3.11+ version files
+/// Never show the context `own` to the collector (a layer above kills it itself).
+pub(crate) fn keep_from_collector(own: &OwnedRef) {
+    if let Some(o) = own.upgrade() {
+        o.unwindable.set(false);
+    }
+}
+
+/// Record what the running context's start frame caller holds (`call_start`).
+pub(crate) fn hold_start_refs(held: [*mut ffi::PyObject; 3]) {
+    CURRENT_OWNED.with(|c| {
+        if let Some(o) = c.borrow().as_ref() {
+            o.start_held.set(held);
+        }
+    });
+}
+
+/// Call `f` on every reference the suspended, unwindable context `s` holds (module `refs`).
 pub(crate) fn visit_refs<E>(
-    _s: &PyState,
-    _f: &mut dyn FnMut(&pyo3::Py<pyo3::PyAny>) -> Result<(), E>,
+    s: &PyState,
+    f: &mut dyn FnMut(&pyo3::Py<pyo3::PyAny>) -> Result<(), E>,
 ) -> Result<(), E> {
-    Ok(())
+    let Some(o) = s.owned.as_ref().filter(|o| o.unwindable.get()) else {
+        return Ok(());
+    };
+    // SAFETY: R3 - the owner is alive while its context exists; `s.frame` is the top frame
+    // of a suspended 3.10 context, whose stack keeps its chain alive (R4).
+    unsafe {
+        let hint = o.hint.get();
+        visit_stack_held(&o.owner, &o.start_held, &hint, f)?;
+        visit_frames_310(s.frame, &hint, f)
+    }
 }

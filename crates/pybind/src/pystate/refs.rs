@@ -1,4 +1,4 @@
-//! # What a suspended context holds, for the garbage collector (CPython 3.11-3.13)
+//! # What a suspended context holds, for the garbage collector (CPython 3.10-3.13)
 //!
 //! A continulet's body always references its continulet (the callable's first argument, and
 //! `self` of the `switch` it is suspended in), so a suspended continulet nobody else references
@@ -22,6 +22,15 @@
 //!   whose body it runs (held by `continuation`'s start closure: `owner`) and the two of the
 //!   switch plan it is suspended in (`Hint::held`).  Nothing else on the C stack of a context
 //!   that [`visit_frames`] is used for owns a Python reference (`run_python` borrows).
+//! * **R4** (3.10, [`visit_frames_310`]) Frames are `PyFrameObject`s; one that is running
+//!   (not a generator's) is owned by the C stack that runs it (`_PyEval_Vector`) and by the
+//!   `f_back` of the frame above it.  Going down from the top frame, a frame's references
+//!   are visited only while the frame is provably the context's alone: not tracked by the
+//!   collector (a running frame is not; a generator's is), no generator (`f_gen` null), and
+//!   exactly those references (1, or 2 below another frame of the context) — a frame object
+//!   someone else holds (a traceback, `sys._getframe()`) stops the walk there.  What a frame
+//!   holds is what `frame_traverse` would visit, the value stack only for the top frame and
+//!   only up to the hint (R2): CPython 3.10 leaves `f_stackdepth` unset while a frame runs.
 
 use super::{at, offsets as off, Hint};
 use pyo3::ffi;
@@ -58,6 +67,7 @@ unsafe fn visit_slot<E>(
     }
 }
 
+#[cfg(Py_3_11)]
 /// Whether `[p, p + len)` lies in the used part of one of the chunks from `chunk` (the
 /// context's top chunk, used up to `top`) down its `previous` chain.
 ///
@@ -84,6 +94,7 @@ unsafe fn in_chunks(mut chunk: *mut u8, mut top: *mut u8, p: *mut u8, len: usize
     false
 }
 
+#[cfg(Py_3_11)]
 /// Visit what the frames of a suspended context hold (R1, R2).
 ///
 /// `innermost` is its top frame, `chunk`/`top` its data stack, `hint` what its suspending
@@ -180,4 +191,226 @@ pub(super) fn visit_stack_held<E>(
         }
     }
     Ok(())
+}
+
+#[cfg(not(Py_3_11))]
+/// Visit what the frames of a suspended 3.10 context hold (R4, R2): from its top frame
+/// `innermost` down, while each frame is the context's alone.
+///
+/// # Safety
+/// `innermost` is the top frame of a suspended 3.10 context (or null); the context's C stack
+/// keeps every frame of its `f_back` chain alive and nothing runs meanwhile.
+pub(super) unsafe fn visit_frames_310<E>(
+    innermost: *mut u8,
+    hint: &Hint,
+    f: &mut dyn FnMut(&Py<PyAny>) -> Result<(), E>,
+) -> Result<(), E> {
+    // SAFETY: per the contract; each frame read is alive (R4: its owners are the context's C
+    // stack and the frame above), every field read is one the 3.10 headers declare, and its
+    // code object is held by it.
+    unsafe {
+        let mut callee: *mut u8 = ptr::null_mut();
+        let mut frame = innermost;
+        while !frame.is_null() {
+            let obj = frame.cast::<ffi::PyObject>();
+            let expected_refs = if callee.is_null() { 1 } else { 2 };
+            if ffi::Py_REFCNT(obj) != expected_refs
+                || ffi::PyObject_GC_IsTracked(obj) != 0
+                || !(*at::<*mut ffi::PyObject>(frame, off::FRAME_GEN)).is_null()
+            {
+                return Ok(());
+            }
+            let code = *at::<*mut ffi::PyObject>(frame, off::FRAME_CODE);
+            if code.is_null() || ffi::Py_TYPE(code) != ptr::addr_of_mut!(ffi::PyCode_Type) {
+                return Ok(());
+            }
+            let stack = *at::<*mut *mut ffi::PyObject>(frame, off::FRAME_VALUESTACK);
+            let stacksize =
+                usize::try_from(*at::<c_int>(code.cast(), off::CODE_STACKSIZE)).unwrap_or(0);
+            let depth = if callee.is_null() {
+                let end = hint.end.cast_mut();
+                if !end.is_null() && end >= stack && end <= stack.add(stacksize) {
+                    end.offset_from(stack).unsigned_abs()
+                } else {
+                    0
+                }
+            } else {
+                call_depth_310(frame, code, stack, callee)
+                    .filter(|d| *d <= stacksize)
+                    .unwrap_or(0)
+            };
+            for slot in [
+                off::FRAME_CODE,
+                off::FRAME_BUILTINS,
+                off::FRAME_GLOBALS,
+                off::FRAME_LOCALS,
+                off::FRAME_TRACE,
+            ] {
+                visit_slot(at(frame, slot), f)?;
+            }
+            let mut slot = at::<*mut ffi::PyObject>(frame, off::FRAME_LOCALSPLUS);
+            let end = stack.add(depth);
+            while slot < end {
+                visit_slot(slot, f)?;
+                slot = slot.add(1);
+            }
+            callee = frame;
+            frame = *at::<*mut u8>(frame, off::FRAME_BACK);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(Py_3_11))]
+/// How many value-stack slots of the 3.10 frame `frame` (code `code`, value stack `stack`)
+/// are live while it waits in the call that made `callee`, the frame above it (R4): only
+/// for a `CALL_FUNCTION`/`CALL_METHOD` whose called object, still in its slot, is the Python
+/// function whose code `callee` runs (so the call is under way: CPython pops the called
+/// object and its arguments only when the call returns), at the depth the compiler's own
+/// stack effects give for that instruction ([`depth_before`]).  `None` otherwise.
+///
+/// # Safety
+/// As [`visit_frames_310`], for `frame` and `callee`.
+unsafe fn call_depth_310(
+    frame: *mut u8,
+    code: *mut ffi::PyObject,
+    stack: *mut *mut ffi::PyObject,
+    callee: *mut u8,
+) -> Option<usize> {
+    // SAFETY: per the contract; `co_code` is a bytes object the code object holds, not
+    // changed while the frame lives.
+    unsafe {
+        let co_code = *at::<*mut ffi::PyObject>(code.cast(), off::CODE_CODE);
+        if co_code.is_null() || ffi::PyBytes_Check(co_code) == 0 {
+            return None;
+        }
+        let len = usize::try_from(ffi::PyBytes_Size(co_code)).ok()?;
+        let bytes = std::slice::from_raw_parts(ffi::PyBytes_AsString(co_code).cast::<u8>(), len);
+        let mut start = usize::try_from(*at::<c_int>(frame, off::FRAME_LASTI)).ok()?;
+        while start > 0 && bytes.get(2 * (start - 1)) == Some(&off::OP_EXTENDED_ARG) {
+            start -= 1;
+        }
+        let (op, arg, _) = decode(bytes, start)?;
+        if op != off::OP_CALL_FUNCTION && op != off::OP_CALL_METHOD {
+            return None;
+        }
+        let depth = depth_before(bytes, start)?;
+        let n = usize::try_from(arg).ok()?;
+        // The called object: below the arguments; for CALL_METHOD, the method below `self`,
+        // or (no method found: a null in its place) the callable below the arguments.
+        let func_at = if op == off::OP_CALL_FUNCTION {
+            depth.checked_sub(n + 1)?
+        } else {
+            let meth_at = depth.checked_sub(n + 2)?;
+            if (*stack.add(meth_at)).is_null() {
+                meth_at + 1
+            } else {
+                meth_at
+            }
+        };
+        let func = *stack.add(func_at);
+        if func.is_null()
+            || ffi::Py_TYPE(func) != ptr::addr_of_mut!(ffi::PyFunction_Type)
+            || *at::<*mut ffi::PyObject>(func.cast(), off::FUNC_CODE)
+                != *at::<*mut ffi::PyObject>(callee, off::FRAME_CODE)
+        {
+            return None;
+        }
+        Some(depth)
+    }
+}
+
+#[cfg(not(Py_3_11))]
+/// The instruction of 3.10 bytecode `code` whose first code unit is `start` (its
+/// `EXTENDED_ARG` prefixes included): opcode, full argument, index of the next instruction.
+fn decode(code: &[u8], start: usize) -> Option<(u8, u32, usize)> {
+    let mut arg: u32 = 0;
+    let mut i = start;
+    loop {
+        let op = *code.get(2 * i)?;
+        arg = (arg << 8) | u32::from(*code.get(2 * i + 1)?);
+        i += 1;
+        if op != off::OP_EXTENDED_ARG {
+            return Some((op, arg, i));
+        }
+        if arg > 0x00FF_FFFF {
+            return None;
+        }
+    }
+}
+
+#[cfg(not(Py_3_11))]
+/// Where a 3.10 jump instruction `op` (argument `arg`, next instruction `next`) may go.
+fn jump_target(op: u8, arg: u32, next: usize) -> Option<usize> {
+    let arg = usize::try_from(arg).ok()?;
+    match op {
+        off::OP_FOR_ITER
+        | off::OP_JUMP_FORWARD
+        | off::OP_SETUP_FINALLY
+        | off::OP_SETUP_WITH
+        | off::OP_SETUP_ASYNC_WITH => next.checked_add(arg),
+        off::OP_JUMP_IF_FALSE_OR_POP
+        | off::OP_JUMP_IF_TRUE_OR_POP
+        | off::OP_JUMP_ABSOLUTE
+        | off::OP_POP_JUMP_IF_FALSE
+        | off::OP_POP_JUMP_IF_TRUE
+        | off::OP_JUMP_IF_NOT_EXC_MATCH => Some(arg),
+        _ => None,
+    }
+}
+
+#[cfg(not(Py_3_11))]
+/// The depth of the value stack of 3.10 bytecode `code` before the instruction starting at
+/// code unit `at`: every path from the start is followed with the compiler's own stack
+/// effects (`PyCompile_OpcodeStackEffectWithJump`, jump and fall-through apart), as the
+/// compiler's `stackdepth()` computed `co_stacksize`.  `None` when two paths disagree, an
+/// opcode is unknown, a path leaves the code, or `at` is not reached.
+fn depth_before(code: &[u8], at: usize) -> Option<usize> {
+    /// `PY_INVALID_STACK_EFFECT`.
+    const INVALID: c_int = c_int::MAX;
+    let units = code.len() / 2;
+    let mut depth: Vec<i32> = vec![-1; units];
+    let mut paths: Vec<(usize, i32)> = vec![(0, 0)];
+    let effect = |op: u8, arg: u32, jump: c_int| -> Option<i32> {
+        let oparg = c_int::try_from(arg).ok()?;
+        // SAFETY: a pure function of its arguments in CPython's compiler.
+        let e = unsafe { ffi::PyCompile_OpcodeStackEffectWithJump(c_int::from(op), oparg, jump) };
+        (e != INVALID).then_some(e)
+    };
+    while let Some((mut i, mut d)) = paths.pop() {
+        loop {
+            let seen = *depth.get(i)?;
+            if seen >= 0 {
+                if seen != d {
+                    return None;
+                }
+                break;
+            }
+            let (op, arg, next) = decode(code, i)?;
+            depth.get_mut(i..next)?.fill(d);
+            if let Some(target) = jump_target(op, arg, next) {
+                let to = d.checked_add(effect(op, arg, 1)?)?;
+                if to < 0 {
+                    return None;
+                }
+                paths.push((target, to));
+            }
+            if matches!(
+                op,
+                off::OP_RETURN_VALUE
+                    | off::OP_RAISE_VARARGS
+                    | off::OP_RERAISE
+                    | off::OP_JUMP_ABSOLUTE
+                    | off::OP_JUMP_FORWARD
+            ) {
+                break;
+            }
+            d = d.checked_add(effect(op, arg, 0)?)?;
+            if d < 0 {
+                return None;
+            }
+            i = next;
+        }
+    }
+    usize::try_from(*depth.get(at)?).ok()
 }
