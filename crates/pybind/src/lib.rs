@@ -87,13 +87,19 @@ const START_SOURCE: &std::ffi::CStr = c"def make(switch):
             raise TypeError(\"can't send non-None value to a just-started continulet\")
         if kwds is None:
             # explicit arities: CALL runs a Python `func` in this eval loop (no C recursion:
-            # less C stack to save per switch); `*args` would go through CALL_FUNCTION_EX
+            # less C stack to save per switch), and the collector sees the arguments on this
+            # frame's stack; `*args` would go through CALL_FUNCTION_EX (a tuple held by C)
             if not args:
                 return func(c)
-            if len(args) == 1:
+            n = len(args)
+            if n == 1:
                 return func(c, args[0])
-            if len(args) == 2:
+            if n == 2:
                 return func(c, args[0], args[1])
+            if n == 3:
+                return func(c, args[0], args[1], args[2])
+            if n == 4:
+                return func(c, args[0], args[1], args[2], args[3])
             return func(c, *args)
         return func(c, *args, **kwds)
     return start

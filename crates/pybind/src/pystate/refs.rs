@@ -264,10 +264,11 @@ pub(super) unsafe fn visit_frames_310<E>(
 #[cfg(not(Py_3_11))]
 /// How many value-stack slots of the 3.10 frame `frame` (code `code`, value stack `stack`)
 /// are live while it waits in the call that made `callee`, the frame above it (R4): only
-/// for a `CALL_FUNCTION`/`CALL_METHOD` whose called object, still in its slot, is the Python
-/// function whose code `callee` runs (so the call is under way: CPython pops the called
-/// object and its arguments only when the call returns), at the depth the compiler's own
-/// stack effects give for that instruction ([`depth_before`]).  `None` otherwise.
+/// for a `CALL_FUNCTION`/`CALL_METHOD`/`CALL_FUNCTION_KW` whose called object, still in its
+/// slot, is the Python function whose code `callee` runs (so the call is under way: CPython
+/// pops the called object and its arguments only when the call returns), at the depth the
+/// compiler's own stack effects give for that instruction ([`depth_before`]) — less the
+/// keyword names `CALL_FUNCTION_KW` popped before the call.  `None` otherwise.
 ///
 /// # Safety
 /// As [`visit_frames_310`], for `frame` and `callee`.
@@ -291,22 +292,23 @@ unsafe fn call_depth_310(
             start -= 1;
         }
         let (op, arg, _) = decode(bytes, start)?;
-        if op != off::OP_CALL_FUNCTION && op != off::OP_CALL_METHOD {
-            return None;
-        }
-        let depth = depth_before(bytes, start)?;
+        let depth = match op {
+            off::OP_CALL_FUNCTION | off::OP_CALL_METHOD => depth_before(bytes, start)?,
+            off::OP_CALL_FUNCTION_KW => depth_before(bytes, start)?.checked_sub(1)?,
+            _ => return None,
+        };
         let n = usize::try_from(arg).ok()?;
         // The called object: below the arguments; for CALL_METHOD, the method below `self`,
         // or (no method found: a null in its place) the callable below the arguments.
-        let func_at = if op == off::OP_CALL_FUNCTION {
-            depth.checked_sub(n + 1)?
-        } else {
+        let func_at = if op == off::OP_CALL_METHOD {
             let meth_at = depth.checked_sub(n + 2)?;
             if (*stack.add(meth_at)).is_null() {
                 meth_at + 1
             } else {
                 meth_at
             }
+        } else {
+            depth.checked_sub(n + 1)?
         };
         let func = *stack.add(func_at);
         if func.is_null()
