@@ -778,6 +778,34 @@ def test_settrace_inside_continulet_is_per_thread():
     assert seen_in_body is None
 
 
+@pytest.mark.parametrize("hook", ["setprofile", "settrace"])
+def test_profiler_set_by_a_finishing_continulet_keeps_working(hook):
+    # sys.setprofile/settrace are per thread: set inside a continulet that then returns, the
+    # hook must see the events of the switcher (CPython 3.10/3.11 cache "tracing is on" per
+    # C frame; the finishing context's value must be carried over as on every switch).
+    seen = []
+
+    def hook_fn(frame, event, arg):
+        if event in ("call", "return") and frame.f_code.co_name == "after":
+            seen.append(event)
+        return hook_fn
+
+    def after():
+        return 1
+
+    def body(c):
+        getattr(sys, hook)(hook_fn)
+        return "done"
+
+    old = getattr(sys, "get" + hook[3:])()
+    try:
+        assert continulet(body).switch() == "done"
+        after()
+    finally:
+        getattr(sys, hook)(old)
+    assert seen == ["call", "return"]
+
+
 def test_profile_sees_return_value_of_finishing_callable():
     # A profiler that runs while a continulet finishes must see the return to the switcher.
     seen = []

@@ -201,12 +201,15 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
 
 /// The running context finished (all its frames returned): release its handled exception and
 /// its cframe (P3: 3.10 has no data stack).  The caller reinstates the next context's state
-/// right after.
+/// right after; its `use_tracing` is carried over by `resumed()`, as after any switch (a hook
+/// set by the finishing context stays on).
 pub(crate) fn leave_finished() {
     let ts = tstate();
     // SAFETY: live thread state; the exception references in it belong to the finishing
-    // context.
+    // context, and its cframe is still in place (freed with `CURRENT_OWNED` below).
     unsafe {
+        let cframe = *at::<*mut u8>(ts, off::TS_CFRAME);
+        USE_TRACING.with(|u| u.set(*at::<c_int>(cframe, off::CFRAME_USE_TRACING)));
         let exc_state = ts.add(off::TS_EXC_STATE);
         for o in EXC_FIELDS {
             let v = ptr::replace(at::<*mut ffi::PyObject>(exc_state, o), ptr::null_mut());

@@ -272,11 +272,17 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
 }
 
 /// The running context finished (all its frames returned): free its data stack and cframe
-/// (P3).  The caller reinstates the next context's state right after.
+/// (P3).  The caller reinstates the next context's state right after; its `use_tracing`
+/// is carried over by `resumed()`, as after any switch (a hook set by the finishing context
+/// stays on).
 pub(crate) fn leave_finished() {
     let ts = tstate();
-    // SAFETY: live thread state; the chunks in it belong to the finishing context.
+    // SAFETY: live thread state; the chunks in it belong to the finishing context, and its
+    // cframe is still in place.
     unsafe {
+        let cframe = *at::<*mut u8>(ts, off::TS_CFRAME);
+        let use_tracing = *at::<u8>(cframe, off::CFRAME_USE_TRACING);
+        TLS.with(|t| t.use_tracing.set(use_tracing));
         let chunk = *at::<*mut u8>(ts, off::TS_DATASTACK_CHUNK);
         free_chunks(chunk);
         *at::<*mut u8>(ts, off::TS_DATASTACK_CHUNK) = ptr::null_mut();
