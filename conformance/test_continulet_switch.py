@@ -966,7 +966,6 @@ def test_cross_thread_permute(foreign_suspended):
     assert str(ei.value) == "inter-thread support is missing"
 
 
-@differs("cpython", reason='_get_frame() of a continulet owned by another thread is not computed off its thread (issue 3 gap)')
 def test_cross_thread_queries_allowed(foreign_suspended):
     assert foreign_suspended.is_pending() is True
     assert foreign_suspended._get_frame().f_code.co_name == "start"

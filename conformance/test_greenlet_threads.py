@@ -114,6 +114,36 @@ def test_switch_to_greenlet_of_other_thread():
         finish()
 
 
+def test_gr_frame_of_greenlet_suspended_in_other_thread():
+    # As the C greenlet: a suspended greenlet's frame is readable from any thread, while its
+    # thread lives and after it exited.
+    def run_in_other_thread():
+        getcurrent().parent.switch()
+
+    box = {}
+    ready, stop = threading.Event(), threading.Event()
+
+    def target():
+        box["g"] = G(run_in_other_thread)
+        box["g"].switch()
+        ready.set()
+        stop.wait()
+
+    t = threading.Thread(target=target)
+    t.start()
+    ready.wait()
+    try:
+        f = box["g"].gr_frame
+        assert f is not None and f.f_code.co_name == "run_in_other_thread"
+        assert f.f_lineno == f.f_code.co_firstlineno + 1
+    finally:
+        stop.set()
+        t.join()
+    gc.collect()
+    f = box["g"].gr_frame
+    assert f is not None and f.f_code.co_name == "run_in_other_thread"
+
+
 @differs("pypy-oracle", reason="lib_pypy greenlet: different message for a fresh greenlet whose parent is elsewhere")
 def test_fresh_greenlet_created_in_other_thread():
     g = _in_thread(lambda: G(lambda: "ran"))

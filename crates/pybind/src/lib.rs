@@ -421,6 +421,16 @@ impl Continulet {
         self.core.get().and_then(ThreadBound::get)
     }
 
+    /// Its core from any thread, for the read-only queries (`_get_frame`, the suspended
+    /// frame, the saved stack), which PyPy answers for a continulet of another thread too.
+    fn core_to_read<'py>(&'py self, py: Python<'py>) -> Option<&'py Core> {
+        let bound = self.core.get()?;
+        Some(match bound.get() {
+            Some(core) => core,
+            None => pystate::read_under_gil(bound, py),
+        })
+    }
+
     /// PyPy's `switch` checks, in PyPy's order, then the switch.
     #[inline]
     fn do_switch(
@@ -781,7 +791,7 @@ impl Continulet {
                 .unbind(),
             ST_FINISHED => py.None(),
             _ => {
-                let Some(core) = self.thread_core() else {
+                let Some(core) = self.core_to_read(py) else {
                     return py.None();
                 };
                 let f = pystate::bottom_frame(&core.own_ctx.borrow());
@@ -1080,7 +1090,7 @@ fn set_contextvar_context(ctx: &Bound<'_, PyAny>) -> PyResult<()> {
 #[pyfunction]
 fn suspended_frame(py: Python<'_>, c: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let c = c.cast::<Continulet>().map_err(|_| type_error_expected(c))?;
-    let Some(core) = c.get().thread_core() else {
+    let Some(core) = c.get().core_to_read(py) else {
         return Ok(py.None());
     };
     let f = core.slot.with_frame(|frame| {
@@ -1093,7 +1103,7 @@ fn suspended_frame(py: Python<'_>, c: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> 
 #[pyfunction]
 fn stack_saved(c: &Bound<'_, PyAny>) -> PyResult<usize> {
     let c = c.cast::<Continulet>().map_err(|_| type_error_expected(c))?;
-    Ok(c.get().thread_core().map_or(0, |core| {
+    Ok(c.get().core_to_read(c.py()).map_or(0, |core| {
         core.slot
             .with_frame(|f| f.map_or(0, continuation::Frame::saved_bytes))
     }))

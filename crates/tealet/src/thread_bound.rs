@@ -12,7 +12,9 @@
 //!   never reused, so a value of a thread that has exited is never taken for the value of a
 //!   new thread.
 //! * **T2** The inner value is only touched (borrowed or dropped) on the owner thread.  Dropped
-//!   elsewhere, it is leaked instead (and counted by [`ThreadBound::leaked_count`]).
+//!   elsewhere, it is leaked instead (and counted by [`ThreadBound::leaked_count`]).  The one
+//!   exception is [`ThreadBound::get_unchecked`]: a borrow from another thread by a caller that
+//!   rules out every concurrent use by other means (pybind: the interpreter lock, for reads).
 
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -118,6 +120,16 @@ impl<T> ThreadBound<T> {
         }
     }
 
+    /// The value, from any thread (T2's exception).
+    ///
+    /// # Safety
+    /// While the returned reference lives, no other thread uses the value (the owner thread
+    /// included), and the caller leaves nothing of it behind: whatever it clones from the
+    /// value is dropped before the reference ends.
+    pub unsafe fn get_unchecked(&self) -> &T {
+        &self.value
+    }
+
     /// How many values were leaked because they were dropped off their owner thread.
     pub fn leaked_count() -> u64 {
         LEAKED.load(Ordering::Relaxed)
@@ -156,6 +168,22 @@ mod tests {
             .join()
             .unwrap();
         assert_ne!(token2, token);
+    }
+
+    #[test]
+    fn get_unchecked_reads_from_another_thread() {
+        let tb = Arc::new(ThreadBound::new(String::from("owned here")));
+        let tb2 = tb.clone();
+        // The owner thread does not touch the value while the other thread reads it (join).
+        let read = std::thread::spawn(move || {
+            assert!(tb2.get().is_none());
+            // SAFETY: the owner thread is blocked in `join` for the whole read.
+            unsafe { tb2.get_unchecked() }.clone()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(read, "owned here");
+        assert_eq!(tb.get().map(String::as_str), Some("owned here"));
     }
 
     #[test]

@@ -153,6 +153,21 @@ pub(crate) fn check_runtime_version(py: Python<'_>) -> pyo3::PyResult<()> {
     Ok(())
 }
 
+/// `bound`'s value, from whichever thread holds the GIL (`py`): for the read-only queries of a
+/// continulet another thread owns (its frames, its saved stack).  Everything any thread does
+/// with such a value happens with the GIL held, so no two threads use it at once; the
+/// callers clone nothing from it that outlives the call (a context's `Rc` is upgraded and
+/// dropped within it), and the frames it leads to are freed only with the continulet itself
+/// (an exited thread's contexts stay allocated: `ThreadBound` leaks what is dropped off its
+/// thread).
+pub(crate) fn read_under_gil<'py, T>(
+    bound: &'py tealet::ThreadBound<T>,
+    _py: pyo3::Python<'py>,
+) -> &'py T {
+    // SAFETY: the GIL, held for 'py, serializes every use of the value (see above).
+    unsafe { bound.get_unchecked() }
+}
+
 /// What the raw `switch` that suspends a context knows about the references it leaves on the
 /// stack (R2, R3), handed to the next `save()` of the same thread.
 #[derive(Clone, Copy)]
