@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from conftest import IMPL, differs  # noqa: F401
+from conftest import IMPL, differs, only_on  # noqa: F401
 
 stackless = pytest.importorskip("stackless")
 
@@ -418,3 +418,254 @@ def test_error_handler_swallows_tasklet_errors():
 def test_enable_softswitch_returns_previous():
     old = stackless.enable_softswitch(None)
     assert stackless.enable_softswitch(old) == old
+
+
+# ------------------------------------------------------------------ asynchronous exceptions
+# An asynchronous exception (KeyboardInterrupt from a signal) can land between any two bytecodes
+# of the pure core on PyPy and in pure mode, i.e. between two pointer updates of a run queue or
+# channel queue (_core.py's I5).  A trace function raising at each bytecode the core runs in a
+# scenario stands in for the signal; afterwards the queues must be consistent, the exception
+# must have reached the main tasklet, values must not be duplicated, and scheduling must work.
+
+
+def _check_queues(s, channels, tasklets, where):
+    """The run queue and every channel queue: links, runcount, balance, blocked flags."""
+    from stackless import _core
+
+    errors, seen = [], set()
+    t, n = s.chain, 0
+    while t is not None:
+        seen.add(id(t))
+        n += 1
+        if t._next is None or t._next._prev is not t or t._blocked or t._chan is not None or n > 1000:
+            errors.append("run queue broken at %r" % (t,))
+            break
+        t = t._next
+        if t is s.chain:
+            break
+    if n != s.runcount:
+        errors.append("runcount %d, %d in the run queue" % (s.runcount, n))
+    if s.current is not s.main or s.chain is not s.main:
+        errors.append("the main tasklet is not current and at the head")
+    for ch in channels:
+        balance, directions, t, k = 0, set(), ch._next, 0
+        if ch._prev._next is not ch:
+            errors.append("channel %r: last link broken" % (ch,))
+        while t is not ch:
+            k += 1
+            if (t._next is None or t._next._prev is not t or t._chan is not ch or not t._blocked
+                    or id(t) in seen or k > 1000):
+                errors.append("channel %r broken at %r" % (ch, t))
+                break
+            seen.add(id(t))
+            balance += t._blocked
+            directions.add(t._blocked)
+            t = t._next
+        if balance != ch._balance or len(directions) > 1:
+            errors.append("channel %r: balance %d, blocked %r" % (ch, ch._balance, directions))
+    for t in tasklets:
+        if id(t) not in seen and (t._next is not None or t._prev is not None or t._blocked
+                                  or t._chan is not None):
+            errors.append("%r is in no queue but linked" % (t,))
+    if _core._lock._is_owned():
+        errors.append("the core's lock is still held")
+    if s.watchdogs != [None]:
+        errors.append("watchdogs left: %r" % (s.watchdogs,))
+    assert not errors, (where, errors)
+
+
+def _make(tasklets, f, *args):
+    t = stackless.tasklet(f)  # listed before it is scheduled: the clean-up kills it
+    tasklets.append(t)
+    return t.setup(*args)
+
+
+def _sender(ch, n):
+    for i in range(n):
+        ch.send(i)
+
+
+def _receiver(ch, n, into, tag=None):
+    for _ in range(n):
+        v = ch.receive()
+        into.append(v if tag is None else (tag, v))
+
+
+def _yielder(n):
+    for _ in range(n):
+        stackless.schedule()
+
+
+def _scenario_tasklets_on_channels(channels, tasklets, log):
+    # send/receive both ways (blocking, handing over) with each preference and schedule_all,
+    # schedule(), tasklets starting and ending, run()
+    chs = [stackless.channel() for _ in range(3)]
+    chs[1].preference = 1
+    chs[2].schedule_all = 1
+    channels += chs
+    for i, ch in enumerate(chs):
+        _make(tasklets, _sender, ch, 2)
+        _make(tasklets, _receiver, ch, 2, log, i)
+    _make(tasklets, _yielder, 2)
+    _make(tasklets, lambda: None)
+    stackless.run()
+    log.append("run")
+
+
+def _scenario_main_on_a_channel(channels, tasklets, log):
+    # the main tasklet blocks on a channel, hands over to a blocked receiver, takes from a
+    # blocked sender
+    ch = stackless.channel()
+    channels.append(ch)
+    _make(tasklets, _sender, ch, 1)
+    log.append(ch.receive())
+    _make(tasklets, _receiver, ch, 1, log)
+    stackless.schedule()
+    ch.send(1)
+    _make(tasklets, _sender, ch, 1)
+    stackless.schedule()
+    log.append(ch.receive() + 2)
+    stackless.run()
+    log.append("run")
+
+
+def _scenario_run_switch_remove(channels, tasklets, log):
+    # tasklet.run(), tasklet.switch(), schedule_remove() and insert()
+    _make(tasklets, _yielder, 1).run()
+    log.append("ran")
+    _make(tasklets, log.append, "switched").switch()
+    r = _make(tasklets, stackless.schedule_remove)
+    stackless.run()
+    r.insert()
+    stackless.run()
+    log.append("run")
+
+
+def _scenario_kill_throw_error(channels, tasklets, log):
+    # a blocked tasklet killed, one ending with an error, a pending throw
+    ch = stackless.channel()
+    channels.append(ch)
+    x = _make(tasklets, _receiver, ch, 1, log)
+    stackless.schedule()
+    x.kill()
+    log.append("killed")
+    _make(tasklets, lambda: {}["x"])
+    try:
+        stackless.run()
+    except KeyError:
+        log.append("error")
+    x = _make(tasklets, _receiver, ch, 1, log)
+    stackless.schedule()
+    x.throw(ValueError, "thrown", pending=True)
+    try:
+        stackless.run()
+    except ValueError:
+        log.append("thrown")
+
+
+_EXCEPTION_SCENARIOS = {
+    "tasklets on channels": (_scenario_tasklets_on_channels,
+                             [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1), "run"]),
+    "main on a channel": (_scenario_main_on_a_channel, [0, 1, 2, "run"]),
+    "run, switch, remove": (_scenario_run_switch_remove, ["ran", "switched", "run"]),
+    "kill, throw, error": (_scenario_kill_throw_error, ["killed", "error", "thrown"]),
+}
+
+
+class _Interrupter(object):
+    """Trace function: records the bytecodes of our modules that run (``raise_at`` None), or
+    raises KeyboardInterrupt at the first run of ``raise_at`` = (code, offset).  Bytecodes
+    run while an exception is handled are left out: an exception there is beyond I5."""
+
+    def __init__(self, raise_at):
+        from stackless import _core
+
+        self.ours = tuple(_core._OUR_GLOBALS)
+        self.raise_at = raise_at
+        self.seen = {}
+        self.fired = False
+        self.handling = set()
+
+    def __call__(self, frame, event, arg):
+        if frame.f_globals not in self.ours:
+            return None
+        if event == "call":
+            frame.f_trace = self  # f_trace first (3.13), then opcode events
+            frame.f_trace_opcodes = True
+        elif event == "exception":
+            self.handling.add(frame)
+        elif event == "opcode" and frame not in self.handling and sys.exc_info()[1] is None:
+            key = (frame.f_code, frame.f_lasti)
+            if self.raise_at is None:
+                self.seen.setdefault(key, None)
+            elif key == self.raise_at and not self.fired:
+                self.fired = True
+                raise KeyboardInterrupt
+        return self
+
+
+def _run_interrupted(scenario, expected, raise_at):
+    from stackless import _core
+
+    s = _core.get()
+    channels, tasklets, log = [], [], []
+    tracer = _Interrupter(raise_at)
+    sys._getframe().f_trace_opcodes = True  # 3.12: opcode events only once a frame asked
+    sys.settrace(tracer)
+    try:
+        scenario(channels, tasklets, log)
+        interrupted = False
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        sys.settrace(None)
+    where = (raise_at[0].co_name, raise_at[1]) if raise_at is not None else None
+    assert tracer.fired == interrupted == (raise_at is not None), where  # it reached main
+    _check_queues(s, channels, tasklets, where)
+    for t in tasklets:
+        if t.alive:
+            t.kill()
+    while s.runcount > 1:
+        stackless.run()
+    _check_queues(s, channels, tasklets, where)
+    for tag in set(e[0] if isinstance(e, tuple) else None for e in expected):  # per channel:
+        mine = [e for e in expected if (e[0] if isinstance(e, tuple) else None) == tag]
+        got = [e for e in log if (e[0] if isinstance(e, tuple) else None) == tag]
+        assert got == mine[:len(got)], (where, log)  # nothing twice, nothing out of order
+    if raise_at is None:
+        assert sorted(map(str, log)) == sorted(map(str, expected)), log
+    ch, got = stackless.channel(), []
+    stackless.tasklet(_sender)(ch, 3)
+    stackless.tasklet(_receiver)(ch, 3, got)
+    stackless.tasklet(_yielder)(2)
+    stackless.run()
+    assert got == [0, 1, 2], where
+    _check_queues(s, [ch], [], where)
+    return tracer.seen
+
+
+@pytest.fixture
+def no_jit():
+    """PyPy's JIT, compiling the suspended factory's loop meanwhile, stops the calls it inlines
+    from being traced: the bytecodes to raise at would change from one run to the next."""
+    try:
+        import pypyjit
+    except ImportError:
+        yield
+        return
+    pypyjit.set_param("off")
+    try:
+        yield
+    finally:
+        pypyjit.set_param("default")
+
+
+@only_on("pypy", "cpython-pure", reason="the pure core's steps are Python code; the native core does "
+         "them in Rust, atomically")
+@pytest.mark.parametrize("name", sorted(_EXCEPTION_SCENARIOS))
+def test_exception_at_any_step_leaves_the_queues_consistent(name, no_jit):
+    scenario, expected = _EXCEPTION_SCENARIOS[name]
+    points = list(_run_interrupted(scenario, expected, None))
+    assert len(points) > 100, "no opcode events"
+    for raise_at in points:  # each bytecode once, the first time it runs
+        _run_interrupted(scenario, expected, raise_at)

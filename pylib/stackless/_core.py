@@ -25,7 +25,34 @@ I2. Continuation passing: every suspended tasklet's continuation is stored in it
     ``permute(dying, nxt)`` + return both preserve this.
 I3. Only a thread switches its own tasklets; other threads only move tasklets into its queue
     and wake it (``_wake``).
-I4. No user code (callbacks, tracers) runs while ``_lock`` is held.
+I4. No user code (callbacks, tracers) runs while ``_lock`` is held, and outside a
+    ``with _lock:`` block of this module a thread does not hold it (finalizers that call
+    stackless from inside one aside).
+I5. One asynchronous exception (a KeyboardInterrupt from a signal, on PyPy or in pure mode,
+    where this module is Python code) landing at any bytecode of a scheduling step leaves the
+    queues consistent (I1, links, ``runcount``, ``_balance``, ``_blocked``/``_chan``, the
+    watchdogs) and the thread usable, and it reaches the main tasklet if no tasklet catches it.
+    The queue primitives compute every new value before their first store and store them all
+    again if interrupted (idempotent stores): each is all or nothing.  A step made of several
+    is undone, by state, when its switch did not happen: the current tasklet is back in the run
+    queue and unblocked, a tasklet it woke goes back where it was, a handoff not yet given to
+    ``schedule_task`` is taken back (after that the value has moved).  ``schedule_task`` tells
+    its own switch apart: it sets ``s.current`` to the target last, and whoever resumes it sets
+    it back; resumed, the exception takes the place of what was handed over (``tempval`` is
+    cleared, nothing stale explodes later).  A ``with _lock:`` block ends with a few bytecodes
+    outside its handler (PyPy): the function that opens it (``_soft_irq``: its caller) releases
+    a lock left held in its handler (``_unlock``, I4).  An exception escaping a tasklet's
+    continulet before ``_tasklet_end``'s ``permute`` (the first or last bytecodes of
+    ``_tasklet_main``, ``_tasklet_end`` itself) resumes the main tasklet through the spare
+    continuation (I2), inside ``schedule_task``, with the main tasklet's continulet ended:
+    ``_repair_main`` gives it a new spare and finishes the death (``_tasklet_end`` makes the
+    next tasklet current only once that one has a continulet and the dying one has none).  An
+    exception escaping the factory ends it; ``_new_cont`` makes a new one.  Beyond this: an
+    exception raised while one is being handled (inside these handlers, or any
+    ``except``/``finally`` block: the usual limit of Python code) or a second one before the
+    first is handled; one raised by or in a dying tasklet's schedule callback is dropped, as
+    any error of that callback; and a value handed to a tasklet whose receive is then
+    interrupted before it returns is lost with it.
 """
 
 import sys
@@ -154,16 +181,17 @@ def _factory_main(fc, s):
     """Creates tasklet continulets at the factory's own (shallow) depth: see ``_new_cont``.
 
     Requests and replies go through ``s.factory_io`` so that no frame of the suspended
-    factory keeps a tasklet or its continulet alive.
+    factory keeps a tasklet or its continulet alive.  An exception (MemoryError..., or an
+    asynchronous one) is the reply, re-raised in the requesting tasklet; one that escapes
+    all the same (the few bytecodes outside the ``try``) ends the factory, and ``_new_cont``
+    makes a new one (I5).
     """
     while True:
-        fc.switch()
-        t = s.factory_io
         try:
-            s.factory_io = _owned_by_layer_and_return(continulet(_tasklet_main, t))
-        except BaseException as e:  # MemoryError...: re-raised in the requesting tasklet
+            fc.switch()
+            s.factory_io = _owned_by_layer_and_return(continulet(_tasklet_main, s.factory_io))
+        except BaseException as e:
             s.factory_io = e
-        t = None
 
 
 def _owned_by_layer_and_return(c):
@@ -180,7 +208,14 @@ def _new_cont(s, t):
     the one that started it: 1,000 tasklets started one by one raised RecursionError.
     """
     s.factory_io = t
-    s.factory.switch()
+    try:
+        s.factory.switch()
+    except BaseException:
+        s.factory_io = None
+        if not s.factory.is_pending():  # an exception escaped the factory: it ended (I5)
+            s.factory = _owned_by_layer_and_return(continulet(_factory_main, s))
+            s.factory.switch()
+        raise
     reply, s.factory_io = s.factory_io, None
     if isinstance(reply, BaseException):
         raise reply
@@ -229,59 +264,127 @@ def get():
     except AttributeError:
         pass
     s = _Sched()
-    _tls.sched = s
-    with _lock:
-        _threads[s.thread_id] = s
+    try:
+        with _lock:
+            _threads[s.thread_id] = s
+    except BaseException:
+        _unlock()
+        raise
+    _tls.sched = s  # last: interrupted before, the next call makes a new one (I5)
     return s
 
 
 def find_thread(tid):
-    with _lock:
-        s = _threads.get(tid)
+    try:
+        with _lock:
+            s = _threads.get(tid)
+    except BaseException:
+        _unlock()
+        raise
     if s is None or not s.alive():
         return None
     return s
 
 
 def all_threads():
-    with _lock:
-        return [tid for tid, s in _threads.items() if s.alive()]
+    try:
+        with _lock:
+            return [tid for tid, s in _threads.items() if s.alive()]
+    except BaseException:
+        _unlock()
+        raise
+
+
+def _unlock():
+    """In a handler outside ``with _lock:`` (I4): an exception that landed between the end of
+    such a block and the call of its ``__exit__`` left the lock held once (I5)."""
+    if _lock._is_owned():
+        _lock.release()
 
 
 # ---- run queue and channel queue primitives (O(1); caller holds _lock) ----------------------
+# Each computes its new values first and stores them again if interrupted: all or nothing (I5).
 
 def _insert(s, t):
     """SLP_CHAIN_INSERT: put ``t`` before the head, i.e. at the end of the run queue."""
     h = s.chain
+    c = s.runcount + 1
     if h is None:
-        t._next = t._prev = t
-        s.chain = t
+        try:
+            t._next = t._prev = t
+            s.chain = t
+            s.runcount = c
+        except BaseException:
+            t._next = t._prev = t
+            s.chain = t
+            s.runcount = c
+            raise
     else:
         p = h._prev
-        t._prev, t._next = p, h
-        p._next = h._prev = t
-    s.runcount += 1
+        try:
+            t._prev = p
+            t._next = h
+            p._next = h._prev = t
+            s.runcount = c
+        except BaseException:
+            t._prev = p
+            t._next = h
+            p._next = h._prev = t
+            s.runcount = c
+            raise
+
+
+def _link(s, t, p, n):
+    """Put ``t`` between ``p`` and ``n`` (``p._next is n``) in the run queue of ``s``."""
+    c = s.runcount + 1
+    try:
+        t._prev = p
+        t._next = n
+        p._next = n._prev = t
+        s.runcount = c
+    except BaseException:
+        t._prev = p
+        t._next = n
+        p._next = n._prev = t
+        s.runcount = c
+        raise
 
 
 def _insert_after_head(s, t):
-    hold = s.chain
-    s.chain = hold._next
-    _insert(s, t)
-    s.chain = hold
+    h = s.chain
+    _link(s, t, h, h._next)
 
 
 def _remove(s, t):
     """slp_current_remove_tasklet: unlink ``t``; if it was the head, its successor becomes head."""
     n = t._next
+    c = s.runcount - 1
     if n is t:
-        s.chain = None
+        try:
+            s.chain = None
+            t._next = t._prev = None
+            s.runcount = c
+        except BaseException:
+            s.chain = None
+            t._next = t._prev = None
+            s.runcount = c
+            raise
     else:
         p = t._prev
-        p._next, n._prev = n, p
-        if s.chain is t:
-            s.chain = n
-    t._next = t._prev = None
-    s.runcount -= 1
+        h = n if s.chain is t else s.chain
+        try:
+            p._next = n
+            n._prev = p
+            s.chain = h
+            t._next = t._prev = None
+            s.runcount = c
+        except BaseException:
+            p._next = n
+            n._prev = p
+            s.chain = h
+            t._next = t._prev = None
+            s.runcount = c
+            raise
 
 
 def _unremove(s, t):
@@ -293,21 +396,55 @@ def _unremove(s, t):
 def chan_insert(ch, t, d, before=None):
     node = ch if before is None else before
     p = node._prev
-    t._prev, t._next = p, node
-    p._next = node._prev = t
-    ch._balance += d
-    t._blocked = d
-    t._chan = ch
+    b = ch._balance + d
+    try:
+        t._prev = p
+        t._next = node
+        p._next = node._prev = t
+        ch._balance = b
+        t._blocked = d
+        t._chan = ch
+    except BaseException:
+        t._prev = p
+        t._next = node
+        p._next = node._prev = t
+        ch._balance = b
+        t._blocked = d
+        t._chan = ch
+        raise
 
 
 def chan_remove(t):
-    """slp_channel_remove(_slow): unlink a blocked tasklet; returns (channel, old successor)."""
+    """slp_channel_remove(_slow): unlink a blocked tasklet."""
     ch, n, p = t._chan, t._next, t._prev
-    p._next, n._prev = n, p
-    ch._balance -= t._blocked
-    t._next = t._prev = t._chan = None
-    t._blocked = 0
-    return ch, n
+    b = ch._balance - t._blocked
+    try:
+        p._next = n
+        n._prev = p
+        ch._balance = b
+        t._next = t._prev = t._chan = None
+        t._blocked = 0
+    except BaseException:
+        p._next = n
+        n._prev = p
+        ch._balance = b
+        t._next = t._prev = t._chan = None
+        t._blocked = 0
+        raise
+
+
+def _unwake(t, chan, nxt, d):
+    """Put ``t`` back where it was before a wake-up that is undone: blocked on ``chan`` before
+    ``nxt`` (``d`` its direction), or paused (``chan`` and ``nxt`` None), or else scheduled."""
+    if chan is not None:
+        if t._chan is None:
+            if t._next is not None:
+                _remove(t._sched, t)
+            if nxt is not chan and (nxt is None or nxt._chan is not chan):
+                nxt = None  # its old successor left the channel meanwhile: at the end
+            chan_insert(chan, t, d, nxt)
+    elif nxt is None and t._next is not None and not t._blocked:
+        _remove(t._sched, t)
 
 
 def _wake(s):
@@ -318,17 +455,25 @@ def _wake(s):
 
 def insert(t):
     """impl_tasklet_insert without the checks (they live in ``tasklet.insert``)."""
-    with _lock:
-        if t._next is None:
-            s = t._sched
-            _insert(s, t)
-            _wake(s)
+    try:
+        with _lock:
+            if t._next is None:
+                s = t._sched
+                _insert(s, t)
+                _wake(s)
+    except BaseException:
+        _unlock()
+        raise
 
 
 def remove(t):
-    with _lock:
-        if t._next is not None:
-            _remove(t._sched, t)
+    try:
+        with _lock:
+            if t._next is not None:
+                _remove(t._sched, t)
+    except BaseException:
+        _unlock()
+        raise
 
 
 def get_watchdog(s, interrupt=False):
@@ -347,8 +492,8 @@ def _notify_schedule(s, prev, nxt):
     if cb is not None:
         if s.schedlock:
             raise RuntimeError("Recursive scheduler call due to callbacks!")
-        s.schedlock = True
         try:
+            s.schedlock = True
             cb(prev, nxt)
         finally:
             s.schedlock = False
@@ -359,8 +504,8 @@ def _notify_channel(s, ch, t, d, cando):
     if cb is not None:
         if s.schedlock:
             raise RuntimeError("Recursive channel call due to callbacks!")
-        s.schedlock = True
         try:
+            s.schedlock = True
             cb(ch, t, 1 if d > 0 else 0, 0 if cando else 1)
         finally:
             s.schedlock = False
@@ -378,58 +523,101 @@ def claim(t):
 
 
 def schedule_task(s, prev, nxt):
-    """slp_schedule_task: make ``nxt`` run; returns ``prev``'s tempval when ``prev`` runs again."""
+    """slp_schedule_task: make ``nxt`` run; returns ``prev``'s tempval when ``prev`` runs again.
+
+    A switch that does not happen changes nothing here: ``nxt`` goes back where it was (I5)."""
     if nxt is None:
         return _schedule_block(s, prev)
     ns = nxt._sched
     if ns is not s and nxt is not prev:  # schedule_task_interthread: wake it, we keep running
+        try:
+            with _lock:
+                if nxt._blocked:
+                    chan_remove(nxt)
+                if nxt._next is None:
+                    _insert(ns, nxt)
+                _wake(ns)
+        except BaseException:
+            _unlock()
+            with _lock:  # finish the wake-up (a tasklet taken from a channel must not float)
+                if nxt._next is None and not nxt._blocked:
+                    _insert(ns, nxt)
+                _wake(ns)
+            raise
+        return claim(prev)
+    if s.switch_trap and prev is not nxt:
+        raise RuntimeError("switch_trap")
+    target, u_chan, u_next, u_dir = nxt, nxt._chan, nxt._next, nxt._blocked  # for the undo
+    head = s.chain
+    phase = 0  # 1: switching (s.current set first), 2: no switch, claiming
+    try:
         with _lock:
             if nxt._blocked:
                 chan_remove(nxt)
             if nxt._next is None:
-                _insert(ns, nxt)
-            _wake(ns)
-        return claim(prev)
-    if s.switch_trap and prev is not nxt:
-        raise RuntimeError("switch_trap")
-    u_chan = u_next = None
-    u_dir = 0
-    inserted = False
-    with _lock:
-        if nxt._blocked:
-            u_dir = nxt._blocked
-            u_chan, u_next = chan_remove(nxt)
-        if nxt._next is None:
-            _insert(s, nxt)
-            inserted = True
-    try:
+                _insert(s, nxt)
         nxt = _soft_irq(s, prev, nxt)
         if prev is nxt:
+            phase = 2
             return claim(prev)
         _notify_schedule(s, prev, nxt)
+        with _lock:
+            phase = 1
+            s.current = s.chain = nxt
+        if not s.runflags & TOTALTIMEOUT:
+            s.watermark = s.ticks + s.interval
+        c = nxt._cont
+        if c is None:
+            c = nxt._cont = _new_cont(s, nxt)
+        prev._cont.switch(to=c)
+        if s.tracing:
+            _retrace(s, sys._getframe())
+        return claim(prev)
     except BaseException:
-        if inserted and prev is not nxt:
-            with _lock:
-                if nxt._next is not None and not nxt._blocked:
-                    _remove(s, nxt)
-                if u_chan is not None:
-                    chan_insert(u_chan, nxt, u_dir, u_next)
+        _switch_failed(s, prev, nxt, head, phase, target, u_chan, u_next, u_dir)
         raise
-    _switch(s, prev, nxt)
-    return claim(prev)
 
 
-def _switch(s, prev, nxt):
+def _switch_failed(s, prev, nxt, head, phase, target, u_chan, u_next, u_dir):
+    """``schedule_task`` raised: tell apart by state whether its switch happened (I5)."""
+    _unlock()
+    if prev is s.main and not prev._cont.is_pending():
+        _repair_main(s)  # a tasklet's end escaped into us: the switch happened, long ago
+        return
+    if phase == 2 or (phase == 1 and s.current is not nxt):
+        # no switch, or we switched and were resumed: nothing to undo, and this exception
+        # takes the place of the value or bomb handed to us (none is left for a later claim)
+        prev.tempval = None
+        return
     with _lock:
-        s.current = s.chain = nxt
-    if not s.runflags & TOTALTIMEOUT:
-        s.watermark = s.ticks + s.interval
-    c = nxt._cont
-    if c is None:
-        c = nxt._cont = _new_cont(s, nxt)
-    prev._cont.switch(to=c)
-    if s.tracing:
-        _retrace(s, sys._getframe(1))
+        if s.current is nxt:  # set, but the switch did not happen
+            s.current = prev
+            s.chain = head
+        _unwake(target, u_chan, u_next, u_dir)
+
+
+def _repair_main(s):
+    """An exception escaped a tasklet's continulet before ``_tasklet_end``'s ``permute`` and
+    resumed the main tasklet through the spare continuation (I2), whose continulet has ended:
+    give it a new spare, finish the death of the tasklet whose continulet ended (the current
+    one, unless ``_tasklet_end`` made the next one current), make the main tasklet current."""
+    main = s.main
+    main._cont = _owned_by_layer_and_return(continulet(_spare))
+    main.tempval = None  # an error or value meant for the main tasklet gives way to this one
+    with _lock:
+        t = s.current
+        if t is not main:
+            c = t._cont
+            if c is None or not c.is_pending():
+                t._alive = False
+                t._cont = None
+                if t._blocked:
+                    chan_remove(t)
+                if t._next is not None:
+                    _remove(s, t)
+            s.current = main
+        if main._next is not None and not main._blocked:
+            s.chain = main
 
 
 def _deadlock(s):
@@ -450,14 +638,18 @@ def _schedule_block(s, prev):
     revive = not (s.runflags & THREADBLOCK) and wakeup._next is None
     if not revive:
         nxt = None
-        with _lock:
-            try:
-                while s.chain is None and not _deadlock(s):
-                    s.blocked = True
-                    s.cond.wait(0.05)
-            finally:
-                s.blocked = False
-            nxt = s.chain
+        try:
+            with _lock:
+                try:
+                    while s.chain is None and not _deadlock(s):
+                        s.blocked = True
+                        s.cond.wait(0.05)
+                finally:
+                    s.blocked = False
+                nxt = s.chain
+        except BaseException:
+            _unlock()
+            raise
         if nxt is not None:
             return schedule_task(s, prev, nxt)
     if revive or (s.initial and wakeup._next is None):
@@ -471,16 +663,18 @@ def _schedule_block(s, prev):
 def schedule(s, retval, remove_current):
     """PyStackless_Schedule."""
     prev = s.current
-    with _lock:
-        nxt = prev._next if prev._next is not None else s.chain
-        old, prev.tempval = prev.tempval, retval
-        if remove_current and prev._next is not None:
-            _remove(s, prev)
-            if nxt is prev:
-                nxt = None
+    old = prev.tempval
     try:
+        with _lock:
+            nxt = prev._next if prev._next is not None else s.chain
+            prev.tempval = retval
+            if remove_current and prev._next is not None:
+                _remove(s, prev)
+                if nxt is prev:
+                    nxt = None
         return schedule_task(s, prev, nxt)
     except BaseException:
+        _unlock()
         if prev.tempval is retval:
             prev.tempval = old
         if remove_current:
@@ -494,34 +688,36 @@ def run_task(s, task, remove_current):
     """impl_tasklet_run_remove: tasklet.run() / tasklet.switch()."""
     prev = s.current
     if task._sched is s:
-        with _lock:
-            inserted = task._next is None
-            if inserted:
-                _insert(s, task)
-            if remove_current and prev is not task:
-                _remove(s, prev)
         try:
-            return schedule_task(s, prev, task)
+            if remove_current and prev is not task:
+                with _lock:
+                    if prev._next is not None:
+                        _remove(s, prev)
+            return schedule_task(s, prev, task)  # which schedules ``task``, or undoes it
         except BaseException:
-            with _lock:
-                if remove_current and prev._next is None:
-                    _unremove(s, prev)
-                if inserted and task._next is not None and s.current is not task:
-                    _remove(s, task)
+            _unlock()
+            if remove_current:
+                with _lock:
+                    if prev._next is None:
+                        _unremove(s, prev)
             raise
     rs = task._sched
     if not rs.alive():
         raise RuntimeError("tasklet has no thread")  # its thread exited (thread_id is -1)
     if remove_current:
         raise RuntimeError("can't switch to a different thread.")
-    with _lock:  # interthread: run it next in its own thread
-        if task._next is None:
-            if rs.blocked or rs.chain is None:
-                _insert(rs, task)
-                rs.chain = task
-            else:
-                _insert_after_head(rs, task)
-        _wake(rs)
+    try:
+        with _lock:  # interthread: run it next in its own thread
+            if task._next is None:
+                if rs.blocked or rs.chain is None:
+                    _insert(rs, task)
+                    rs.chain = task
+                else:
+                    _insert_after_head(rs, task)
+            _wake(rs)
+    except BaseException:
+        _unlock()
+        raise
     return claim(prev)
 
 
@@ -532,26 +728,36 @@ def throw_bomb(s, t, b, pending):
     if not t._alive:
         if not issubclass(b.type, TaskletExit):
             raise RuntimeError("You cannot throw to a dead tasklet")
-        with _lock:
-            if t._blocked:
-                chan_remove(t)
-            if t._next is not None:
-                _remove(t._sched, t)
+        try:
+            with _lock:
+                if t._blocked:
+                    chan_remove(t)
+                if t._next is not None:
+                    _remove(t._sched, t)
+        except BaseException:
+            _unlock()
+            raise
         return None
-    old, t.tempval = t.tempval, b
-    if pending:
-        with _lock:
-            if t._blocked:
-                chan_remove(t)
-            if t._next is None:
-                _insert(t._sched, t)
-            _wake(t._sched)
-        return None
+    old = t.tempval
+    u_chan, u_next, u_dir = t._chan, t._next, t._blocked
     try:
+        t.tempval = b
+        if pending:
+            with _lock:
+                if t._blocked:
+                    chan_remove(t)
+                if t._next is None:
+                    _insert(t._sched, t)
+                _wake(t._sched)
+            return None
         return schedule_task(s, s.current, t)
     except BaseException:
+        _unlock()
         if t.tempval is b:
             t.tempval = old
+            if pending:
+                with _lock:
+                    _unwake(t, u_chan, u_next, u_dir)
         raise
 
 
@@ -579,37 +785,55 @@ def _tasklet_main(cont, t):
 
 
 def _tasklet_end(s, t, cont, err):
-    """tasklet_end + schedule_task_destruct: pick the next tasklet and hand our stack to it."""
-    with _lock:
-        t._alive = False
-        if t._next is not None:
-            _remove(s, t)
-        nxt = s.chain
-        if nxt is None:
-            wake = get_watchdog(s)
-            if wake._blocked and err is None:
-                txt = ("the main tasklet is receiving without a sender available." if wake._blocked < 0
-                       else "the main tasklet is sending without a receiver available.")
-                err = bomb(RuntimeError, txt)
-            nxt = wake
-        if err is not None:
-            nxt = get_watchdog(s)
-            nxt.tempval = err
-        if nxt._blocked:
-            chan_remove(nxt)
-        if nxt._next is None:
-            _insert(s, nxt)
+    """tasklet_end + schedule_task_destruct: pick the next tasklet and hand our stack to it.
+
+    Interrupted, the exception reaches the main tasklet (I5), which reads how far this got:
+    the next tasklet is made current last, once it has a continulet and ``t`` has none."""
+    nxt = None
     try:
-        _notify_schedule(s, t, nxt)
+        with _lock:
+            t._alive = False
+            if t._next is not None:
+                _remove(s, t)
+            nxt = s.chain
+            if nxt is None:
+                wake = get_watchdog(s)
+                if wake._blocked and err is None:
+                    txt = ("the main tasklet is receiving without a sender available."
+                           if wake._blocked < 0 else
+                           "the main tasklet is sending without a receiver available.")
+                    err = bomb(RuntimeError, txt)
+                nxt = wake
+            if err is not None:
+                nxt = get_watchdog(s)
+                nxt.tempval = err
+            if nxt._blocked:
+                chan_remove(nxt)
+            if nxt._next is None:
+                _insert(s, nxt)
     except BaseException:
-        pass  # a dying tasklet has nobody to report to
-    with _lock:
-        s.current = s.chain = nxt
-    if not s.runflags & TOTALTIMEOUT:
-        s.watermark = s.ticks + s.interval
+        _unlock()
+        if nxt is not None:
+            with _lock:  # the next tasklet, taken from its channel, must not float
+                if nxt._next is None and not nxt._blocked:
+                    _insert(s, nxt)
+        raise
+    if hooks["schedule"] is not None:  # only then can the except below swallow anything
+        try:
+            _notify_schedule(s, t, nxt)
+        except BaseException:
+            pass  # a dying tasklet has nobody to report to
     if nxt._cont is None:
         nxt._cont = _new_cont(s, nxt)
     t._cont = None
+    try:
+        with _lock:
+            s.current = s.chain = nxt
+    except BaseException:
+        _unlock()
+        raise
+    if not s.runflags & TOTALTIMEOUT:
+        s.watermark = s.ticks + s.interval
     permute(cont, nxt._cont)
 
 
@@ -619,30 +843,36 @@ def channel_action(ch, arg, d):
     """generic_channel_action: d = 1 send, -1 receive."""
     s = get()
     source = s.current
-    with _lock:
-        cando = ch._balance < 0 if d > 0 else ch._balance > 0
-        interthread = cando and ch._next._sched is not s
-    old, source.tempval = source.tempval, arg
+    old = source.tempval
+    target = tv = switchto = None
+    switching = False
     try:
+        with _lock:
+            cando = ch._balance < 0 if d > 0 else ch._balance > 0
+            interthread = cando and ch._next._sched is not s
+        source.tempval = arg
         if not interthread:
             _notify_channel(s, ch, source, d, cando)
         with _lock:
             cando = ch._balance < 0 if d > 0 else ch._balance > 0
             if cando:
-                target = ch._next
-                interthread = target._sched is not s
-                chan_remove(target)
-                source.tempval, target.tempval = target.tempval, source.tempval
+                t = ch._next
+                tv = t.tempval
+                target = t
+                interthread = t._sched is not s
+                chan_remove(t)
+                t.tempval = source.tempval
+                source.tempval = tv
                 if interthread:
-                    switchto = target
+                    switchto = t
                 elif ch._schedule_all:
-                    _insert(s, target)
+                    _insert(s, t)
                     switchto = source._next
                 elif ch._preference == -d:
-                    _insert_after_head(s, target)
-                    switchto = target
+                    _insert_after_head(s, t)
+                    switchto = t
                 else:
-                    _insert(s, target)
+                    _insert(s, t)
                     switchto = source
             else:
                 if source._block_trap:
@@ -652,17 +882,22 @@ def channel_action(ch, arg, d):
                 _remove(s, source)
                 chan_insert(ch, source, d)
                 switchto = s.chain
-    except BaseException:
-        source.tempval = old
-        raise
-    try:
+        switching = True
         ret = schedule_task(s, source, switchto)
     except BaseException:
-        with _lock:  # undo a failed block (the switch did not happen)
-            if source._chan is ch:
+        _unlock()
+        with _lock:
+            if target is not None and not switching and target._chan is None:
+                # a handoff that did not get to schedule_task: the other side waits again
+                if target._next is not None and not target._blocked:
+                    _remove(s, target)
+                chan_insert(ch, target, -d, ch._next)
+                target.tempval = tv
+            if source._chan is ch:  # a block whose switch did not happen
                 chan_remove(source)
             if source._next is None:
                 _unremove(s, source)
+        source.tempval = old
         raise
     if interthread:
         _notify_channel(s, ch, source, d, True)
@@ -677,56 +912,63 @@ def run_watchdog(s, timeout, flags):
     interrupt = timeout > 0
     if interrupt and s.watchdogs[0] is not None:
         interrupt = False
-    if interrupt:
-        s.watchdogs[0] = cur
-    s.watchdogs.append(cur)
     saved = (s.interval, s.watermark, s.runflags, s.tracing)
-    old_trace = None
-    if interrupt:
-        s.interval, s.watermark, s.runflags = timeout, s.ticks + timeout, flags
-        old_trace = sys.gettrace()
-        # 3.12 turns on opcode events for sys.settrace only if some frame already asked for
-        # them: ask on this (our own, untraced) frame first.
-        sys._getframe().f_trace_opcodes = True
-        if NATIVE is not None:
-            NATIVE.set_tick_tracer(s)  # the same counting, in C (pystate/trace.rs)
-        else:
-            sys.settrace(s.glob_tracer)
-        s.tracing = True
-    elif len(s.watchdogs) == 2:
-        s.runflags = flags & THREADBLOCK  # deviation: threadblock also works without timeout
-    s.interrupted = None
+    old_trace = sys.gettrace() if interrupt else None
     try:
+        if interrupt:
+            s.watchdogs[0] = cur
+        s.watchdogs.append(cur)
+        if interrupt:
+            s.interval, s.watermark, s.runflags = timeout, s.ticks + timeout, flags
+            # 3.12 turns on opcode events for sys.settrace only if some frame already asked for
+            # them: ask on this (our own, untraced) frame first.
+            sys._getframe().f_trace_opcodes = True
+            if NATIVE is not None:
+                NATIVE.set_tick_tracer(s)  # the same counting, in C (pystate/trace.rs)
+            else:
+                sys.settrace(s.glob_tracer)
+            s.tracing = True
+        elif len(s.watchdogs) == 2:
+            s.runflags = flags & THREADBLOCK  # deviation: threadblock also works without timeout
+        s.interrupted = None
         with _lock:
             if cur._next is not None:
                 _remove(s, cur)
             nxt = s.chain
-        try:
-            schedule_task(s, cur, nxt)
-        except BaseException:
-            with _lock:
-                if cur._next is None:
-                    _unremove(s, cur)
-            raise
-    finally:
-        if cur in s.watchdogs[1:]:
-            while True:
-                popped = s.watchdogs.pop()
-                if s.watchdogs[0] is popped:
-                    s.watchdogs[0] = None
-                if popped._next is None and popped is not cur:
-                    insert(popped)
-                if popped is cur:
-                    break
-        if interrupt:
-            sys.settrace(old_trace)
-        if interrupt or len(s.watchdogs) == 1:
-            s.interval, s.watermark, s.runflags, s.tracing = saved
+        schedule_task(s, cur, nxt)
+        _run_done(s, cur, interrupt, old_trace, saved)
+    except BaseException:
+        _unlock()
+        with _lock:
+            if cur._next is None:
+                _unremove(s, cur)
+        _run_done(s, cur, interrupt, old_trace, saved)  # again, if interrupted in there (I5)
+        raise
     victim, s.interrupted = s.interrupted, None
     if victim is not None and not flags & SOFT:
         remove(victim)
         return victim
     return None
+
+
+def _run_done(s, cur, interrupt, old_trace, saved):
+    """The end of ``run_watchdog``: pop the watchdogs down to ``cur`` (those above it are
+    scheduled again), restore the tracer and the budget.  Idempotent."""
+    w = s.watchdogs
+    if cur in w[1:]:
+        while True:
+            popped = w[-1]
+            if w[0] is popped:
+                w[0] = None
+            if popped._next is None and popped is not cur:
+                insert(popped)
+            w.pop()
+            if popped is cur:
+                break
+    if interrupt:
+        sys.settrace(old_trace)
+    if interrupt or len(w) == 1:
+        s.interval, s.watermark, s.runflags, s.tracing = saved
 
 
 def _soft_irq(s, prev, nxt):
@@ -738,11 +980,8 @@ def _soft_irq(s, prev, nxt):
     if wd._next is not None or prev is wd or nxt is wd:
         return nxt
     s.interrupted = nxt
-    with _lock:
-        hold = s.chain
-        s.chain = nxt
-        _insert(s, wd)
-        s.chain = hold
+    with _lock:  # (its caller, schedule_task, releases a lock left held: I5)
+        _link(s, wd, nxt._prev, nxt)  # before nxt
     return wd
 
 
