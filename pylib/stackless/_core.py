@@ -308,8 +308,8 @@ def _unlock():
 def _insert(s, t):
     """SLP_CHAIN_INSERT: put ``t`` before the head, i.e. at the end of the run queue."""
     h = s.chain
-    c = s.runcount + 1
     if h is None:
+        c = s.runcount + 1
         try:
             t._next = t._prev = t
             s.chain = t
@@ -320,18 +320,7 @@ def _insert(s, t):
             s.runcount = c
             raise
     else:
-        p = h._prev
-        try:
-            t._prev = p
-            t._next = h
-            p._next = h._prev = t
-            s.runcount = c
-        except BaseException:
-            t._prev = p
-            t._next = h
-            p._next = h._prev = t
-            s.runcount = c
-            raise
+        _link(s, t, h._prev, h)
 
 
 def _link(s, t, p, n):

@@ -193,6 +193,17 @@ impl Hint {
     ) -> Hint {
         Hint { end, held: [a, b] }
     }
+
+    /// The end of the switch's arguments, if it lies within `[lo, hi]` (the value stack of
+    /// the frame that called it).
+    fn end_within(
+        &self,
+        lo: *mut *mut ffi::PyObject,
+        hi: *mut *mut ffi::PyObject,
+    ) -> Option<*mut *mut ffi::PyObject> {
+        let end = self.end.cast_mut();
+        (!end.is_null() && end >= lo && end <= hi).then_some(end)
+    }
 }
 
 /// Call PyPy's hidden `start(c, func, args, kwds)` from the context that is starting, with

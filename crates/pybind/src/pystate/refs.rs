@@ -133,11 +133,9 @@ pub(super) unsafe fn visit_frames<E>(
                 let locals = at::<*mut ffi::PyObject>(frame, off::IFRAME_LOCALSPLUS);
                 let (lo, hi) = (locals.add(nlocals), locals.add(nlocals + stacksize));
                 let depth = if callee.is_null() {
-                    let end = hint.end.cast_mut();
-                    if !end.is_null() && end >= lo && end <= hi {
-                        end.offset_from(locals) as usize
-                    } else {
-                        nlocals
+                    match hint.end_within(lo, hi) {
+                        Some(end) => end.offset_from(locals) as usize,
+                        None => nlocals,
                     }
                 } else {
                     let stacktop = *at::<c_int>(frame, off::IFRAME_STACKTOP);
@@ -228,11 +226,9 @@ pub(super) unsafe fn visit_frames_310<E>(
             let stacksize =
                 usize::try_from(*at::<c_int>(code.cast(), off::CODE_STACKSIZE)).unwrap_or(0);
             let depth = if callee.is_null() {
-                let end = hint.end.cast_mut();
-                if !end.is_null() && end >= stack && end <= stack.add(stacksize) {
-                    end.offset_from(stack).unsigned_abs()
-                } else {
-                    0
+                match hint.end_within(stack, stack.add(stacksize)) {
+                    Some(end) => end.offset_from(stack).unsigned_abs(),
+                    None => 0,
                 }
             } else {
                 call_depth_310(frame, code, stack, callee)
