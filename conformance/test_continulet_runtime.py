@@ -210,7 +210,7 @@ def test_traceback_from_nested_continulets():
 # frames
 
 
-@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
+@differs("cpython", "cpython-pure", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_callable_frame_f_back_is_switch_caller():
     def f(c):
         return frame_names(sys._getframe(), 3)
@@ -221,7 +221,7 @@ def test_callable_frame_f_back_is_switch_caller():
     assert caller(continulet(f)) == ["f", "caller", "test_callable_frame_f_back_is_switch_caller"]
 
 
-@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
+@differs("cpython", "cpython-pure", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_callable_frame_f_back_follows_latest_switcher():
     def f(c):
         c.switch()
@@ -238,7 +238,7 @@ def test_callable_frame_f_back_follows_latest_switcher():
     assert caller2(c) == ["f", "caller2", "test_callable_frame_f_back_follows_latest_switcher"]
 
 
-@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
+@differs("cpython", "cpython-pure", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_nested_callable_frame_f_back():
     def inner(c2):
         return frame_names(sys._getframe(), 3)
@@ -260,7 +260,7 @@ def test_main_frames_unaffected_by_switch():
     c.switch()
 
 
-@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
+@differs("cpython", "cpython-pure", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_get_frame_f_back_while_running_is_switch_caller():
     def k(c):
         return frame_names(c._get_frame(), 3)
@@ -271,7 +271,7 @@ def test_get_frame_f_back_while_running_is_switch_caller():
     assert caller(continulet(k)) == ["start", "caller", "test_get_frame_f_back_while_running_is_switch_caller"]
 
 
-@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
+@differs("cpython", "cpython-pure", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_get_frame_f_back_while_suspended_is_top_of_suspended_stack():
     frs = {}
 
@@ -298,7 +298,7 @@ def test_get_frame_f_back_while_suspended_is_top_of_suspended_stack():
     assert c.switch() == "fin"
 
 
-@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
+@differs("cpython", "cpython-pure", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_suspended_callable_frame_f_back_cycles_to_top():
     # PyPy: while suspended, the bottom ('start', hidden) frame's f_back is the top of the
     # suspended stack, so the callable's frame's f_back skips the hidden frame and reaches the
@@ -320,7 +320,7 @@ def test_suspended_callable_frame_f_back_cycles_to_top():
     c.switch()
 
 
-@differs("cpython", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
+@differs("cpython", "cpython-pure", reason="PyPy rewires the bottom frame's f_back to the latest switcher; on CPython the context's bottom frame has f_back None (issue 3 gap)")
 def test_generator_frame_inside_continulet():
     def gen():
         yield frame_names(sys._getframe(), 3)

@@ -575,7 +575,10 @@ _EXCEPTION_SCENARIOS = {
 class _Interrupter(object):
     """Trace function: records the bytecodes of our modules that run (``raise_at`` None), or
     raises KeyboardInterrupt at the first run of ``raise_at`` = (code, offset).  Bytecodes
-    run while an exception is handled are left out: an exception there is beyond I5."""
+    run while an exception is handled are left out: an exception there is beyond I5; so are
+    those of finalizers (a tasklet's ``__del__``, the ``gc.callbacks`` entry that kills
+    garbage tasklets, and what they call): whether one runs depends on when the collector
+    does, and an exception in one is reported as unraisable, never raised (Python's rule)."""
 
     def __init__(self, raise_at):
         from stackless import _core
@@ -590,6 +593,11 @@ class _Interrupter(object):
         if frame.f_globals not in self.ours:
             return None
         if event == "call":
+            f = frame
+            while f is not None:
+                if f.f_code.co_name in ("__del__", "_at_gc_end") and f.f_globals in self.ours:
+                    return None  # a finalizer's frame, or one it called
+                f = f.f_back
             frame.f_trace = self  # f_trace first (3.13), then opcode events
             frame.f_trace_opcodes = True
         elif event == "exception":

@@ -18,6 +18,12 @@ Exports:
   ``owned_by_layer(cont)`` -> tell the interpreter that ``greenlet``/``stackless`` kill ``cont``
       themselves when it becomes garbage (CPython would otherwise unwind it with
       ``GeneratorExit``; PyPy frees garbage continulets without unwinding them: a no-op)
+  ``killed_by_layer(cont)`` -> the same, except that CPython's collector is still shown the
+      frames of the context ``cont`` stores, so that a cycle through them is found (a
+      ``stackless`` tasklet's, killed by the tasklet's finalizer; PyPy: a no-op)
+  ``gc_collecting()`` -> whether the cyclic collector is running (a finalizer called by it
+      must not switch; PyPy runs finalizers outside its collector: always False)
+  ``write_unraisable(exc, obj)`` -> report ``exc`` through ``sys.unraisablehook``
 """
 
 import os
@@ -38,13 +44,31 @@ if IS_PYPY:
     def owned_by_layer(cont):
         """PyPy's collector frees a garbage continulet without unwinding it: nothing to do."""
 
+    def killed_by_layer(cont):
+        """PyPy's collector sees into stacks by itself: nothing to do."""
+
+    def gc_collecting():
+        """PyPy calls finalizers at a safe point of the interpreter, never inside a collection."""
+        return False
+
+    def write_unraisable(exc, obj):
+        import sys
+        import types
+
+        sys.unraisablehook(types.SimpleNamespace(
+            exc_type=type(exc), exc_value=exc, exc_traceback=exc.__traceback__,
+            err_msg="Exception ignored in", object=obj, extra_line=""))
+
 else:
     from continulet import _native as native
     from continulet._native import (
+        gc_collecting,
         get_contextvar_context,
+        killed_by_layer,
         owned_by_layer,
         set_contextvar_context,
         suspended_frame,
+        write_unraisable,
     )
 
     def normalize_exc(typ, val=None, tb=None):

@@ -11,7 +11,10 @@ main tasklet.  Tasklet fields: ``_sched`` (owner thread), ``_next``/``_prev`` (l
 *or* channel queue, ``None`` when floating), ``_blocked`` (0, 1 = send, -1 = receive), ``_chan``
 (channel while blocked), ``_cont`` (continulet, created at the first switch into the tasklet
 by the thread's ``factory`` continulet so that every tasklet starts at the same shallow
-recursion depth, ``None`` before and after), ``_alive``, ``tempval`` (value/bomb handed over by the next switch).
+recursion depth, ``None`` before and after; its frames are shown to CPython's collector, and
+the tasklet's finalizer kills it: ``_finalize``), ``_alive``, ``tempval`` (value/bomb handed
+over by the next switch).  Scheduler: ``doomed`` (tasklets that became garbage alive, to be
+killed at the thread's next safe point) and ``doomed_waiting`` (``doomed`` is not empty).
 Channel fields: ``_next``/``_prev`` (the channel is the sentinel of its circular queue),
 ``_balance``.
 
@@ -60,9 +63,12 @@ import threading
 
 from _continuation import continulet, permute
 from continulet._compat import (
+    gc_collecting as _gc_collecting,
+    killed_by_layer as _killed_by_layer,
     native_part as _native_part,
     owned_by_layer as _owned_by_layer,
     suspended_frame as _suspended_frame,
+    write_unraisable as _write_unraisable,
 )
 
 THREADBLOCK, SOFT, IGNORE_NESTING, TOTALTIMEOUT = 1, 2, 4, 8
@@ -83,6 +89,10 @@ else:
         __slots__ = ("_sched", "_next", "_prev", "_chan", "_cont", "_func", "_args", "_kwargs",
                      "_blocked", "_alive", "_atomic", "_ignore_nesting", "_block_trap",
                      "_pending_irq", "tempval", "__weakref__")
+
+        def __del__(self):
+            if getattr(self, "_alive", False) and self._cont is not None:
+                _finalize(self, 2)
 
     class ChannelBase(object):
         """The fields of a channel (see # State) and its hot methods."""
@@ -189,7 +199,7 @@ def _factory_main(fc, s):
     while True:
         try:
             fc.switch()
-            s.factory_io = _owned_by_layer_and_return(continulet(_tasklet_main, s.factory_io))
+            s.factory_io = _killed_by_layer_and_return(continulet(_tasklet_main, s.factory_io))
         except BaseException as e:
             s.factory_io = e
 
@@ -197,6 +207,14 @@ def _factory_main(fc, s):
 def _owned_by_layer_and_return(c):
     """``c``, marked as killed by this module when garbage (never unwound by CPython's GC)."""
     _owned_by_layer(c)
+    return c
+
+
+def _killed_by_layer_and_return(c):
+    """``c`` (a tasklet's), marked as killed by this module when garbage, the collector still
+    seeing its frames (a cycle through them is found; ``_finalize`` kills the tasklet).
+    Nothing of ``c`` may stay on the factory's suspended stack (it is not shown)."""
+    _killed_by_layer(c)
     return c
 
 
@@ -242,6 +260,8 @@ class _Sched(SchedBase):
         self.watermark = 0
         self.runflags = 0
         self.tracing = False
+        self.doomed = []  # tasklets that became garbage alive, to kill (_finalize)
+        self.doomed_waiting = False
         self.glob_tracer, self.local_tracer = _make_tracers(self)
         # (the native base's __new__ would ask for the scheduler this is making)
         main = TaskletBase.__new__(tasklet_type) if NATIVE is None else NATIVE.bare_tasklet(tasklet_type)
@@ -651,6 +671,8 @@ def _schedule_block(s, prev):
 
 def schedule(s, retval, remove_current):
     """PyStackless_Schedule."""
+    if s.doomed_waiting:
+        _kill_doomed(s, sys._getframe(1))
     prev = s.current
     old = prev.tempval
     try:
@@ -757,7 +779,20 @@ def _tasklet_main(cont, t):
         claim(t)  # a pending throw/kill before the first run explodes here
         func, args, kwargs = t._func, t._args, t._kwargs
         t._args = t._kwargs = None
-        func(*args, **kwargs)
+        # Positional calls of a Python function are inlined (3.11+), so that the collector is
+        # shown exactly what the tasklet's frames hold (a tasklet blocked on a channel that
+        # became garbage is found and killed); ``func(*args)`` would hold them in C.
+        n = -1 if kwargs else len(args)
+        if n == 0:
+            func()
+        elif n == 1:
+            func(args[0])
+        elif n == 2:
+            func(args[0], args[1])
+        elif n == 3:
+            func(args[0], args[1], args[2])
+        else:
+            func(*args, **kwargs)
     except TaskletExit:
         pass
     except BaseException:
@@ -831,6 +866,8 @@ def _tasklet_end(s, t, cont, err):
 def channel_action(ch, arg, d):
     """generic_channel_action: d = 1 send, -1 receive."""
     s = get()
+    if s.doomed_waiting:
+        _kill_doomed(s, sys._getframe(1))
     source = s.current
     old = source.tempval
     target = tv = switchto = None
@@ -897,6 +934,8 @@ def channel_action(ch, arg, d):
 
 def run_watchdog(s, timeout, flags):
     """PyStackless_RunWatchdogEx."""
+    if s.doomed_waiting:
+        _kill_doomed(s, sys._getframe(1))
     cur = s.current
     interrupt = timeout > 0
     if interrupt and s.watchdogs[0] is not None:
@@ -974,6 +1013,75 @@ def _soft_irq(s, prev, nxt):
     return wd
 
 
+# ---- tasklets that become garbage alive ----------------------------------------------------------
+
+def _finalize(t, depth):
+    """``tasklet.__del__`` (PEP 442): a tasklet still alive lost its last reference, or the
+    collector found it in a garbage cycle (blocked on a channel nobody else references).
+    Stackless kills it: ``TaskletExit`` is raised in it and its ``finally`` blocks run.  Now,
+    if its thread is this one and between two operations (judged from the frame the
+    finalizer was called from, ``depth`` levels up: 1 from the native finalizer); else it
+    waits in ``s.doomed`` (kept alive) for the end of the collection, or the thread's next
+    ``schedule``/channel operation/``run``.  Pure core only (``TaskletBase.__del__``): the
+    native core's tasklets keep themselves alive from their Rust frames, which the collector
+    is not shown (a known gap)."""
+    s = getattr(t, "_sched", None)  # (None: a tasklet whose __new__ did not finish)
+    if s is None or not t._alive or t._cont is None or t is s.main or t is s.current:
+        return
+    if sys.is_finalizing() or not s.alive():
+        return  # no code runs at shutdown / in an exited thread (freed as it is)
+    s.doomed.append(t)
+    s.doomed_waiting = True
+    if s is getattr(_tls, "sched", None) and not _gc_collecting():
+        try:
+            frame = sys._getframe(depth)
+        except ValueError:
+            frame = None  # called with no Python frame above (a switch or a finish dropped it)
+        _kill_doomed(s, frame)
+    if s.doomed_waiting and _GC_CALLBACKS is not None and _at_gc_end not in _GC_CALLBACKS:
+        _GC_CALLBACKS.append(_at_gc_end)
+
+
+def _kill_doomed(s, frame):
+    """Kill the tasklets ``_finalize`` kept, if this thread (``s``'s) may switch now: no frame
+    of this module mid-operation at or below ``frame`` (``stackless``'s own frames are its
+    API's, each calling here between two operations)."""
+    f = frame
+    while f is not None:
+        if f.f_globals is _G:
+            if f.f_code is not _TASKLET_MAIN_CODE:
+                return  # mid-step: the next operation's entry will do it
+            break  # the bottom of a tasklet
+        f = f.f_back
+    f = frame = None
+    doomed = s.doomed
+    while doomed:
+        t = doomed.pop()
+        s.doomed_waiting = bool(doomed)
+        if t._alive and t is not s.current:
+            try:
+                throw_bomb(s, t, bomb(TaskletExit), False)
+            except BaseException as e:
+                _write_unraisable(e, t)
+
+
+def _at_gc_end(phase, info):
+    """``gc.callbacks`` entry while tasklets wait in a ``s.doomed``: after a collection (or
+    before the next one) no list of the collector is on the stack; kill this thread's."""
+    s = getattr(_tls, "sched", None)
+    if s is not None and s.doomed_waiting:
+        _kill_doomed(s, sys._getframe(1))
+    cbs = _GC_CALLBACKS
+    if cbs and cbs[-1] is _at_gc_end and not any(o.doomed_waiting for o in list(_threads.values())):
+        del cbs[-1]  # (only as the last entry: the collector walks the list by index)
+
+
+try:
+    from gc import callbacks as _GC_CALLBACKS  # CPython (PyPy has no gc.callbacks)
+except ImportError:
+    _GC_CALLBACKS = None
+
+
 def _in_core(frame):
     while frame is not None:
         if frame.f_globals is _OUR_GLOBALS[0] or frame.f_globals is _OUR_GLOBALS[-1]:
@@ -1049,7 +1157,8 @@ def tasklet_frame(t):
     return f
 
 
-_OUR_GLOBALS.append(globals())
+_G = globals()
+_OUR_GLOBALS.append(_G)
 _TASKLET_MAIN_CODE = _tasklet_main.__code__
 if NATIVE is not None:
     # Tasklet start without Python: the factory and the tasklets' bottom are native (and a

@@ -116,6 +116,10 @@ pub struct Continulet {
     /// Never show the context it stores to the collector (see `unwind_garbage`): a layer
     /// above owns it, its class has a finalizer of its own, or it was finalized already.
     hidden_from_gc: AtomicBool,
+    /// A layer above (`stackless`) kills it when garbage: the collector is shown the context
+    /// it stores (so that cycles through its frames are found) but [`GarbageUnwinder`] leaves
+    /// it to the layer's own finalizer.
+    killed_by_layer: AtomicBool,
 }
 
 /// A reference to a continulet object, as the `continuation` crate passes them around.
@@ -410,6 +414,7 @@ impl Continulet {
             status: AtomicU8::new(ST_UNINIT),
             call: Mutex::new(None),
             hidden_from_gc: AtomicBool::new(false),
+            killed_by_layer: AtomicBool::new(false),
         }
     }
 
@@ -856,7 +861,9 @@ struct GarbageUnwinder;
 impl pystate::finalize::Finalize for GarbageUnwinder {
     fn finalize(obj: &Bound<'_, PyAny>) -> PyResult<()> {
         if let Ok(c) = obj.cast::<Continulet>() {
-            unwind_garbage(c);
+            if !c.get().killed_by_layer.load(Ordering::Relaxed) {
+                unwind_garbage(c);
+            }
         }
         Ok(())
     }
@@ -1016,6 +1023,31 @@ fn owned_by_layer(c: &Bound<'_, PyAny>) -> PyResult<()> {
     Ok(())
 }
 
+/// Mark `c` as killed by a layer above (`stackless`) when garbage: unlike [`owned_by_layer`],
+/// the collector is still shown the context it stores (its frames' references), so that a
+/// cycle through them is found; the layer's finalizer (a tasklet's) then kills the body.  A
+/// garbage continulet marked so is never unwound with `GeneratorExit`.
+#[pyfunction]
+fn killed_by_layer(c: &Bound<'_, PyAny>) -> PyResult<()> {
+    let c = c.cast::<Continulet>().map_err(|_| type_error_expected(c))?;
+    c.get().killed_by_layer.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Whether the cyclic collector is collecting (from its start to the end of its
+/// `gc.callbacks`): a finalizer that would switch must wait (see `unwind_garbage`).
+#[pyfunction]
+fn gc_collecting(py: Python<'_>) -> bool {
+    pystate::gc_collecting(py)
+}
+
+/// Report `exc` as unraisable in `obj` (`PyErr_WriteUnraisable`: `sys.unraisablehook`), for
+/// an error of a finalizer's deferred work.
+#[pyfunction]
+fn write_unraisable(exc: &Bound<'_, pyo3::exceptions::PyBaseException>, obj: &Bound<'_, PyAny>) {
+    PyErr::from_value(exc.clone().into_any()).write_unraisable(obj.py(), Some(obj));
+}
+
 /// `permute(*continulets)`.
 #[pyfunction]
 #[pyo3(signature = (*args))]
@@ -1131,6 +1163,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(suspended_frame, m)?)?;
     m.add_function(wrap_pyfunction!(stack_saved, m)?)?;
     m.add_function(wrap_pyfunction!(owned_by_layer, m)?)?;
+    m.add_function(wrap_pyfunction!(killed_by_layer, m)?)?;
+    m.add_function(wrap_pyfunction!(gc_collecting, m)?)?;
+    m.add_function(wrap_pyfunction!(write_unraisable, m)?)?;
     let unwind = wrap_pyfunction!(unwind_queued, m)?;
     let callbacks = py
         .import("gc")?

@@ -153,6 +153,19 @@ pub(crate) fn check_runtime_version(py: Python<'_>) -> pyo3::PyResult<()> {
     Ok(())
 }
 
+/// Whether the interpreter's cyclic collector is collecting (`gc.collecting` of the
+/// interpreter state, 3.10-3.13): set from the start of a collection to the end of its
+/// `gc.callbacks`, so also while the finalizers of the garbage it found run — when its lists
+/// of garbage have their heads in C frames on this stack (no switch may run then).
+pub(crate) fn gc_collecting(_py: Python<'_>) -> bool {
+    // SAFETY: with the GIL held (`_py`) the interpreter state is alive and `collecting` is a
+    // plain `int` field at the offset the headers give (`offsets.c`); only read.
+    unsafe {
+        let interp = ffi::PyInterpreterState_Get().cast::<u8>();
+        *at::<std::os::raw::c_int>(interp, off::INTERP_GC_COLLECTING) != 0
+    }
+}
+
 /// `bound`'s value, from whichever thread holds the GIL (`py`): for the read-only queries of a
 /// continulet another thread owns (its frames, its saved stack).  Everything any thread does
 /// with such a value happens with the GIL held, so no two threads use it at once; the
