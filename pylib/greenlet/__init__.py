@@ -453,11 +453,31 @@ def _kill(g, ts):
         sys.stderr.write("GreenletExit did not kill %r\n" % (g,))
 
 
+_draining = set()  # thread states whose pending kills are being run (a kill switches: no nesting)
+
+
 def _kill_pending(ts):
-    pending, ts.deleteme = ts.deleteme, []
-    for g in pending:
-        if g._greenlet__ts is ts and g is not ts.current:
-            _kill(g, ts)
+    """Kill the greenlets whose kill ``__del__`` deferred, in order, one at a time (a switch
+    during a kill does not start a nested run).  Each leaves ``ts.deleteme`` before its kill
+    and goes back to its head if an asynchronous exception (KeyboardInterrupt) lands here
+    before its kill happened, so that the next switch kills it and the rest."""
+    if ts in _draining:
+        return
+    pending = ts.deleteme
+    try:
+        _draining.add(ts)
+        while pending:
+            g = pending[0]
+            try:
+                del pending[0]
+                if g._greenlet__ts is ts and g is not ts.current:
+                    _kill(g, ts)
+            except BaseException:
+                if g._greenlet__ts is ts and (not pending or pending[0] is not g):
+                    pending.insert(0, g)
+                raise
+    finally:
+        _draining.discard(ts)
 
 
 class _UnraisableArgs(object):
