@@ -382,9 +382,6 @@ def test_tasklet_kill_blocked_is_flat():
     check_flat(cycle, KILL_CYCLES)
 
 
-@differs("cpython", reason="the native core's tasklets keep themselves alive from their Rust frames, which "
-         "CPython's collector is not shown: a tasklet blocked on a channel that becomes garbage is "
-         "leaked (issue 6 gap; the pure core's is killed), never a crash")
 def test_tasklet_blocked_on_garbage_channel_is_flat():
     import stackless
 

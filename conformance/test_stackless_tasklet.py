@@ -670,8 +670,6 @@ def test_finalizer_of_a_replaced_tempval_can_read_the_tasklet():
 
 # -- a tasklet that becomes garbage while alive (Stackless 3.x: its finalizer kills it) ------
 
-GARBAGE_NATIVE = ("the native core's tasklets keep themselves alive from their Rust frames, which "
-                  "CPython's collector is not shown: leaked, never killed (issue 6 gap)")
 GARBAGE_ORACLE = "lib_pypy's tasklets have no finalizer: a garbage one is freed without running"
 
 
@@ -699,7 +697,6 @@ def _suspended_with_log(block):
 
 
 @pytest.mark.fresh_interpreter_on_pypy
-@differs("cpython", reason=GARBAGE_NATIVE)
 @differs("pypy-oracle", reason=GARBAGE_ORACLE)
 def test_paused_tasklet_that_becomes_garbage_is_killed():
     import weakref
@@ -716,17 +713,19 @@ def test_paused_tasklet_that_becomes_garbage_is_killed():
 
 
 @pytest.mark.fresh_interpreter_on_pypy
-@differs("cpython", reason=GARBAGE_NATIVE)
 @differs("pypy-oracle", reason=GARBAGE_ORACLE)
 @pytest.mark.parametrize("direction", ["receive", "send"])
-def test_tasklet_blocked_on_a_channel_that_becomes_garbage_is_killed(direction):
+@pytest.mark.parametrize("start", ["run", "schedule"])
+def test_tasklet_blocked_on_a_channel_that_becomes_garbage_is_killed(direction, start):
+    # run(): it blocks with nothing else runnable (the watchdog's path, in Python natively);
+    # schedule(): with the main tasklet runnable (the native core's own block).
     import weakref
 
     ch = stackless.channel()
-    block = ch.receive if direction == "receive" else (lambda: ch.send(1))
+    block = ch.receive if direction == "receive" else (lambda: ch.send((1, ch)))
     body, log = _suspended_with_log(block)
     t = stackless.tasklet(body)()
-    stackless.run()
+    stackless.run() if start == "run" else stackless.schedule()
     assert t.blocked and ch.balance == (-1 if direction == "receive" else 1)
     refs = weakref.ref(t), weakref.ref(ch)
     del t, ch, block, body  # (body: its closure holds block)
@@ -736,7 +735,6 @@ def test_tasklet_blocked_on_a_channel_that_becomes_garbage_is_killed(direction):
 
 
 @pytest.mark.fresh_interpreter_on_pypy
-@differs("cpython", reason=GARBAGE_NATIVE)
 @differs("pypy-oracle", reason=GARBAGE_ORACLE)
 def test_error_of_a_garbage_tasklet_being_killed_is_unraisable():
     seen = []
@@ -760,7 +758,6 @@ def test_error_of_a_garbage_tasklet_being_killed_is_unraisable():
 
 
 @pytest.mark.fresh_interpreter_on_pypy
-@differs("cpython", reason=GARBAGE_NATIVE)
 @differs("pypy-oracle", reason=GARBAGE_ORACLE)
 def test_tasklet_found_garbage_inside_a_scheduler_step_is_killed_at_the_next_one():
     # The collector runs inside the step (an allocation of a schedule callback, here a
@@ -783,3 +780,20 @@ def test_tasklet_found_garbage_inside_a_scheduler_step_is_killed_at_the_next_one
         stackless.set_schedule_callback(None)
     assert seen and seen[0] == []  # not killed inside the step
     assert _collect_until(lambda: stackless.schedule() is not None and log == ["TaskletExit", "finally"]), log
+
+
+@pytest.mark.fresh_interpreter_on_pypy
+@differs("pypy-oracle", reason=GARBAGE_ORACLE)
+@pytest.mark.parametrize("start", ["run", "schedule"])
+def test_tasklet_of_a_bound_channel_method_blocked_on_it_is_killed(start):
+    # tasklet(ch.receive)(): no Python frame of its own; the function holds the channel.
+    import weakref
+
+    ch = stackless.channel()
+    t = stackless.tasklet(ch.receive)()
+    stackless.run() if start == "run" else stackless.schedule()
+    assert t.blocked
+    refs = weakref.ref(t), weakref.ref(ch)
+    del t, ch
+    assert _collect_until(lambda: all(r() is None for r in refs))
+    assert stackless.getruncount() == 1

@@ -672,7 +672,7 @@ def _schedule_block(s, prev):
 def schedule(s, retval, remove_current):
     """PyStackless_Schedule."""
     if s.doomed_waiting:
-        _kill_doomed(s, sys._getframe(1))
+        _kill_doomed(s, _caller(2))
     prev = s.current
     old = prev.tempval
     try:
@@ -867,7 +867,7 @@ def channel_action(ch, arg, d):
     """generic_channel_action: d = 1 send, -1 receive."""
     s = get()
     if s.doomed_waiting:
-        _kill_doomed(s, sys._getframe(1))
+        _kill_doomed(s, _caller(2))
     source = s.current
     old = source.tempval
     target = tv = switchto = None
@@ -935,7 +935,7 @@ def channel_action(ch, arg, d):
 def run_watchdog(s, timeout, flags):
     """PyStackless_RunWatchdogEx."""
     if s.doomed_waiting:
-        _kill_doomed(s, sys._getframe(1))
+        _kill_doomed(s, _caller(2))
     cur = s.current
     interrupt = timeout > 0
     if interrupt and s.watchdogs[0] is not None:
@@ -1022,9 +1022,8 @@ def _finalize(t, depth):
     if its thread is this one and between two operations (judged from the frame the
     finalizer was called from, ``depth`` levels up: 1 from the native finalizer); else it
     waits in ``s.doomed`` (kept alive) for the end of the collection, or the thread's next
-    ``schedule``/channel operation/``run``.  Pure core only (``TaskletBase.__del__``): the
-    native core's tasklets keep themselves alive from their Rust frames, which the collector
-    is not shown (a known gap)."""
+    ``schedule``/channel operation/``run``.  Called by ``TaskletBase.__del__`` (pure core) or
+    the native tasklet finalizer."""
     s = getattr(t, "_sched", None)  # (None: a tasklet whose __new__ did not finish)
     if s is None or not t._alive or t._cont is None or t is s.main or t is s.current:
         return
@@ -1033,19 +1032,27 @@ def _finalize(t, depth):
     s.doomed.append(t)
     s.doomed_waiting = True
     if s is getattr(_tls, "sched", None) and not _gc_collecting():
-        try:
-            frame = sys._getframe(depth)
-        except ValueError:
-            frame = None  # called with no Python frame above (a switch or a finish dropped it)
-        _kill_doomed(s, frame)
+        _kill_doomed(s, _caller(depth + 1))
     if s.doomed_waiting and _GC_CALLBACKS is not None and _at_gc_end not in _GC_CALLBACKS:
         _GC_CALLBACKS.append(_at_gc_end)
 
 
+def _caller(depth):
+    """The frame ``depth`` levels up from here (1: the caller, 2: its caller), or None when the
+    Python stack is not that deep (a call from native code with no Python frame below: a
+    native tasklet's bottom, or a collection run there)."""
+    try:
+        return sys._getframe(depth)
+    except ValueError:
+        return None
+
+
 def _kill_doomed(s, frame):
-    """Kill the tasklets ``_finalize`` kept, if this thread (``s``'s) may switch now: no frame
-    of this module mid-operation at or below ``frame`` (``stackless``'s own frames are its
-    API's, each calling here between two operations)."""
+    """Kill the tasklets ``_finalize`` kept, if this thread (``s``'s) may switch now: no native
+    fast path mid-step (its N5), no frame of this module mid-operation at or below ``frame``
+    (``stackless``'s own frames are its API's, each calling here between two operations)."""
+    if NATIVE is not None and NATIVE.core_busy():
+        return
     f = frame
     while f is not None:
         if f.f_globals is _G:
@@ -1070,7 +1077,7 @@ def _at_gc_end(phase, info):
     before the next one) no list of the collector is on the stack; kill this thread's."""
     s = getattr(_tls, "sched", None)
     if s is not None and s.doomed_waiting:
-        _kill_doomed(s, sys._getframe(1))
+        _kill_doomed(s, _caller(2))
     cbs = _GC_CALLBACKS
     if cbs and cbs[-1] is _at_gc_end and not any(o.doomed_waiting for o in list(_threads.values())):
         del cbs[-1]  # (only as the last entry: the collector walks the list by index)

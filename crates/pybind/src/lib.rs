@@ -179,8 +179,15 @@ impl Host for Bind {
     }
     fn enter_new(obj: &ObjRef) {
         let me = obj.0.get();
+        // Shown to the collector: a Python body, or a native one whose layer records what
+        // its Rust frames hold and kills it (a native tasklet's, `killed_by_layer`).
+        let shown_body = match *me.call.lock().unwrap() {
+            Some(Call::Python(..)) => true,
+            Some(Call::Native(..)) => me.killed_by_layer.load(Ordering::Relaxed),
+            None => false,
+        };
         let unwindable = !me.hidden_from_gc.load(Ordering::Relaxed)
-            && matches!(*me.call.lock().unwrap(), Some(Call::Python(..)))
+            && shown_body
             && pystate::finalize::is_finalizer::<GarbageUnwinder>(&obj.0.get_type());
         let own = pystate::enter_new(obj.0.as_ptr(), unwindable);
         if let Some(core) = me.thread_core() {
@@ -301,6 +308,9 @@ pub(crate) fn new_native<'py>(
     body: NativeBody,
 ) -> PyResult<Bound<'py, Continulet>> {
     let c = Bound::new(arg.py(), Continulet::empty())?;
+    // A native tasklet's: shown to the collector (its body records what its Rust frames
+    // hold, `pystate::hold_start_refs`), killed by the tasklet's finalizer.
+    c.get().killed_by_layer.store(true, Ordering::Relaxed);
     Continulet::start_with(&c, Call::Native(body, arg.clone().unbind()))?;
     Ok(c)
 }
@@ -473,6 +483,28 @@ impl Continulet {
             plan.origin.0.as_ptr(),
             plan.destination.0.as_ptr(),
         ));
+        let result = switch_and_deliver(&plan, payload);
+        pystate::clear_hint();
+        result
+    }
+
+    /// [`Continulet::do_switch`] for a native step (the scheduler's) called from Python with
+    /// its arguments ending at `end` (null: unknown), whose Rust frames hold one reference to
+    /// each of `held` across the switch: all told to the collector (pystate `refs`, R2-R3).
+    pub(crate) fn do_switch_hinted(
+        slf: &Bound<'_, Self>,
+        to: Option<&Bound<'_, PyAny>>,
+        end: pystate::fastcall::ArgsEnd,
+        held: pystate::HeldByCaller,
+    ) -> PyResult<Py<PyAny>> {
+        let payload = Payload::Value(slf.py().None());
+        let Some(plan) = Self::check_switch(slf, to)? else {
+            return deliver(payload);
+        };
+        pystate::hint_switch(
+            pystate::Hint::new(end, plan.origin.0.as_ptr(), plan.destination.0.as_ptr())
+                .with_extra(held),
+        );
         let result = switch_and_deliver(&plan, payload);
         pystate::clear_hint();
         result

@@ -4,7 +4,7 @@
 //! (invariant P5) and put back when it resumes.  `is_incomplete` is the version file's own.
 
 use super::super::refs::{visit_frames, visit_stack_held};
-use super::super::{at, offsets as off, Hint};
+use super::super::{at, offsets as off, Hint, StartHeld};
 use super::{frame_object_of, is_incomplete, OwnedRef, PyState, CURRENT_OWNED};
 use pyo3::ffi;
 use std::cell::Cell;
@@ -130,8 +130,20 @@ pub(crate) fn keep_from_collector(own: &OwnedRef) {
     }
 }
 
+/// Record that the running context's innermost Python frame waits in a native method call
+/// whose arguments end at `end` (null: no longer); returns the previous record (R2).
+pub(crate) fn set_call_end(
+    end: super::super::fastcall::ArgsEnd,
+) -> super::super::fastcall::ArgsEnd {
+    CURRENT_OWNED.with(|c| {
+        c.borrow()
+            .as_ref()
+            .map_or(ptr::null(), |o| o.call_end.replace(end))
+    })
+}
+
 /// Record what the running context's start frame caller holds (`call_start`).
-pub(crate) fn hold_start_refs(held: [*mut ffi::PyObject; 3]) {
+pub(crate) fn hold_start_refs(held: StartHeld) {
     CURRENT_OWNED.with(|c| {
         if let Some(o) = c.borrow().as_ref() {
             o.start_held.set(held);
@@ -159,6 +171,7 @@ pub(crate) fn visit_refs<E>(
             s.chunk,
             s.top,
             &hint,
+            o.call_end.get(),
             &|callee| !links.iter().any(|&(fr, _, _)| fr == callee),
             f,
         )

@@ -207,3 +207,154 @@ pub(crate) fn install_switch(
     };
     ty.setattr("switch", descr)
 }
+
+// ---- the channel methods of the native stackless core -------------------------------------
+
+/// `channel.receive()` / `channel.send(value)` with their argument matched (`value` for send).
+pub(crate) type ChannelBody =
+    for<'py> fn(&Bound<'py, PyAny>, Option<&Bound<'py, PyAny>>, ArgsEnd) -> PyResult<Py<PyAny>>;
+
+/// A channel method made raw by [`install_channel_method`]: the body for its one call shape
+/// (`arity` positional arguments, no keyword), and the method it replaced, which every other
+/// call shape goes to (its argument checks and messages).
+struct RawChannelMethod {
+    arity: usize,
+    body: ChannelBody,
+    replaced: Py<PyAny>,
+}
+
+static RECEIVE: OnceLock<RawChannelMethod> = OnceLock::new();
+static SEND: OnceLock<RawChannelMethod> = OnceLock::new();
+
+/// Run `m` for a call.
+///
+/// # Safety
+/// A1.
+unsafe fn channel_dispatch(
+    py: Python<'_>,
+    m: &RawChannelMethod,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: A1 - every pointer read is part of the call's borrowed argument vector.
+    unsafe {
+        let npos = usize::try_from(nargs).unwrap_or(0);
+        let nkw = if kwnames.is_null() {
+            0
+        } else {
+            usize::try_from(ffi::PyTuple_GET_SIZE(kwnames)).unwrap_or(0)
+        };
+        if nkw == 0 && npos == m.arity {
+            let value = (npos == 1).then(|| Borrowed::from_ptr(py, *args));
+            return (m.body)(
+                &Borrowed::from_ptr(py, slf),
+                value.as_deref(),
+                args.add(npos),
+            )
+            .map(Py::into_ptr);
+        }
+        let mut all = Vec::with_capacity(1 + npos + nkw);
+        all.push(slf);
+        all.extend((0..npos + nkw).map(|i| *args.add(i)));
+        let r = ffi::PyObject_Vectorcall(m.replaced.as_ptr(), all.as_ptr(), npos + 1, kwnames);
+        Bound::from_owned_ptr_or_err(py, r).map(Bound::into_ptr)
+    }
+}
+
+/// `channel.receive` under pyo3's trampoline (as [`switch_method`]).
+///
+/// # Safety
+/// A1.
+unsafe fn receive_method(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    let m = RECEIVE.get().expect("installed with the method");
+    // SAFETY: A1 - CPython calls us as a method.
+    unsafe { channel_dispatch(py, m, slf, args, nargs, kwnames) }
+}
+
+/// `channel.send` under pyo3's trampoline (as [`switch_method`]).
+///
+/// # Safety
+/// A1.
+unsafe fn send_method(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    let m = SEND.get().expect("installed with the method");
+    // SAFETY: A1 - CPython calls us as a method.
+    unsafe { channel_dispatch(py, m, slf, args, nargs, kwnames) }
+}
+
+/// Which channel method [`install_channel_method`] replaces.
+#[derive(Clone, Copy)]
+pub(crate) enum ChannelMethod {
+    /// `receive()`
+    Receive,
+    /// `send(value)`
+    Send,
+}
+
+/// Make `receive` or `send` of `ty` (the native channel base) a raw method running `body` for
+/// its common call shape, so that the native core can tell the collector where the calling
+/// frame's arguments end when the channel operation blocks (`refs`, R2); the method it
+/// replaces keeps every other call shape (once per process).
+pub(crate) fn install_channel_method(
+    ty: &Bound<'_, PyType>,
+    which: ChannelMethod,
+    body: ChannelBody,
+) -> PyResult<()> {
+    let (name, arity, cell, meth) = match which {
+        ChannelMethod::Receive => (
+            c"receive",
+            0,
+            &RECEIVE,
+            pyo3::impl_::trampoline::get_trampoline_function!(
+                fastcall_cfunction_with_keywords,
+                receive_method
+            ) as ffi::PyCFunctionFastWithKeywords,
+        ),
+        ChannelMethod::Send => (
+            c"send",
+            1,
+            &SEND,
+            pyo3::impl_::trampoline::get_trampoline_function!(
+                fastcall_cfunction_with_keywords,
+                send_method
+            ) as ffi::PyCFunctionFastWithKeywords,
+        ),
+    };
+    let replaced = ty.getattr(name.to_str().unwrap_or_default())?;
+    let doc = replaced.getattr("__doc__")?;
+    let _ = cell.set(RawChannelMethod {
+        arity,
+        body,
+        replaced: replaced.unbind(),
+    });
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: meth,
+        },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: std::ptr::null::<c_char>(),
+    }));
+    // SAFETY: as in `install_switch`.
+    let descr = unsafe {
+        Bound::from_owned_ptr_or_err(
+            ty.py(),
+            ffi::PyDescr_NewMethod(ty.as_type_ptr(), std::ptr::from_mut(def)),
+        )?
+    };
+    let _ = descr.setattr("__doc__", doc);
+    ty.setattr(name.to_str().unwrap_or_default(), descr)
+}

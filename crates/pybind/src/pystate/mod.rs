@@ -181,6 +181,15 @@ pub(crate) fn read_under_gil<'py, T>(
     unsafe { bound.get_unchecked() }
 }
 
+/// How many owned references the bottom of a context's C stack may record as held while its
+/// body runs (R3): the start frame caller's `func`/`args`/`kwds` (`call_start`), or a native
+/// tasklet's tasklet, function, arguments and keywords (`scheduler::run_body`).
+pub(crate) const START_HELD: usize = 4;
+/// Those references (null: none).
+pub(crate) type StartHeld = [*mut ffi::PyObject; START_HELD];
+/// No reference recorded.
+pub(crate) const START_HELD_NONE: StartHeld = [ptr::null_mut(); START_HELD];
+
 /// What the raw `switch` that suspends a context knows about the references it leaves on the
 /// stack (R2, R3), handed to the next `save()` of the same thread.
 #[derive(Clone, Copy)]
@@ -190,12 +199,19 @@ pub(crate) struct Hint {
     end: *const *mut ffi::PyObject,
     /// The objects the switch plan holds owned references to while the context is suspended.
     held: [*mut ffi::PyObject; 2],
+    /// Owned references the Rust frames of the caller hold across the switch (a native
+    /// scheduler step's: its scheduler, tasklets and continulets), null where none.
+    extra: HeldByCaller,
 }
+
+/// What [`Hint::extra`] holds.
+pub(crate) type HeldByCaller = [*mut ffi::PyObject; 5];
 
 impl Hint {
     pub(crate) const NONE: Hint = Hint {
         end: ptr::null(),
         held: [ptr::null_mut(); 2],
+        extra: [ptr::null_mut(); 5],
     };
 
     /// A hint for a switch called with its arguments ending at `end`, holding `a` and `b`.
@@ -204,7 +220,22 @@ impl Hint {
         a: *mut ffi::PyObject,
         b: *mut ffi::PyObject,
     ) -> Hint {
-        Hint { end, held: [a, b] }
+        Hint {
+            end,
+            held: [a, b],
+            extra: [ptr::null_mut(); 5],
+        }
+    }
+
+    /// [`Hint::new`], the caller's Rust frames holding `extra` too (one owned reference to
+    /// each, for as long as the context is suspended).
+    pub(crate) fn with_extra(self, extra: HeldByCaller) -> Hint {
+        Hint { extra, ..self }
+    }
+
+    /// A hint that tells only where the arguments of a call end (`set_call_end`).
+    fn end_only(end: *const *mut ffi::PyObject) -> Hint {
+        Hint { end, ..Hint::NONE }
     }
 
     /// The end of the switch's arguments, if it lies within `[lo, hi]` (the value stack of
@@ -227,7 +258,12 @@ pub(crate) fn call_start<'py>(
     start: &Bound<'py, PyAny>,
     args: [&Bound<'py, PyAny>; 4],
 ) -> PyResult<Bound<'py, PyAny>> {
-    hold_start_refs([args[1].as_ptr(), args[2].as_ptr(), args[3].as_ptr()]);
+    hold_start_refs([
+        args[1].as_ptr(),
+        args[2].as_ptr(),
+        args[3].as_ptr(),
+        ptr::null_mut(),
+    ]);
     let ptrs = args.map(Bound::as_ptr);
     // SAFETY: live callable and arguments (borrowed from the caller for the call); a
     // vectorcall returns a new reference or null with an exception set.
@@ -235,8 +271,23 @@ pub(crate) fn call_start<'py>(
         let r = ffi::PyObject_Vectorcall(start.as_ptr(), ptrs.as_ptr(), 4, ptr::null_mut());
         Bound::from_owned_ptr_or_err(start.py(), r)
     };
-    hold_start_refs([ptr::null_mut(); 3]);
+    hold_start_refs(START_HELD_NONE);
     result
+}
+
+/// `f(*args)` as a vectorcall of borrowed arguments: no argument tuple, so that nothing but
+/// the caller's own references is held while `f` runs (what the collector may be told, R3).
+pub(crate) fn call_borrowed<'py>(
+    f: &Bound<'py, PyAny>,
+    args: &[&Bound<'py, PyAny>],
+) -> PyResult<Bound<'py, PyAny>> {
+    let ptrs: Vec<*mut ffi::PyObject> = args.iter().map(|a| a.as_ptr()).collect();
+    // SAFETY: a live callable and arguments borrowed from the caller for the call; a
+    // vectorcall returns a new reference or null with an exception set.
+    unsafe {
+        let r = ffi::PyObject_Vectorcall(f.as_ptr(), ptrs.as_ptr(), ptrs.len(), ptr::null_mut());
+        Bound::from_owned_ptr_or_err(f.py(), r)
+    }
 }
 
 // ---- helpers shared by every version file (identical there; field offsets from the build) ----

@@ -5,8 +5,8 @@
 
 use super::offsets as off;
 use super::refs::{visit_frames, visit_stack_held};
-use super::Hint;
 use super::{alloc_root_chunk, at, free_chunks, tstate, ROOT_CHUNK_BYTES};
+use super::{Hint, StartHeld, START_HELD_NONE};
 use pyo3::ffi;
 use std::cell::{Cell, RefCell};
 use std::os::raw::c_int;
@@ -35,7 +35,10 @@ pub(crate) struct OwnedCtx {
     /// finalizer unwinds it: a Python-body continulet no layer above looks after.
     unwindable: Cell<bool>,
     /// What the start frame's caller holds while the body runs (`call_start`, R3).
-    start_held: Cell<[*mut ffi::PyObject; 3]>,
+    start_held: Cell<StartHeld>,
+    /// Where the arguments end of a native method call the body is in (null: none), while
+    /// it calls back into Python: the calling frame's stack depth (R2, `set_call_end`).
+    call_end: Cell<super::fastcall::ArgsEnd>,
     /// What the switch that last suspended it told (R2, R3; valid while suspended).
     hint: Cell<Hint>,
 }
@@ -244,7 +247,8 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
             suspended_top: Cell::new(ptr::null_mut()),
             owner: Cell::new(owner_obj),
             unwindable: Cell::new(unwindable),
-            start_held: Cell::new([ptr::null_mut(); 3]),
+            start_held: Cell::new(START_HELD_NONE),
+            call_end: Cell::new(ptr::null()),
             hint: Cell::new(Hint::NONE),
         });
         let cf = owned.cframe.get().cast::<u8>();
@@ -456,14 +460,26 @@ pub(crate) fn visit_refs<E>(
             s.chunk,
             s.top,
             &hint,
+            o.call_end.get(),
             &|callee| !*at::<bool>(callee, off::IFRAME_IS_ENTRY),
             f,
         )
     }
 }
 
+/// Record that the running context's innermost Python frame waits in a native method call
+/// whose arguments end at `end` (null: no longer); returns the previous record (R2).
+pub(crate) fn set_call_end(end: super::fastcall::ArgsEnd) -> super::fastcall::ArgsEnd {
+    TLS.with(|t| {
+        t.current_owned
+            .borrow()
+            .as_ref()
+            .map_or(ptr::null(), |o| o.call_end.replace(end))
+    })
+}
+
 /// Record what the running context's start frame caller holds (`call_start`).
-pub(crate) fn hold_start_refs(held: [*mut ffi::PyObject; 3]) {
+pub(crate) fn hold_start_refs(held: StartHeld) {
     TLS.with(|t| {
         if let Some(o) = t.current_owned.borrow().as_ref() {
             o.start_held.set(held);

@@ -24,11 +24,11 @@
 use super::offsets as off;
 #[path = "chain312.rs"]
 mod chain;
-use super::Hint;
 use super::{alloc_root_chunk, at, free_chunks, tstate, ROOT_CHUNK_BYTES};
+use super::{Hint, StartHeld, START_HELD_NONE};
 pub(crate) use chain::{
-    clear_hint, hint_switch, hold_start_refs, keep_from_collector, top_frame, unwindable,
-    visit_refs,
+    clear_hint, hint_switch, hold_start_refs, keep_from_collector, set_call_end, top_frame,
+    unwindable, visit_refs,
 };
 use chain::{expose, first_complete, frames_have_objects, relink, Exposed};
 use pyo3::ffi;
@@ -63,7 +63,10 @@ pub(crate) struct OwnedCtx {
     /// finalizer unwinds it: a Python-body continulet no layer above looks after.
     unwindable: Cell<bool>,
     /// What the start frame's caller holds while the body runs (`call_start`, R3).
-    start_held: Cell<[*mut ffi::PyObject; 3]>,
+    start_held: Cell<StartHeld>,
+    /// Where the arguments end of a native method call the body is in (null: none), while
+    /// it calls back into Python: the calling frame's stack depth (R2, `set_call_end`).
+    call_end: Cell<super::fastcall::ArgsEnd>,
     /// What the switch that last suspended it told (R2, R3; valid while suspended).
     hint: Cell<Hint>,
 }
@@ -247,7 +250,8 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
             suspended_top: Cell::new(ptr::null_mut()),
             owner: Cell::new(owner_obj),
             unwindable: Cell::new(unwindable),
-            start_held: Cell::new([ptr::null_mut(); 3]),
+            start_held: Cell::new(START_HELD_NONE),
+            call_end: Cell::new(ptr::null()),
             hint: Cell::new(Hint::NONE),
         });
         let cf = owned.cframe.get().cast::<u8>();

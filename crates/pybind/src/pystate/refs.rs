@@ -32,7 +32,7 @@
 //!   holds is what `frame_traverse` would visit, the value stack only for the top frame and
 //!   only up to the hint (R2): CPython 3.10 leaves `f_stackdepth` unset while a frame runs.
 
-use super::{at, offsets as off, Hint};
+use super::{at, offsets as off, Hint, StartHeld, START_HELD};
 use pyo3::ffi;
 use pyo3::Py;
 use pyo3::PyAny;
@@ -109,6 +109,7 @@ pub(super) unsafe fn visit_frames<E>(
     chunk: *mut u8,
     top: *mut u8,
     hint: &Hint,
+    call_end: *const *mut ffi::PyObject,
     callee_inlined: &dyn Fn(*mut u8) -> bool,
     f: &mut dyn FnMut(&Py<PyAny>) -> Result<(), E>,
 ) -> Result<(), E> {
@@ -132,21 +133,23 @@ pub(super) unsafe fn visit_frames<E>(
                 let stacksize = *at::<c_int>(code.cast(), off::CODE_STACKSIZE) as usize;
                 let locals = at::<*mut ffi::PyObject>(frame, off::IFRAME_LOCALSPLUS);
                 let (lo, hi) = (locals.add(nlocals), locals.add(nlocals + stacksize));
+                let in_call = Hint::end_only(call_end).end_within(lo, hi);
                 let depth = if callee.is_null() {
-                    match hint.end_within(lo, hi) {
+                    match hint.end_within(lo, hi).or(in_call) {
                         Some(end) => end.offset_from(locals) as usize,
                         None => nlocals,
                     }
                 } else {
                     let stacktop = *at::<c_int>(frame, off::IFRAME_STACKTOP);
-                    match usize::try_from(stacktop) {
-                        Ok(d)
+                    match (usize::try_from(stacktop), in_call) {
+                        (Ok(d), _)
                             if d >= nlocals
                                 && d <= nlocals + stacksize
                                 && callee_inlined(callee) =>
                         {
                             d
                         }
+                        (_, Some(end)) => end.offset_from(locals) as usize,
                         _ => nlocals,
                     }
                 };
@@ -173,7 +176,7 @@ pub(super) unsafe fn visit_frames<E>(
 /// two references of the switch plan it waits in (`hint`).
 pub(super) fn visit_stack_held<E>(
     owner: &Cell<*mut ffi::PyObject>,
-    start_held: &Cell<[*mut ffi::PyObject; 3]>,
+    start_held: &Cell<StartHeld>,
     hint: &Hint,
     f: &mut dyn FnMut(&Py<PyAny>) -> Result<(), E>,
 ) -> Result<(), E> {
@@ -181,10 +184,10 @@ pub(super) fn visit_stack_held<E>(
     unsafe {
         visit_slot(owner.as_ptr(), f)?;
         let start_held = start_held.as_ptr().cast::<*mut ffi::PyObject>();
-        for i in 0..3 {
+        for i in 0..START_HELD {
             visit_slot(start_held.add(i), f)?;
         }
-        for p in &hint.held {
+        for p in hint.held.iter().chain(&hint.extra) {
             visit_slot(p, f)?;
         }
     }
@@ -201,6 +204,7 @@ pub(super) fn visit_stack_held<E>(
 pub(super) unsafe fn visit_frames_310<E>(
     innermost: *mut u8,
     hint: &Hint,
+    call_end: *const *mut ffi::PyObject,
     f: &mut dyn FnMut(&Py<PyAny>) -> Result<(), E>,
 ) -> Result<(), E> {
     // SAFETY: per the contract; each frame read is alive (R4: its owners are the context's C
@@ -225,14 +229,18 @@ pub(super) unsafe fn visit_frames_310<E>(
             let stack = *at::<*mut *mut ffi::PyObject>(frame, off::FRAME_VALUESTACK);
             let stacksize =
                 usize::try_from(*at::<c_int>(code.cast(), off::CODE_STACKSIZE)).unwrap_or(0);
+            let in_call = Hint::end_only(call_end)
+                .end_within(stack, stack.add(stacksize))
+                .map(|end| end.offset_from(stack).unsigned_abs());
             let depth = if callee.is_null() {
                 match hint.end_within(stack, stack.add(stacksize)) {
                     Some(end) => end.offset_from(stack).unsigned_abs(),
-                    None => 0,
+                    None => in_call.unwrap_or(0),
                 }
             } else {
                 call_depth_310(frame, code, stack, callee)
                     .filter(|d| *d <= stacksize)
+                    .or(in_call)
                     .unwrap_or(0)
             };
             for slot in [

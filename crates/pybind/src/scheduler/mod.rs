@@ -83,6 +83,8 @@ struct CoreRefs {
     lock_acquire: Obj,
     lock_release: Obj,
     tick_expired: Obj,
+    /// `_core._finalize`: a tasklet still alive lost its last reference (kill it).
+    finalize: Obj,
     /// `_core._OUR_GLOBALS`: the globals dicts of our own modules (their frames are not traced).
     our_globals: Obj,
 }
@@ -358,12 +360,12 @@ impl ChannelBase {
 
     /// Send a value; blocks until a receiver takes it.
     fn send(slf: &Bound<'_, Self>, value: Obj) -> PyResult<Obj> {
-        channel_action(slf, value, Dir::Send)
+        channel_action(slf, value, Dir::Send, None)
     }
 
     /// Receive a value; blocks until a sender provides one.
     fn receive(slf: &Bound<'_, Self>) -> PyResult<Obj> {
-        channel_action(slf, slf.py().None(), Dir::Receive)
+        channel_action(slf, slf.py().None(), Dir::Receive, None)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -397,6 +399,10 @@ pub(crate) struct SchedBase {
     budget: Budget,
     #[pyo3(get, set)]
     tracing: bool,
+    /// Tasklets that became garbage alive wait in `doomed` for a kill (`_core._finalize`):
+    /// the fast paths leave the operation to the Python core, which kills them first.
+    #[pyo3(get, set)]
+    doomed_waiting: bool,
 }
 
 #[pymethods]
@@ -757,6 +763,36 @@ impl Drop for CoreLock<'_> {
 
 // ---- the fast paths -----------------------------------------------------------------------
 
+thread_local! {
+    /// How many fast-path steps of this thread are under way (N5).
+    static BUSY: Cell<u32> = const { Cell::new(0) };
+}
+
+/// **N5** A fast path holds a [`Busy`] from its first change of a queue, a tasklet or the
+/// scheduler until the switch (never across it): code that runs meanwhile — a finalizer of a
+/// value released there, the collector run by an allocation there — sees `core_busy()` and
+/// does not call the scheduler (`_core._finalize` defers its kill).
+struct Busy;
+
+impl Busy {
+    fn enter() -> Busy {
+        BUSY.with(|b| b.set(b.get() + 1));
+        Busy
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        BUSY.with(|b| b.set(b.get() - 1));
+    }
+}
+
+/// Whether a native fast path of this thread is between two states (N5).
+#[pyfunction]
+fn core_busy() -> bool {
+    BUSY.with(|b| b.get() != 0)
+}
+
 fn current_sched<'py>(py: Python<'py>, r: &CoreRefs) -> PyResult<Bound<'py, SchedBase>> {
     if let Some(s) = SCHED.with(|c| c.borrow().as_ref().map(|s| s.clone_ref(py))) {
         return Ok(s.into_bound(py));
@@ -775,7 +811,7 @@ fn plain<'py>(
 ) -> Option<Bound<'py, TaskletBase>> {
     let cur = {
         let b = s.borrow();
-        if b.switch_trap != 0 || b.tracing || b.budget.flags.has(Flags::SOFT) {
+        if b.switch_trap != 0 || b.tracing || b.doomed_waiting || b.budget.flags.has(Flags::SOFT) {
             return None;
         }
         as_tasklet(py, b.current.as_ref())
@@ -840,12 +876,19 @@ fn set_current(s: &Bound<'_, SchedBase>, nxt: &Bound<'_, TaskletBase>) {
 }
 
 /// `_core._switch` + `claim`, for a `nxt` that is in the run queue (not blocked).
+///
+/// `called`: where the arguments of the Python call that began this step end (a channel
+/// operation's), when the caller owns exactly one reference to each of `s`, `prev` and `nxt`
+/// across the switch: then those, this function's and the switch's own references are told
+/// to the collector (pystate `refs`, R3), so that a cycle through a blocked tasklet's stack is
+/// found (`_core._finalize` kills the tasklet).  None: nothing is told (a leak at worst).
 fn switch_to(
     py: Python<'_>,
     r: &CoreRefs,
     s: &Bound<'_, SchedBase>,
     prev: &Bound<'_, TaskletBase>,
     nxt: &Bound<'_, TaskletBase>,
+    called: Option<pystate::fastcall::ArgsEnd>,
 ) -> PyResult<Obj> {
     if prev.is(nxt) {
         return claim(py, r, prev);
@@ -853,7 +896,19 @@ fn switch_to(
     let (pc, c) = before_switch(py, r, s, prev, nxt)?;
     let (pc, c) = (pc.into_bound(py), c.into_bound(py)); // released without pyo3's lookup
                                                          // N3: only owned references are alive here.
-    switch::switch_to(&pc, &c)?;
+    match called {
+        Some(end) => {
+            let held = [
+                s.as_ptr(),
+                prev.as_ptr(),
+                nxt.as_ptr(),
+                pc.as_ptr(),
+                c.as_ptr(),
+            ];
+            switch::switch_to_hinted(&pc, &c, end, held)?
+        }
+        None => switch::switch_to(&pc, &c)?,
+    };
     after_switch(py, r, s, prev)
 }
 
@@ -865,6 +920,7 @@ fn before_switch(
     prev: &Bound<'_, TaskletBase>,
     nxt: &Bound<'_, TaskletBase>,
 ) -> PyResult<(Obj, Obj)> {
+    let _busy = Busy::enter();
     set_current(s, nxt);
     let c = cont_of(py, r, s, nxt)?;
     let pc = prev.borrow().cont.as_ref().map(|c| c.clone_ref(py));
@@ -905,21 +961,66 @@ enum Prepared<'py> {
 }
 
 /// `_core.channel_action` (generic_channel_action) for the common case; delegates the rest.
-fn channel_action(ch: &Bound<'_, ChannelBase>, arg: Obj, dir: Dir) -> PyResult<Obj> {
+fn channel_action(
+    ch: &Bound<'_, ChannelBase>,
+    arg: Obj,
+    dir: Dir,
+    called: Option<Called<'_, '_>>,
+) -> PyResult<Obj> {
     let py = ch.py();
     let r = refs(py)?;
     // The switch below runs in this small frame: the preparation is not inlined, so that
     // fewer stack bytes are saved and restored per switch.
     match channel_prepare(r, ch, arg, dir)? {
-        Prepared::Delegate(arg) => r.channel_action.call1(py, (ch, arg, dir.sign())),
-        Prepared::Switch { s, prev, next } => match switch_to(py, r, &s, &prev, &next) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                channel_undo(r, ch, &s, &prev)?;
-                Err(e)
+        Prepared::Delegate(arg) => delegate_channel_action(r, ch, arg, dir, called),
+        // (this arm owns the one reference to each of s, prev and next that `switch_to` tells)
+        Prepared::Switch { s, prev, next } => {
+            match switch_to(py, r, &s, &prev, &next, called.map(|c| c.end)) {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    channel_undo(r, ch, &s, &prev)?;
+                    Err(e)
+                }
             }
-        },
+        }
     }
+}
+
+/// The Python core's `channel_action`, for everything but the common case.  Called from a
+/// raw `receive`/`send` (`called`): with borrowed arguments, and the calling frame's stack
+/// depth told to the collector while it runs (pystate `set_call_end`), so that a tasklet that
+/// blocks in there (nothing else runnable but a watchdog, another thread...) shows what its
+/// frames hold.
+#[inline(never)]
+fn delegate_channel_action(
+    r: &CoreRefs,
+    ch: &Bound<'_, ChannelBase>,
+    arg: Obj,
+    dir: Dir,
+    called: Option<Called<'_, '_>>,
+) -> PyResult<Obj> {
+    let py = ch.py();
+    let Some(called) = called else {
+        return r.channel_action.call1(py, (ch, arg, dir.sign()));
+    };
+    // The value as the caller passed it (its argument vector keeps it alive), not a
+    // reference of ours: nothing on this stack but borrowed objects while the core runs.
+    drop(arg);
+    let none = py.None().into_bound(py);
+    let value = called.value.unwrap_or(&none);
+    let sign = dir.sign().into_pyobject(py)?.into_any();
+    let before = pystate::set_call_end(called.end);
+    let result = pystate::call_borrowed(r.channel_action.bind(py), &[ch.as_any(), value, &sign]);
+    pystate::set_call_end(before);
+    result.map(Bound::unbind)
+}
+
+/// How a raw `receive`/`send` was called: where its arguments end in the calling frame's value
+/// stack (if it was called by a CALL), and the value sent (borrowed from those arguments).
+#[derive(Clone, Copy)]
+struct Called<'a, 'py> {
+    end: pystate::fastcall::ArgsEnd,
+    value: Option<&'a Bound<'py, PyAny>>,
 }
 
 #[inline(never)]
@@ -934,6 +1035,7 @@ fn channel_prepare<'py>(
     let Some(source) = plain(py, r, &s) else {
         return Ok(Prepared::Delegate(arg));
     };
+    let _busy = Busy::enter();
     let lock = CoreLock::acquire(py, r)?;
     let (balance, preference, schedule_all, closing, first) = {
         let c = ch.borrow();
@@ -1017,6 +1119,7 @@ fn channel_undo(
     s: &Bound<'_, SchedBase>,
     source: &Bound<'_, TaskletBase>,
 ) -> PyResult<()> {
+    let _busy = Busy::enter();
     let _lock = CoreLock::acquire(ch.py(), r)?;
     let blocked_here = source.borrow().chan.as_ref().is_some_and(|c| c.is(ch));
     if blocked_here {
@@ -1049,7 +1152,7 @@ pub(crate) fn schedule(py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Ob
         (Prepared::Delegate(retval), s) => r.schedule.call1(py, (s, retval, false)),
         (Prepared::Switch { s, prev, next }, _) => {
             let retval = prev.borrow().tempval.as_ref().map(|v| v.clone_ref(py));
-            match switch_to(py, r, &s, &prev, &next) {
+            match switch_to(py, r, &s, &prev, &next, None) {
                 Ok(v) => Ok(v),
                 Err(e) => {
                     // as the Python core: restore the old tempval (None, checked before)
@@ -1083,6 +1186,7 @@ fn schedule_prepare<'py>(
     let Some(prev) = plain(py, r, &s) else {
         return Ok((Prepared::Delegate(retval), s));
     };
+    let _busy = Busy::enter();
     let lock = CoreLock::acquire(py, r)?;
     let (next, old) = {
         let mut b = prev.borrow_mut();
@@ -1150,7 +1254,16 @@ fn run_body(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> PyResul
         Some(k) => Some(k.into_bound(py).cast_into::<PyDict>()?),
         None => None,
     };
-    func.bind(py).call(args, kwargs.as_ref())?;
+    // R3 (pystate `refs`): while the function runs, this context's C stack owns one reference
+    // to each of these — the tasklet (the native body's argument, held by `Host::run_started`),
+    // the function, its argument tuple and keywords (here) — and nothing else but what the
+    // switch that suspends it records.  Told to the collector, so that a cycle through the
+    // tasklet's stack is found; forgotten before they are released.
+    let kw_ptr = kwargs.as_ref().map_or(std::ptr::null_mut(), Bound::as_ptr);
+    pystate::hold_start_refs([t.as_ptr(), func.as_ptr(), args.as_ptr(), kw_ptr]);
+    let result = func.bind(py).call(&args, kwargs.as_ref());
+    pystate::hold_start_refs(pystate::START_HELD_NONE);
+    result?;
     Ok(())
 }
 
@@ -1210,6 +1323,7 @@ fn tasklet_end(
         r.tasklet_end.call1(py, (&s, t, cont, err))?;
         return Ok(());
     }
+    let busy = Busy::enter();
     let lock = CoreLock::acquire(py, r)?;
     t.borrow_mut().alive = false;
     let t_any = t.as_any().clone();
@@ -1224,7 +1338,9 @@ fn tasklet_end(
     let nc = cont_of(py, r, &s, &nxt)?;
     let own = t.borrow_mut().cont.take();
     drop(own);
-    switch::permute2(cont, nc.bind(py))
+    switch::permute2(cont, nc.bind(py))?;
+    drop(busy); // the permute is no switch: the body returns into the next tasklet
+    Ok(())
 }
 
 /// What the native `tasklet.__init__` needs from `stackless` (set by [`tasklet_native_init`]).
@@ -1253,7 +1369,28 @@ fn tasklet_native_init(cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<()> {
         bind: cls.getattr("bind")?.unbind(),
     };
     let _ = TASKLET_REFS.set(py, tr);
+    pystate::finalize::set_finalizer::<TaskletFinalizer>(cls);
     Ok(())
+}
+
+/// The finalizer of `stackless.tasklet` (PEP 442; subclasses inherit it): nothing to do for a
+/// tasklet that is dead or never ran — most of them, without a Python call — else
+/// `_core._finalize` (Stackless kills it with `TaskletExit`).
+struct TaskletFinalizer;
+
+impl pystate::finalize::Finalize for TaskletFinalizer {
+    fn finalize(obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = obj.py();
+        if let Some(t) = TASKLET.cast(obj) {
+            if let Ok(b) = t.try_borrow() {
+                if !b.alive || b.cont.is_none() {
+                    return Ok(());
+                }
+            }
+        }
+        refs(py)?.finalize.call1(py, (obj, 1))?;
+        Ok(())
+    }
 }
 
 /// Whether the class of `obj` looks attributes up the default way and its attribute `name`
@@ -1380,6 +1517,7 @@ fn stackless_init(core: &Bound<'_, PyModule>) -> PyResult<()> {
         lock_acquire: lock.getattr("acquire")?.unbind(),
         lock_release: lock.getattr("release")?.unbind(),
         tick_expired: get("_tick_expired")?,
+        finalize: get("_finalize")?,
         our_globals: get("_OUR_GLOBALS")?,
     };
     let _ = REFS.set(py, refs);
@@ -1443,10 +1581,43 @@ fn set_tick_tracer(s: &Bound<'_, SchedBase>) {
     pystate::trace::set_trace::<TickTracer>(s.as_any());
 }
 
+/// `channel.receive()` in its common call shape, as a raw method (`pystate::fastcall`).
+fn receive_raw<'py>(
+    slf: &Bound<'py, PyAny>,
+    _value: Option<&Bound<'py, PyAny>>,
+    end: pystate::fastcall::ArgsEnd,
+) -> PyResult<Obj> {
+    let ch = slf.cast::<ChannelBase>()?;
+    let called = Called { end, value: None };
+    channel_action(ch, slf.py().None(), Dir::Receive, Some(called))
+}
+
+/// `channel.send(value)` in its common call shape, as a raw method (`pystate::fastcall`).
+fn send_raw<'py>(
+    slf: &Bound<'py, PyAny>,
+    value: Option<&Bound<'py, PyAny>>,
+    end: pystate::fastcall::ArgsEnd,
+) -> PyResult<Obj> {
+    let ch = slf.cast::<ChannelBase>()?;
+    let owned = value.map_or_else(|| slf.py().None(), |v| v.clone().unbind());
+    channel_action(ch, owned, Dir::Send, Some(Called { end, value }))
+}
+
 /// Register the scheduler's classes and functions in `continulet._native`.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TaskletBase>()?;
     m.add_class::<ChannelBase>()?;
+    let chan = m.py().get_type::<ChannelBase>();
+    pystate::fastcall::install_channel_method(
+        &chan,
+        pystate::fastcall::ChannelMethod::Receive,
+        receive_raw,
+    )?;
+    pystate::fastcall::install_channel_method(
+        &chan,
+        pystate::fastcall::ChannelMethod::Send,
+        send_raw,
+    )?;
     m.add_class::<SchedBase>()?;
     m.add_class::<Hooks>()?;
     m.add_function(wrap_pyfunction!(schedule, m)?)?;
@@ -1459,5 +1630,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tasklet_native_init, m)?)?;
     m.add_function(wrap_pyfunction!(bare_tasklet, m)?)?;
     m.add_function(wrap_pyfunction!(set_tick_tracer, m)?)?;
+    m.add_function(wrap_pyfunction!(core_busy, m)?)?;
     Ok(())
 }

@@ -16,6 +16,19 @@ pub(crate) fn switch_to(prev: &Bound<'_, PyAny>, next: &Bound<'_, PyAny>) -> PyR
     Continulet::do_switch(prev, Payload::Value(prev.py().None()), Some(next))
 }
 
+/// [`switch_to`] for a native step called from Python with its arguments ending at `end`,
+/// whose Rust frames hold one reference to each of `held` across the switch (told to the
+/// collector with the switch plan's own: pystate `refs`, R3).
+pub(crate) fn switch_to_hinted(
+    prev: &Bound<'_, PyAny>,
+    next: &Bound<'_, PyAny>,
+    end: crate::pystate::fastcall::ArgsEnd,
+    held: crate::pystate::HeldByCaller,
+) -> PyResult<Py<PyAny>> {
+    let prev = prev.cast::<Continulet>()?;
+    Continulet::do_switch_hinted(prev, Some(next), end, held)
+}
+
 /// `c.switch()` on a continulet (no value, no `to`), with the checks of `continulet.switch`.
 pub(crate) fn switch_self(c: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let c = c.cast::<Continulet>()?;
