@@ -489,16 +489,21 @@ impl Continulet {
     }
 
     /// [`Continulet::do_switch`] for a native step (the scheduler's) called from Python with
-    /// its arguments ending at `end` (null: unknown), whose Rust frames hold one reference to
-    /// each of `held` across the switch: all told to the collector (pystate `refs`, R2-R3).
+    /// its arguments ending at `end` (null: unknown): `slf.switch(to=to)`, the switch plan
+    /// taking over the caller's references to both (no other reference to them stays on this
+    /// stack), the caller's Rust frames holding one reference to `held` across the switch —
+    /// all told to the collector (pystate `refs`, R2-R3).
+    #[inline]
     pub(crate) fn do_switch_hinted(
-        slf: &Bound<'_, Self>,
-        to: Option<&Bound<'_, PyAny>>,
+        slf: Bound<'_, Self>,
+        to: Bound<'_, Self>,
         end: pystate::fastcall::ArgsEnd,
-        held: pystate::HeldByCaller,
+        held: *mut pyo3::ffi::PyObject,
     ) -> PyResult<Py<PyAny>> {
         let payload = Payload::Value(slf.py().None());
-        let Some(plan) = Self::check_switch(slf, to)? else {
+        let plan = Self::check_switch_to(&slf, Some(to))?;
+        drop(slf); // the plan's origin holds it
+        let Some(plan) = plan else {
             return deliver(payload);
         };
         pystate::hint_switch(

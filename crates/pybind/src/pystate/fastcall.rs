@@ -6,6 +6,9 @@
 //! (`refs`, R2).  [`install_switch`] puts a method descriptor of [`switch_method`] (under pyo3's trampoline) in the class
 //! as `switch`; it matches `switch(value=None, to=None)` itself in the common shapes and hands
 //! everything else, as a tuple and a dict, to a body that words argument errors as PyPy does.
+//! [`install_channel_method`] does the same for the native stackless channel's `receive()`
+//! and `send(value)` (a tasklet blocks in them), other call shapes going to the pyo3 method
+//! it replaced.
 //!
 //! # Invariants
 //!
@@ -226,10 +229,13 @@ struct RawChannelMethod {
 static RECEIVE: OnceLock<RawChannelMethod> = OnceLock::new();
 static SEND: OnceLock<RawChannelMethod> = OnceLock::new();
 
-/// Run `m` for a call.
+/// Run `m` for a call.  (Inlined into the two methods: one frame less on the stack of every
+/// tasklet blocked in them.)
 ///
 /// # Safety
 /// A1.
+#[inline(always)]
+#[allow(clippy::inline_always)] // measured: 16 bytes less saved per blocked tasklet
 unsafe fn channel_dispatch(
     py: Python<'_>,
     m: &RawChannelMethod,
@@ -255,6 +261,28 @@ unsafe fn channel_dispatch(
             )
             .map(Py::into_ptr);
         }
+        channel_dispatch_other(py, m, slf, args, npos, kwnames, nkw)
+    }
+}
+
+/// Any other call shape: the method [`install_channel_method`] replaced.  Out of line: its
+/// temporaries stay out of the frames of a tasklet blocked in the common shape.
+///
+/// # Safety
+/// A1.
+#[cold]
+#[inline(never)]
+unsafe fn channel_dispatch_other(
+    py: Python<'_>,
+    m: &RawChannelMethod,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    npos: usize,
+    kwnames: *mut ffi::PyObject,
+    nkw: usize,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: A1 - every pointer read is part of the call's borrowed argument vector.
+    unsafe {
         let mut all = Vec::with_capacity(1 + npos + nkw);
         all.push(slf);
         all.extend((0..npos + nkw).map(|i| *args.add(i)));
@@ -313,9 +341,10 @@ pub(crate) fn install_channel_method(
     which: ChannelMethod,
     body: ChannelBody,
 ) -> PyResult<()> {
-    let (name, arity, cell, meth) = match which {
+    let (name, doc, arity, cell, meth) = match which {
         ChannelMethod::Receive => (
             c"receive",
+            c"receive($self)\n--\n\nReceive a value; blocks until a sender provides one.",
             0,
             &RECEIVE,
             pyo3::impl_::trampoline::get_trampoline_function!(
@@ -325,6 +354,7 @@ pub(crate) fn install_channel_method(
         ),
         ChannelMethod::Send => (
             c"send",
+            c"send($self, value)\n--\n\nSend a value; blocks until a receiver takes it.",
             1,
             &SEND,
             pyo3::impl_::trampoline::get_trampoline_function!(
@@ -334,7 +364,6 @@ pub(crate) fn install_channel_method(
         ),
     };
     let replaced = ty.getattr(name.to_str().unwrap_or_default())?;
-    let doc = replaced.getattr("__doc__")?;
     let _ = cell.set(RawChannelMethod {
         arity,
         body,
@@ -346,7 +375,7 @@ pub(crate) fn install_channel_method(
             PyCFunctionFastWithKeywords: meth,
         },
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-        ml_doc: std::ptr::null::<c_char>(),
+        ml_doc: doc.as_ptr(),
     }));
     // SAFETY: as in `install_switch`.
     let descr = unsafe {
@@ -355,6 +384,5 @@ pub(crate) fn install_channel_method(
             ffi::PyDescr_NewMethod(ty.as_type_ptr(), std::ptr::from_mut(def)),
         )?
     };
-    let _ = descr.setattr("__doc__", doc);
     ty.setattr(name.to_str().unwrap_or_default(), descr)
 }

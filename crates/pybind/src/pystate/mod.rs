@@ -199,19 +199,16 @@ pub(crate) struct Hint {
     end: *const *mut ffi::PyObject,
     /// The objects the switch plan holds owned references to while the context is suspended.
     held: [*mut ffi::PyObject; 2],
-    /// Owned references the Rust frames of the caller hold across the switch (a native
-    /// scheduler step's: its scheduler, tasklets and continulets), null where none.
-    extra: HeldByCaller,
+    /// An owned reference the Rust frames of the caller hold across the switch (a native
+    /// scheduler step's: the tasklet that blocks), or null.
+    extra: *mut ffi::PyObject,
 }
-
-/// What [`Hint::extra`] holds.
-pub(crate) type HeldByCaller = [*mut ffi::PyObject; 5];
 
 impl Hint {
     pub(crate) const NONE: Hint = Hint {
         end: ptr::null(),
         held: [ptr::null_mut(); 2],
-        extra: [ptr::null_mut(); 5],
+        extra: ptr::null_mut(),
     };
 
     /// A hint for a switch called with its arguments ending at `end`, holding `a` and `b`.
@@ -223,13 +220,13 @@ impl Hint {
         Hint {
             end,
             held: [a, b],
-            extra: [ptr::null_mut(); 5],
+            extra: ptr::null_mut(),
         }
     }
 
-    /// [`Hint::new`], the caller's Rust frames holding `extra` too (one owned reference to
-    /// each, for as long as the context is suspended).
-    pub(crate) fn with_extra(self, extra: HeldByCaller) -> Hint {
+    /// [`Hint::new`], the caller's Rust frames holding one reference to `extra` too, for as
+    /// long as the context is suspended.
+    pub(crate) fn with_extra(self, extra: *mut ffi::PyObject) -> Hint {
         Hint { extra, ..self }
     }
 

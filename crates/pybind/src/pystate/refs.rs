@@ -13,15 +13,24 @@
 //! * **R1** Only interpreter frames owned by the thread (not by a generator or frame object)
 //!   and lying inside the context's own data-stack chunks are read and visited.
 //! * **R2** A frame's value stack is visited only up to a depth CPython wrote and that is still
-//!   true: the innermost frame up to the end of the argument vector of the raw `switch` it is
-//!   suspended in ([`Hint`]), when that vector lies inside its value stack; any other frame up
-//!   to its `stacktop` only when its callee was pushed by an inlined Python call (CPython set
-//!   `stacktop` there and has not resumed the frame since).  Otherwise only its locals
-//!   (`co_nlocalsplus` slots, always initialized) are visited.
+//!   true: the innermost frame up to the end of the argument vector of the raw `switch` (or
+//!   raw channel `receive`/`send`) it is suspended in ([`Hint`]), when that vector lies inside
+//!   its value stack; any other frame up to its `stacktop` only when its callee was pushed by
+//!   an inlined Python call (CPython set `stacktop` there and has not resumed the frame
+//!   since); a frame waiting in a raw channel method that called back into Python up to that
+//!   call's argument end (`set_call_end`, recorded for the duration of the call, when it lies
+//!   inside the frame's value stack: the frame is suspended in the call, its stack unchanged).
+//!   Otherwise only its locals (`co_nlocalsplus` slots, always initialized) are visited.
 //! * **R3** Besides frames, a context holds owned references on its C stack: the continulet
-//!   whose body it runs (held by `continuation`'s start closure: `owner`) and the two of the
-//!   switch plan it is suspended in (`Hint::held`).  Nothing else on the C stack of a context
-//!   that [`visit_frames`] is used for owns a Python reference (`run_python` borrows).
+//!   whose body it runs (held by `continuation`'s start closure: `owner`), the two of the
+//!   switch plan it is suspended in (`Hint::held`), what the bottom of its stack records while
+//!   the body runs (`start_held`: the start frame caller's `func`/`args`/`kwds` for a Python
+//!   body; the tasklet, function, arguments and keywords for a native tasklet's), and what a
+//!   native scheduler step's Rust frames own across its switch (`Hint::extra`: the tasklet
+//!   that blocks; its other references there are to objects reachable anyway).  Nothing else
+//!   on the C stack of a context that [`visit_frames`] is used for owns a Python reference
+//!   (`run_python` borrows; the native core's frames own only what they record, or switch
+//!   without a hint: then less is visited).
 //! * **R4** (3.10, [`visit_frames_310`]) Frames are `PyFrameObject`s; one that is running
 //!   (not a generator's) is owned by the C stack that runs it (`_PyEval_Vector`) and by the
 //!   `f_back` of the frame above it.  Going down from the top frame, a frame's references
@@ -187,7 +196,7 @@ pub(super) fn visit_stack_held<E>(
         for i in 0..START_HELD {
             visit_slot(start_held.add(i), f)?;
         }
-        for p in hint.held.iter().chain(&hint.extra) {
+        for p in hint.held.iter().chain(std::iter::once(&hint.extra)) {
             visit_slot(p, f)?;
         }
     }

@@ -41,6 +41,17 @@
 //!   sets `_sched` (the cached `SCHED`, else `_core.get()`), except while [`bare_tasklet`]
 //!   makes the main tasklet of a scheduler being constructed (`_core.get()` would recurse;
 //!   `_core` sets that one's `_sched` itself).
+//! * **N5** (see [`Busy`]) No scheduler call from code that runs in the middle of a fast-path
+//!   step (a finalizer, the collector): `_core._finalize` defers its kill then.
+//! * **N6** What a tasklet's Rust frames own is told to the collector (pystate `refs`, R3):
+//!   [`run_body`] records the tasklet, function and arguments while the function runs; a
+//!   channel block through the raw `receive`/`send` switches with the reference its frames
+//!   own to the blocking tasklet ([`switch_to`]), or calls the Python core with borrowed arguments and the
+//!   caller's argument end recorded.  So a tasklet that becomes garbage alive (paused, or
+//!   blocked on a channel nobody else references) is found, and its finalizer
+//!   ([`TaskletFinalizer`]) kills it.  A reference owned and not recorded only keeps the
+//!   cycle alive; one recorded and not owned would free a live object: each recording names
+//!   the frame that owns it.
 
 mod switch;
 
@@ -768,10 +779,12 @@ thread_local! {
     static BUSY: Cell<u32> = const { Cell::new(0) };
 }
 
-/// **N5** A fast path holds a [`Busy`] from its first change of a queue, a tasklet or the
-/// scheduler until the switch (never across it): code that runs meanwhile — a finalizer of a
-/// value released there, the collector run by an allocation there — sees `core_busy()` and
-/// does not call the scheduler (`_core._finalize` defers its kill).
+/// **N5** Between its first change of a queue, a tasklet or the scheduler and its switch, a
+/// fast path runs Python code only where it releases a replaced value (a finalizer) or makes
+/// an object (the collector may run): there it holds a [`Busy`] ([`release_in_step`],
+/// [`cont_of`]), so that such code sees `core_busy()` and does not call the scheduler
+/// (`_core._finalize` defers its kill).  Other releases there drop references to objects the
+/// step still holds (tasklets, links), which run nothing.
 struct Busy;
 
 impl Busy {
@@ -784,6 +797,14 @@ impl Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         BUSY.with(|b| b.set(b.get() - 1));
+    }
+}
+
+/// Release `old` (a replaced value) in the middle of a fast-path step (N5).
+fn release_in_step(py: Python<'_>, old: Option<Obj>) {
+    if let Some(old) = old {
+        let _busy = Busy::enter();
+        drop(old.into_bound(py));
     }
 }
 
@@ -859,6 +880,7 @@ fn cont_of(
         return Ok(c.clone_ref(py));
     }
     let _ = r;
+    let _busy = Busy::enter(); // N5: a new continulet, a collection may run
     let c = new_cont(s.as_any(), t.as_any())?;
     t.borrow_mut().cont = Some(c.clone_ref(py));
     Ok(c)
@@ -878,10 +900,10 @@ fn set_current(s: &Bound<'_, SchedBase>, nxt: &Bound<'_, TaskletBase>) {
 /// `_core._switch` + `claim`, for a `nxt` that is in the run queue (not blocked).
 ///
 /// `called`: where the arguments of the Python call that began this step end (a channel
-/// operation's), when the caller owns exactly one reference to each of `s`, `prev` and `nxt`
-/// across the switch: then those, this function's and the switch's own references are told
-/// to the collector (pystate `refs`, R3), so that a cycle through a blocked tasklet's stack is
-/// found (`_core._finalize` kills the tasklet).  None: nothing is told (a leak at worst).
+/// operation's), when the caller owns exactly one reference to `prev` across the switch: then
+/// that one and the switch plan's are told to the collector (pystate `refs`, R3), so that a
+/// cycle through a blocked tasklet's stack is found (`_core._finalize` kills the tasklet).
+/// None: nothing is told (a leak at worst).
 fn switch_to(
     py: Python<'_>,
     r: &CoreRefs,
@@ -897,16 +919,9 @@ fn switch_to(
     let (pc, c) = (pc.into_bound(py), c.into_bound(py)); // released without pyo3's lookup
                                                          // N3: only owned references are alive here.
     match called {
-        Some(end) => {
-            let held = [
-                s.as_ptr(),
-                prev.as_ptr(),
-                nxt.as_ptr(),
-                pc.as_ptr(),
-                c.as_ptr(),
-            ];
-            switch::switch_to_hinted(&pc, &c, end, held)?
-        }
+        // the caller's reference to `prev` (the tasklet that blocks) is told; `s` and `nxt`
+        // are reachable from the thread's scheduler anyway; `pc`/`c` go to the switch plan
+        Some(end) => switch::switch_to_hinted(pc, c, end, prev.as_ptr())?,
         None => switch::switch_to(&pc, &c)?,
     };
     after_switch(py, r, s, prev)
@@ -920,8 +935,7 @@ fn before_switch(
     prev: &Bound<'_, TaskletBase>,
     nxt: &Bound<'_, TaskletBase>,
 ) -> PyResult<(Obj, Obj)> {
-    let _busy = Busy::enter();
-    set_current(s, nxt);
+    set_current(s, nxt); // (its old values stay referenced: the caller holds `prev`)
     let c = cont_of(py, r, s, nxt)?;
     let pc = prev.borrow().cont.as_ref().map(|c| c.clone_ref(py));
     let pc = pc.ok_or_else(|| {
@@ -973,7 +987,7 @@ fn channel_action(
     // fewer stack bytes are saved and restored per switch.
     match channel_prepare(r, ch, arg, dir)? {
         Prepared::Delegate(arg) => delegate_channel_action(r, ch, arg, dir, called),
-        // (this arm owns the one reference to each of s, prev and next that `switch_to` tells)
+        // (this arm owns the one reference to `prev` that `switch_to` tells)
         Prepared::Switch { s, prev, next } => {
             match switch_to(py, r, &s, &prev, &next, called.map(|c| c.end)) {
                 Ok(v) => Ok(v),
@@ -1035,7 +1049,6 @@ fn channel_prepare<'py>(
     let Some(source) = plain(py, r, &s) else {
         return Ok(Prepared::Delegate(arg));
     };
-    let _busy = Busy::enter();
     let lock = CoreLock::acquire(py, r)?;
     let (balance, preference, schedule_all, closing, first) = {
         let c = ch.borrow();
@@ -1058,7 +1071,7 @@ fn channel_prepare<'py>(
             chan_remove(&target)?;
             let theirs = target.borrow_mut().tempval.replace(arg);
             let old = std::mem::replace(&mut source.borrow_mut().tempval, theirs);
-            old.release_now(py);
+            release_in_step(py, old);
             let t_any = target.as_any().clone();
             match next {
                 Next::SourceNext => {
@@ -1094,7 +1107,7 @@ fn channel_prepare<'py>(
                 b.chan = Some(ch.clone().into_any().unbind());
                 b.tempval.replace(arg)
             };
-            old.release_now(py);
+            release_in_step(py, old);
             as_tasklet(py, s.borrow().chain.as_ref())
         }
     };
@@ -1186,7 +1199,6 @@ fn schedule_prepare<'py>(
     let Some(prev) = plain(py, r, &s) else {
         return Ok((Prepared::Delegate(retval), s));
     };
-    let _busy = Busy::enter();
     let lock = CoreLock::acquire(py, r)?;
     let (next, old) = {
         let mut b = prev.borrow_mut();
@@ -1200,7 +1212,7 @@ fn schedule_prepare<'py>(
         (next, b.tempval.replace(retval))
     };
     drop(lock);
-    drop(old);
+    release_in_step(py, old);
     let next = next.expect("checked above");
     Ok((
         Prepared::Switch {
@@ -1323,7 +1335,6 @@ fn tasklet_end(
         r.tasklet_end.call1(py, (&s, t, cont, err))?;
         return Ok(());
     }
-    let busy = Busy::enter();
     let lock = CoreLock::acquire(py, r)?;
     t.borrow_mut().alive = false;
     let t_any = t.as_any().clone();
@@ -1338,9 +1349,7 @@ fn tasklet_end(
     let nc = cont_of(py, r, &s, &nxt)?;
     let own = t.borrow_mut().cont.take();
     drop(own);
-    switch::permute2(cont, nc.bind(py))?;
-    drop(busy); // the permute is no switch: the body returns into the next tasklet
-    Ok(())
+    switch::permute2(cont, nc.bind(py))
 }
 
 /// What the native `tasklet.__init__` needs from `stackless` (set by [`tasklet_native_init`]).
@@ -1581,13 +1590,21 @@ fn set_tick_tracer(s: &Bound<'_, SchedBase>) {
     pystate::trace::set_trace::<TickTracer>(s.as_any());
 }
 
+/// `slf` as a channel (the method descriptor checked its class: the cached subclass first).
+fn channel_of<'a, 'py>(slf: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, ChannelBase>> {
+    match CHANNEL.cast(slf) {
+        Some(ch) => Ok(ch),
+        None => Ok(slf.cast::<ChannelBase>()?),
+    }
+}
+
 /// `channel.receive()` in its common call shape, as a raw method (`pystate::fastcall`).
 fn receive_raw<'py>(
     slf: &Bound<'py, PyAny>,
     _value: Option<&Bound<'py, PyAny>>,
     end: pystate::fastcall::ArgsEnd,
 ) -> PyResult<Obj> {
-    let ch = slf.cast::<ChannelBase>()?;
+    let ch = channel_of(slf)?;
     let called = Called { end, value: None };
     channel_action(ch, slf.py().None(), Dir::Receive, Some(called))
 }
@@ -1598,7 +1615,7 @@ fn send_raw<'py>(
     value: Option<&Bound<'py, PyAny>>,
     end: pystate::fastcall::ArgsEnd,
 ) -> PyResult<Obj> {
-    let ch = slf.cast::<ChannelBase>()?;
+    let ch = channel_of(slf)?;
     let owned = value.map_or_else(|| slf.py().None(), |v| v.clone().unbind());
     channel_action(ch, owned, Dir::Send, Some(Called { end, value }))
 }

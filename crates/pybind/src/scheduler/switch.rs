@@ -17,16 +17,19 @@ pub(crate) fn switch_to(prev: &Bound<'_, PyAny>, next: &Bound<'_, PyAny>) -> PyR
 }
 
 /// [`switch_to`] for a native step called from Python with its arguments ending at `end`,
-/// whose Rust frames hold one reference to each of `held` across the switch (told to the
-/// collector with the switch plan's own: pystate `refs`, R3).
+/// taking over the caller's references to `prev` and `next`, the caller's Rust frames holding
+/// one reference to `held` across the switch (told to the collector with the switch plan's
+/// own: pystate `refs`, R3).
+#[inline]
 pub(crate) fn switch_to_hinted(
-    prev: &Bound<'_, PyAny>,
-    next: &Bound<'_, PyAny>,
+    prev: Bound<'_, PyAny>,
+    next: Bound<'_, PyAny>,
     end: crate::pystate::fastcall::ArgsEnd,
-    held: crate::pystate::HeldByCaller,
+    held: *mut pyo3::ffi::PyObject,
 ) -> PyResult<Py<PyAny>> {
-    let prev = prev.cast::<Continulet>()?;
-    Continulet::do_switch_hinted(prev, Some(next), end, held)
+    let prev = prev.cast_into::<Continulet>()?;
+    let next = next.cast_into::<Continulet>()?;
+    Continulet::do_switch_hinted(prev, next, end, held)
 }
 
 /// `c.switch()` on a continulet (no value, no `to`), with the checks of `continulet.switch`.
