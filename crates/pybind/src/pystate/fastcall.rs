@@ -291,37 +291,28 @@ unsafe fn channel_dispatch_other(
     }
 }
 
-/// `channel.receive` under pyo3's trampoline (as [`switch_method`]).
-///
-/// # Safety
-/// A1.
-unsafe fn receive_method(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    let m = RECEIVE.get().expect("installed with the method");
-    // SAFETY: A1 - CPython calls us as a method.
-    unsafe { channel_dispatch(py, m, slf, args, nargs, kwnames) }
+/// The method function of a raw channel method whose [`RawChannelMethod`] is in `$cell`,
+/// under pyo3's trampoline (as [`switch_method`]).
+macro_rules! raw_channel_method {
+    ($name:ident, $cell:ident) => {
+        /// # Safety
+        /// A1.
+        unsafe fn $name(
+            py: Python<'_>,
+            slf: *mut ffi::PyObject,
+            args: *const *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        ) -> PyResult<*mut ffi::PyObject> {
+            let m = $cell.get().expect("installed with the method");
+            // SAFETY: A1 - CPython calls us as a method.
+            unsafe { channel_dispatch(py, m, slf, args, nargs, kwnames) }
+        }
+    };
 }
 
-/// `channel.send` under pyo3's trampoline (as [`switch_method`]).
-///
-/// # Safety
-/// A1.
-unsafe fn send_method(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
-    let m = SEND.get().expect("installed with the method");
-    // SAFETY: A1 - CPython calls us as a method.
-    unsafe { channel_dispatch(py, m, slf, args, nargs, kwnames) }
-}
+raw_channel_method!(receive_method, RECEIVE);
+raw_channel_method!(send_method, SEND);
 
 /// Which channel method [`install_channel_method`] replaces.
 #[derive(Clone, Copy)]
