@@ -287,6 +287,51 @@ pub(crate) fn call_borrowed<'py>(
     }
 }
 
+/// `f(*args, **kwargs)` as a vectorcall whose arguments are borrowed from `args` and from the
+/// values of `kwargs` (only the tuple of keyword names is made), so that nothing but the
+/// caller's own references to `args` and `kwargs` is held while `f` runs (R3).  `kwargs` must
+/// be the caller's alone (a copy: nothing can change it during the call).  None when a key is
+/// not an exact `str` (the caller then calls `f` the usual way, which reports it).
+pub(crate) fn call_kw_borrowed<'py>(
+    f: &Bound<'py, PyAny>,
+    args: &Bound<'py, pyo3::types::PyTuple>,
+    kwargs: &Bound<'py, pyo3::types::PyDict>,
+) -> Option<PyResult<Bound<'py, PyAny>>> {
+    let py = f.py();
+    let mut names: Vec<Bound<'py, PyAny>> = Vec::new();
+    let mut ptrs: Vec<*mut ffi::PyObject> = Vec::new();
+    // SAFETY: `args` is a live tuple, `kwargs` a live dict nobody else changes during the
+    // call (the caller's contract), so the borrowed item and value pointers stay valid for
+    // it; keys are checked to be exact `str` before they become keyword names.
+    unsafe {
+        let nargs = ffi::PyTuple_GET_SIZE(args.as_ptr());
+        for i in 0..nargs {
+            ptrs.push(ffi::PyTuple_GET_ITEM(args.as_ptr(), i));
+        }
+        let mut pos: ffi::Py_ssize_t = 0;
+        let mut key: *mut ffi::PyObject = ptr::null_mut();
+        let mut value: *mut ffi::PyObject = ptr::null_mut();
+        while ffi::PyDict_Next(kwargs.as_ptr(), &raw mut pos, &raw mut key, &raw mut value) != 0 {
+            if ffi::PyUnicode_CheckExact(key) == 0 {
+                return None;
+            }
+            names.push(Bound::from_borrowed_ptr(py, key));
+            ptrs.push(value);
+        }
+        let kwnames = match pyo3::types::PyTuple::new(py, names) {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        let r = ffi::PyObject_Vectorcall(
+            f.as_ptr(),
+            ptrs.as_ptr(),
+            usize::try_from(nargs).unwrap_or(0),
+            kwnames.as_ptr(),
+        );
+        Some(Bound::from_owned_ptr_or_err(py, r))
+    }
+}
+
 // ---- helpers shared by every version file (identical there; field offsets from the build) ----
 
 use offsets as off;

@@ -1262,18 +1262,34 @@ fn run_body(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> PyResul
         Some(a) => a.into_bound(py).cast_into::<PyTuple>()?,
         None => PyTuple::empty(py),
     };
+    // Keywords: a copy of our own (nothing can change it while the function runs, so the
+    // call can borrow its values); the original goes now (its values are in the copy).
     let kwargs = match kwargs {
-        Some(k) => Some(k.into_bound(py).cast_into::<PyDict>()?),
+        Some(k) => {
+            let k = k.into_bound(py).cast_into::<PyDict>()?;
+            if k.is_empty() {
+                None
+            } else {
+                Some(k.copy()?)
+            }
+        }
         None => None,
     };
     // R3 (pystate `refs`): while the function runs, this context's C stack owns one reference
     // to each of these — the tasklet (the native body's argument, held by `Host::run_started`),
     // the function, its argument tuple and keywords (here) — and nothing else but what the
-    // switch that suspends it records.  Told to the collector, so that a cycle through the
-    // tasklet's stack is found; forgotten before they are released.
+    // switch that suspends it records (the call borrows the arguments and keyword values).
+    // Told to the collector, so that a cycle through the tasklet's stack is found; forgotten
+    // before they are released.
     let kw_ptr = kwargs.as_ref().map_or(std::ptr::null_mut(), Bound::as_ptr);
     pystate::hold_start_refs([t.as_ptr(), func.as_ptr(), args.as_ptr(), kw_ptr]);
-    let result = func.bind(py).call(&args, kwargs.as_ref());
+    let f = func.bind(py);
+    let result = match &kwargs {
+        None => f.call(&args, None),
+        Some(kw) => {
+            pystate::call_kw_borrowed(f, &args, kw).unwrap_or_else(|| f.call(&args, Some(kw)))
+        }
+    };
     pystate::hold_start_refs(pystate::START_HELD_NONE);
     result?;
     Ok(())
