@@ -782,9 +782,9 @@ thread_local! {
 /// **N5** Between its first change of a queue, a tasklet or the scheduler and its switch, a
 /// fast path runs Python code only where it releases a replaced value (a finalizer) or makes
 /// an object (the collector may run): there it holds a [`Busy`] ([`release_in_step`],
-/// [`cont_of`]), so that such code sees `core_busy()` and does not call the scheduler
-/// (`_core._finalize` defers its kill).  Other releases there drop references to objects the
-/// step still holds (tasklets, links), which run nothing.
+/// [`cont_of`]; and all of the cold [`channel_undo`]), so that such code sees `core_busy()`
+/// and does not call the scheduler (`_core._finalize` defers its kill).  Other releases there
+/// drop references to objects the step still holds (tasklets, links), which run nothing.
 struct Busy;
 
 impl Busy {
@@ -1283,16 +1283,24 @@ fn run_body(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> PyResul
     // before they are released.
     let kw_ptr = kwargs.as_ref().map_or(std::ptr::null_mut(), Bound::as_ptr);
     pystate::hold_start_refs([t.as_ptr(), func.as_ptr(), args.as_ptr(), kw_ptr]);
-    let f = func.bind(py);
     let result = match &kwargs {
-        None => f.call(&args, None),
-        Some(kw) => {
-            pystate::call_kw_borrowed(f, &args, kw).unwrap_or_else(|| f.call(&args, Some(kw)))
-        }
+        None => func.bind(py).call(&args, None),
+        Some(kw) => call_with_keywords(func.bind(py), &args, kw),
     };
     pystate::hold_start_refs(pystate::START_HELD_NONE);
     result?;
     Ok(())
+}
+
+/// A tasklet's function called with keywords, borrowed from `kw` (ours alone).  Out of line:
+/// its temporaries stay out of `run_body`'s frame, saved with every switch of the tasklet.
+#[inline(never)]
+fn call_with_keywords<'py>(
+    f: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+    kw: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyAny>> {
+    pystate::call_kw_borrowed(f, args, kw).unwrap_or_else(|| f.call(args, Some(kw)))
 }
 
 /// An exception escaped the tasklet: the error handler, or a bomb for the watchdog.
