@@ -114,9 +114,12 @@ def test_switch_to_greenlet_of_other_thread():
         finish()
 
 
+@differs("pypy-oracle", reason="lib_pypy greenlet does not track thread exit")
 def test_gr_frame_of_greenlet_suspended_in_other_thread():
-    # As the C greenlet: a suspended greenlet's frame is readable from any thread, while its
-    # thread lives and after it exited.
+    # As the C greenlet: a suspended greenlet's frame is readable from any thread while its
+    # thread lives; once the thread exited, its greenlets are dead and their frames cleared
+    # (greenlet 3.x clears them when it retires the thread's state, shortly after: ours at
+    # once), so `gr_frame` is None.
     def run_in_other_thread():
         getcurrent().parent.switch()
 
@@ -140,8 +143,7 @@ def test_gr_frame_of_greenlet_suspended_in_other_thread():
         stop.set()
         t.join()
     gc.collect()
-    f = box["g"].gr_frame
-    assert f is not None and f.f_code.co_name == "run_in_other_thread"
+    assert box["g"].dead and box["g"].gr_frame is None
 
 
 @differs("pypy-oracle", reason="lib_pypy greenlet: different message for a fresh greenlet whose parent is elsewhere")

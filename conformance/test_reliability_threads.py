@@ -324,15 +324,11 @@ def check_thread_exit_with_blocked_tasklets():
 
 
 @not_on_oracle_stackless
-@differs("cpython", "cpython-pure", reason="a tasklet blocked in an exited thread is kept by a cycle through its suspended "
-         "continulet (suspended continulet garbage: ARCHITECTURE.md known gap), never a crash")
 def test_thread_exit_with_blocked_tasklets_frees_them():
     _in_fresh_interpreter("check_thread_exit_with_blocked_tasklets")
 
 
 @pytest.mark.leakcheck
-@differs("cpython", "cpython-pure", reason="a thread that exits with suspended greenlets leaks their continulets "
-         "(suspended continulet garbage: ARCHITECTURE.md known gap), never a crash")
 def test_thread_exit_with_suspended_greenlets_is_flat():
     from test_reliability_leaks import check_flat
 

@@ -634,8 +634,8 @@ Creates a new greenlet object (without running it).
     @property
     def gr_frame(self):
         ts = self._greenlet__ts
-        if ts is None or ts.current is self:
-            return None
+        if ts is None or ts.current is self or ts.exited:
+            return None  # (an exited thread's greenlets: their frames are cleared, as greenlet 3.x does)
         f = _suspended_frame((ts.current if self._greenlet__main else self)._greenlet__c)
         while f is not None and f.f_code in _INTERNAL_CODE:
             f = f.f_back

@@ -34,6 +34,15 @@
 //!   set right before its continulet's first switch (no code runs in between) and taken by the
 //!   body before any code can run; so no frame of the new greenlet's stack references the greenlet (I3).  A value left
 //!   there (the start failed before the body ran) is dropped by the starter.
+//! * **G7** What a suspended greenlet's Rust frames own is told to the collector (pystate
+//!   `refs`, R3), so that its stack leaves nothing behind when it is cleared (its thread
+//!   exited: pystate P7): the switch plan's two continulets and the thread state (`transfer`,
+//!   `start_native`: the current continulet is the plan's, no second reference), what
+//!   [`call_run`] holds while `run` runs; and the raw `switch()`/`switch(value)`
+//!   ([`switch_raw`]) says where its caller's arguments end.  greenlet's continulets are never
+//!   shown to the collector (greenlet.py kills its own garbage), so a reference told and not
+//!   owned could only be released twice by such a clearing: each recording names the frame
+//!   that owns it.
 //! * **G5** `THREAD_STATE` caches this OS thread's `greenlet._tls.ts` (a `threading.local`
 //!   read costs ~500 instructions) and is used only while that state passes G3's test: made
 //!   for the current `PyThreadState` and not `exited`.  A thread state deleted and made anew
@@ -292,14 +301,59 @@ impl GreenletBase {
         // Only calls here: this frame stays on the stack during the switch, and every byte of
         // it is copied on every switch.
         let refs = refs(slf.py())?;
+        let end = std::ptr::null();
         if let Some((from, tc)) = fast_path_state(slf) {
-            return transfer(refs, from, tc, slf, pack(slf.py(), args, kwargs));
+            return transfer(refs, from, tc, slf, pack(slf.py(), args, kwargs), end);
         }
         if let Some(start) = start_state(refs, slf) {
-            return start_native(refs, start, slf, args, kwargs);
+            return start_native(refs, start, slf, args, kwargs, end);
         }
         slow_switch(refs, slf, args, kwargs)
     }
+}
+
+/// `switch()` / `switch(value)` as a raw method (`pystate::fastcall`): [`GreenletBase::switch`]
+/// for its common call shapes, knowing where the caller's arguments end (`end`), so that a
+/// suspended greenlet's calling frame shows its whole value stack (pystate `refs`, R2).
+fn switch_raw<'py>(
+    slf: &Bound<'py, PyAny>,
+    value: Option<&Bound<'py, PyAny>>,
+    end: pystate::fastcall::ArgsEnd,
+) -> PyResult<Obj> {
+    let py = slf.py();
+    let g = match GREENLET_CLASS.cast(slf) {
+        Some(g) => g,
+        None => slf.cast::<GreenletBase>()?,
+    };
+    let refs = refs(py)?;
+    if let Some((from, tc)) = fast_path_state(g) {
+        let packed = value.map_or_else(
+            || PyTuple::empty(py).into_any().unbind(),
+            |v| v.clone().unbind(),
+        );
+        return transfer(refs, from, tc, g, packed, end);
+    }
+    switch_raw_other(refs, g, value, end)
+}
+
+/// [`switch_raw`] for an unstarted target, or any other case (`_deliver`).  Out of line: its
+/// temporaries stay out of the frames of a greenlet suspended by the common switch.
+#[inline(never)]
+fn switch_raw_other(
+    refs: &Refs,
+    g: &Bound<'_, GreenletBase>,
+    value: Option<&Bound<'_, PyAny>>,
+    end: pystate::fastcall::ArgsEnd,
+) -> PyResult<Obj> {
+    let py = g.py();
+    let args = match value {
+        Some(v) => PyTuple::new(py, [v])?,
+        None => PyTuple::empty(py),
+    };
+    if let Some(start) = start_state(refs, g) {
+        return start_native(refs, start, g, &args, None, end);
+    }
+    slow_switch(refs, g, &args, None)
 }
 
 /// What greenlet_init connected.
@@ -529,6 +583,7 @@ fn start_native(
     target: &Bound<'_, GreenletBase>,
     args: &Bound<'_, PyTuple>,
     kwargs: Option<&Bound<'_, PyDict>>,
+    end: pystate::fastcall::ArgsEnd,
 ) -> PyResult<Obj> {
     let py = target.py();
     let (run, ran_code) = run_of(refs, target)?;
@@ -566,11 +621,31 @@ fn start_native(
     // G6: set last — `hand_over` may release objects, whose finalizers may start greenlets.
     let unclaimed = STARTING.with(|s| s.borrow_mut().replace(starting));
     drop(unclaimed); // G4 (none is left over: every start takes its own back)
-                     // G2; G6: the body took what STARTING held, unless the start failed before it ran.
-    let result = crate::start_switch(&cc, &tc, py.None());
+    let result = match Continulet::check_switch_to(&cc, Some(tc)) {
+        Ok(Some(plan)) => {
+            // G2, G7; G6: the body took what STARTING held, unless the start failed before
+            // it ran.
+            let kept = keep_unless_origin(cc, &plan);
+            let result = crate::start_and_deliver_hinted(&plan, py.None(), end, ts.as_ptr());
+            let unclaimed = STARTING.with(|s| s.borrow_mut().take());
+            drop(unclaimed); // G4
+            return taken_over(refs, &ts, kept.as_ref().unwrap_or(&plan.origin.0), result);
+        }
+        Ok(None) => Ok(py.None()),
+        Err(e) => Err(e),
+    };
     let unclaimed = STARTING.with(|s| s.borrow_mut().take());
     drop(unclaimed); // G4
     taken_over(refs, &ts, &cc, result)
+}
+
+/// `cc`, unless the switch plan holds it as its origin (then it is dropped: G7, one
+/// reference less on the suspended stack, and the plan's stands for it after the switch).
+fn keep_unless_origin<'py>(
+    cc: Bound<'py, Continulet>,
+    plan: &crate::SwitchPlan,
+) -> Option<Bound<'py, Continulet>> {
+    (!plan.origin.0.is(&cc)).then_some(cc)
 }
 
 /// What [`greenlet_bootstrap`] needs from [`start_native`], handed over in [`STARTING`] (G6).
@@ -599,15 +674,21 @@ fn greenlet_bootstrap(c: &Bound<'_, Continulet>, _unused: &Bound<'_, PyAny>) -> 
     // runs, and every byte of them is copied with each of its switches.
     let refs = refs(c.py())?;
     let (ts, call) = prepare_run(refs, c)?;
-    let outcome = call_run(call);
+    let outcome = call_run(&ts, call);
     finish(refs, c, &ts, outcome)
 }
 
-/// `run(*args, **kwargs)` (or the error of the steps before it).
+/// `run(*args, **kwargs)` (or the error of the steps before it).  While `run` runs, the
+/// greenlet's stack owns a reference to each of `ts` (the caller's) and `run`, `args`,
+/// `kwargs` (here): recorded at the bottom of its context (G7).
 #[inline(never)]
-fn call_run(call: PyResult<RunCall<'_>>) -> PyResult<Obj> {
+fn call_run(ts: &Bound<'_, ThreadStateBase>, call: PyResult<RunCall<'_>>) -> PyResult<Obj> {
     let (run, args, kwargs) = call?;
-    run.call(args, kwargs.as_ref()).map(Bound::unbind)
+    let kw_ptr = kwargs.as_ref().map_or(std::ptr::null_mut(), Bound::as_ptr);
+    pystate::hold_start_refs([ts.as_ptr(), run.as_ptr(), args.as_ptr(), kw_ptr]);
+    let result = run.call(&args, kwargs.as_ref()).map(Bound::unbind);
+    pystate::hold_start_refs(pystate::START_HELD_NONE);
+    result
 }
 
 /// `run` with its arguments, ready to call.
@@ -726,11 +807,22 @@ fn transfer<'py>(
     tc: Bound<'py, Continulet>,
     target: &Bound<'py, GreenletBase>,
     value: Obj,
+    end: pystate::fastcall::ArgsEnd,
 ) -> PyResult<Obj> {
     let Here { ts, cur, cc } = from;
     hand_over(&ts, cur, target);
-    let result = continulet_switch(&cc, tc, value); // G2
-    taken_over(refs, &ts, &cc, result)
+    // `cc.switch(value, to=tc)`, with PyPy's checks (an uninitialized continulet, a main
+    // greenlet's, counts as "no `to`" / "switch to `to`": greenlet.py's I1).
+    match Continulet::check_switch_to(&cc, Some(tc)) {
+        Ok(Some(plan)) => {
+            let kept = keep_unless_origin(cc, &plan); // G7
+            let payload = Payload::Value(value);
+            let result = crate::switch_and_deliver_hinted(&plan, payload, end, ts.as_ptr()); // G2
+            taken_over(refs, &ts, kept.as_ref().unwrap_or(&plan.origin.0), result)
+        }
+        Ok(None) => taken_over(refs, &ts, &cc, Ok(value)),
+        Err(e) => taken_over(refs, &ts, &cc, Err(e)),
+    }
 }
 
 /// Before the switch: the changes of `_transfer`, in its order (the origin first: from then
@@ -792,19 +884,6 @@ fn taken_over(
             refs.thrown_in.call1(py, (ts, cc))?;
             Err(e)
         }
-    }
-}
-
-/// `cc.switch(value, to=tc)`, with PyPy's checks (an uninitialized continulet, a main
-/// greenlet's, counts as "no `to`" / "switch to `to`": greenlet.py's I1).
-fn continulet_switch(
-    cc: &Bound<'_, Continulet>,
-    tc: Bound<'_, Continulet>,
-    value: Obj,
-) -> PyResult<Obj> {
-    match Continulet::check_switch_to(cc, Some(tc))? {
-        Some(plan) => crate::switch_and_deliver(&plan, Payload::Value(value)),
-        None => Ok(value),
     }
 }
 
@@ -945,6 +1024,11 @@ impl pystate::finalize::Finalize for GreenletFinalizer {
 /// Register the greenlet bases in `continulet._native`.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GreenletBase>()?;
+    pystate::fastcall::install_raw_method(
+        &m.py().get_type::<GreenletBase>(),
+        pystate::fastcall::RawMethod::GreenletSwitch,
+        switch_raw,
+    )?;
     m.add_class::<ThreadStateBase>()?;
     m.add_function(wrap_pyfunction!(greenlet_init, m)?)?;
     Ok(())

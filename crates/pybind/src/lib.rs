@@ -25,6 +25,11 @@
 //!   never inside its finalizer, while the collector's lists live in C frames on the stack —
 //!   and while it unwinds no switch or permute of its thread succeeds (the chain of finishing
 //!   bodies must end back in the callback).
+//! * **B4** Once CPython clears the thread state of a thread that made continulets (the
+//!   thread exits), the suspended contexts of that thread are taken out of their continulets
+//!   and cleared without running any code (pystate P7, [`ThreadExitWatch`]): their frames
+//!   give up what they hold, their stacks are freed.  The continulets keep their status
+//!   (another thread still gets "cannot switch to a different thread", as on PyPy).
 
 #![deny(unsafe_code)]
 
@@ -327,24 +332,28 @@ pub(crate) fn new_native_unstarted<'py>(
     Ok(c)
 }
 
-/// `cc.switch(value, to=tc)` for a `tc` from [`new_native_unstarted`] (an uninitialized `cc`
-/// counts as none: a plain first switch into `tc`), creating `tc`'s context now
-/// (`continuation::start_switch`).
-pub(crate) fn start_switch(
-    cc: &Bound<'_, Continulet>,
-    tc: &Bound<'_, Continulet>,
+/// `cc.switch(value, to=tc)` for a `tc` from [`new_native_unstarted`], planned by
+/// `check_switch_to` (`tc` is pending, so it is a real `to`), creating `tc`'s context now
+/// (`continuation::start_switch`); told to the collector as [`switch_and_deliver_hinted`].
+pub(crate) fn start_and_deliver_hinted(
+    plan: &SwitchPlan,
     value: Py<PyAny>,
+    end: pystate::fastcall::ArgsEnd,
+    extra: *mut pyo3::ffi::PyObject,
 ) -> PyResult<Py<PyAny>> {
-    // `switch(to=)`'s own checks, in PyPy's order (`tc` is pending, so it is a real `to`).
-    let Some(plan) = Continulet::check_switch_to(cc, Some(tc.clone()))? else {
-        return Ok(value);
-    };
+    hint_plan(plan, end, extra);
     let payload = Payload::Value(value);
-    match continuation::start_switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload)
-    {
+    let result = match continuation::start_switch::<Bind>(
+        plan.thread,
+        &plan.origin,
+        &plan.destination,
+        payload,
+    ) {
         Ok(p) => deliver(p),
         Err(e) => Err(switch_error(e)),
-    }
+    };
+    pystate::clear_hint();
+    result
 }
 
 /// PyPy's `start` frame is hidden from tracebacks; drop its entry from an escaping exception.
@@ -415,6 +424,9 @@ impl Continulet {
             return Err(error::new_err("continulet already __init__ialized"));
         }
         me.status.store(ST_PENDING, Ordering::Release);
+        if !EXIT_WATCHED.with(std::cell::Cell::get) {
+            watch_thread_exit(slf.py())?;
+        }
         Ok(())
     }
 
@@ -506,13 +518,7 @@ impl Continulet {
         let Some(plan) = plan else {
             return deliver(payload);
         };
-        pystate::hint_switch(
-            pystate::Hint::new(end, plan.origin.0.as_ptr(), plan.destination.0.as_ptr())
-                .with_extra(held),
-        );
-        let result = switch_and_deliver(&plan, payload);
-        pystate::clear_hint();
-        result
+        switch_and_deliver_hinted(&plan, payload, end, held)
     }
 
     /// The checks of PyPy's `switch`: `Ok(None)` for the no-op cases, else who switches where.
@@ -595,10 +601,36 @@ impl Continulet {
 }
 
 /// A switch that passed PyPy's checks: who switches where, on which thread (B1).
-struct SwitchPlan {
+pub(crate) struct SwitchPlan {
     thread: ThreadToken,
     origin: ObjRef,
     destination: ObjRef,
+}
+
+/// Tell the next `save()` of this thread what the caller of a switch by `plan` leaves on its
+/// stack (pystate `refs`, R2/R3): the plan's two continulets, `extra` (one reference the
+/// caller's Rust frames own across the switch, or null) and where the arguments of the
+/// Python call that led here end (null: unknown).
+#[inline]
+fn hint_plan(plan: &SwitchPlan, end: pystate::fastcall::ArgsEnd, extra: *mut pyo3::ffi::PyObject) {
+    pystate::hint_switch(
+        pystate::Hint::new(end, plan.origin.0.as_ptr(), plan.destination.0.as_ptr())
+            .with_extra(extra),
+    );
+}
+
+/// [`switch_and_deliver`] told to the collector ([`hint_plan`]).
+#[inline]
+pub(crate) fn switch_and_deliver_hinted(
+    plan: &SwitchPlan,
+    payload: Payload,
+    end: pystate::fastcall::ArgsEnd,
+    extra: *mut pyo3::ffi::PyObject,
+) -> PyResult<Py<PyAny>> {
+    hint_plan(plan, end, extra);
+    let result = switch_and_deliver(plan, payload);
+    pystate::clear_hint();
+    result
 }
 
 /// The switch, and what it delivers back, as a Python result.
@@ -1048,6 +1080,89 @@ fn unwind_now(c: &Bound<'_, Continulet>) -> PyResult<()> {
     }
 }
 
+// ---- threads that exit -------------------------------------------------------------------
+
+thread_local! {
+    /// Whether this thread state's dict holds a [`ThreadExitWatch`] (B4).
+    static EXIT_WATCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set once this thread's watch went off: the thread state is being cleared (B4).
+    static EXITING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Its key in the thread state's dict.
+const EXIT_WATCH_KEY: &str = "continulet._native.thread_exit_watch";
+
+/// Lives only in the dict of a thread state that made a continulet: CPython clears that dict,
+/// on the thread and with the GIL held, when the thread exits (`PyThreadState_Clear`; also
+/// when a `PyGILState_Release` ends a thread state made by `PyGILState_Ensure`).  Its drop
+/// clears the thread's suspended contexts, none of which can ever run again (B4).
+#[pyclass(module = "_continuation", name = "_thread_exit_watch", frozen)]
+struct ThreadExitWatch;
+
+impl Drop for ThreadExitWatch {
+    fn drop(&mut self) {
+        EXIT_WATCHED.with(|w| w.set(false));
+        EXITING.with(|e| e.set(true));
+        if pystate::live_contexts() == 0 {
+            return;
+        }
+        Python::attach(|py| {
+            if let Err(e) = clear_thread_contexts(py) {
+                e.write_unraisable(py, None);
+            }
+        });
+    }
+}
+
+/// Put a [`ThreadExitWatch`] in this thread state's dict.
+#[cold]
+fn watch_thread_exit(py: Python<'_>) -> PyResult<()> {
+    let Some(dict) = pystate::thread_dict(py) else {
+        return Ok(()); // (no memory for the dict: the thread's contexts leak at exit)
+    };
+    dict.set_item(EXIT_WATCH_KEY, Bound::new(py, ThreadExitWatch)?)?;
+    EXIT_WATCHED.with(|w| w.set(true));
+    EXITING.with(|e| e.set(false));
+    Ok(())
+}
+
+/// Whether this thread's state is being cleared (B4): the layers above run no code for
+/// their greenlets and tasklets any more.
+#[pyfunction]
+fn thread_exiting() -> bool {
+    EXITING.with(std::cell::Cell::get)
+}
+
+/// Take every suspended context of this thread out of its continulet, then clear each
+/// (pystate P7) and free its stack (B4).  Nothing of this thread switches meanwhile.  Not at
+/// interpreter shutdown, whose order of destruction no code of ours should race.
+fn clear_thread_contexts(py: Python<'_>) -> PyResult<()> {
+    let sys = py.import("sys")?;
+    if sys.call_method0("is_finalizing")?.is_truthy()? {
+        return Ok(());
+    }
+    let _no_switch = UnwindingGuard::enter();
+    let thread = ThreadToken::current();
+    let mut frames = Vec::new();
+    for obj in py.import("gc")?.call_method0("get_objects")?.try_iter()? {
+        let obj = obj?;
+        let Ok(c) = obj.cast::<Continulet>() else {
+            continue;
+        };
+        let Some(core) = c.get().core.get().and_then(|b| b.get_on(thread)) else {
+            continue;
+        };
+        if let Some(frame) = core.slot.take_frame() {
+            c.get().hidden_from_gc.store(true, Ordering::Relaxed);
+            frames.push(frame);
+        }
+    }
+    for frame in frames {
+        pystate::clear_suspended(frame.state());
+    }
+    Ok(())
+}
+
 /// Mark `c` as owned by a layer above (`greenlet`, `stackless`), which kills its own
 /// garbage: the collector is never shown its context, wherever that context is stored.
 #[pyfunction]
@@ -1203,6 +1318,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(killed_by_layer, m)?)?;
     m.add_function(wrap_pyfunction!(gc_collecting, m)?)?;
     m.add_function(wrap_pyfunction!(write_unraisable, m)?)?;
+    m.add_function(wrap_pyfunction!(thread_exiting, m)?)?;
     let unwind = wrap_pyfunction!(unwind_queued, m)?;
     let callbacks = py
         .import("gc")?

@@ -3,7 +3,9 @@
 //! frames of 3.12+ live on the C stack, so a suspended context's chain is rewired past them
 //! (invariant P5) and put back when it resumes.  `is_incomplete` is the version file's own.
 
-use super::super::refs::{visit_frames, visit_stack_held};
+use super::super::refs::{
+    clear_frames, take_stack_held, visit_frames, visit_stack_held, FrameChain,
+};
 use super::super::{at, offsets as off, Hint, StartHeld};
 use super::{frame_object_of, is_incomplete, OwnedRef, PyState, CURRENT_OWNED};
 use pyo3::ffi;
@@ -166,14 +168,48 @@ pub(crate) fn visit_refs<E>(
     unsafe {
         let hint = o.hint.get();
         visit_stack_held(&o.owner, &o.start_held, &hint, f)?;
-        visit_frames(
-            s.exposed.top,
-            s.chunk,
-            s.top,
-            &hint,
-            o.call_end.get(),
-            &|callee| !links.iter().any(|&(fr, _, _)| fr == callee),
-            f,
-        )
+        let chain = FrameChain {
+            innermost: s.exposed.top,
+            chunk: s.chunk,
+            top: s.top,
+            hint: &hint,
+            call_end: o.call_end.get(),
+            callee_inlined: &|callee| !links.iter().any(|&(fr, _, _)| fr == callee),
+        };
+        visit_frames(&chain, f)
+    }
+}
+
+/// Give up everything the suspended context `s` holds that `refs` vouches for (P7): it will
+/// never run again.  Its chunks are freed when `s` is dropped, unless a frame object someone
+/// else holds still reads them.
+pub(crate) fn clear_suspended(s: &PyState) {
+    let Some(o) = s.owned.as_ref() else {
+        return;
+    };
+    o.unwindable.set(false);
+    let hint = o.hint.get();
+    let links = &s.exposed.links;
+    let inlined = |callee: *mut u8| !links.iter().any(|&(fr, _, _)| fr == callee);
+    // SAFETY: the chain is exposed (P5, heap frames only) and its context taken out of its
+    // continulet, so nothing resumes it; every taken reference is released once.
+    unsafe {
+        for locals_only in [true, false] {
+            let mut out = Vec::new();
+            let chain = FrameChain {
+                innermost: s.exposed.top,
+                chunk: s.chunk,
+                top: s.top,
+                hint: &hint,
+                call_end: o.call_end.get(),
+                callee_inlined: &inlined,
+            };
+            clear_frames(&chain, locals_only, &mut out);
+            if !locals_only {
+                take_stack_held(&o.owner, &o.start_held, &o.hint, &mut out);
+                o.call_end.set(ptr::null());
+            }
+            super::super::release(out);
+        }
     }
 }

@@ -6,9 +6,9 @@
 //! (`refs`, R2).  [`install_switch`] puts a method descriptor of [`switch_method`] (under pyo3's trampoline) in the class
 //! as `switch`; it matches `switch(value=None, to=None)` itself in the common shapes and hands
 //! everything else, as a tuple and a dict, to a body that words argument errors as PyPy does.
-//! [`install_channel_method`] does the same for the native stackless channel's `receive()`
-//! and `send(value)` (a tasklet blocks in them), other call shapes going to the pyo3 method
-//! it replaced.
+//! [`install_raw_method`] does the same for the native stackless channel's `receive()` and
+//! `send(value)` (a tasklet blocks in them) and the native greenlet's `switch()` /
+//! `switch(value)`, other call shapes going to the pyo3 method it replaced.
 //!
 //! # Invariants
 //!
@@ -211,23 +211,26 @@ pub(crate) fn install_switch(
     ty.setattr("switch", descr)
 }
 
-// ---- the channel methods of the native stackless core -------------------------------------
+// ---- other raw methods: channel receive/send, greenlet switch ------------------------------
 
-/// `channel.receive()` / `channel.send(value)` with their argument matched (`value` for send).
-pub(crate) type ChannelBody =
+/// `channel.receive()`, `channel.send(value)`, `greenlet.switch()` / `greenlet.switch(value)`
+/// with their argument matched (`value`: the one positional argument, if any).
+pub(crate) type RawBody =
     for<'py> fn(&Bound<'py, PyAny>, Option<&Bound<'py, PyAny>>, ArgsEnd) -> PyResult<Py<PyAny>>;
 
-/// A channel method made raw by [`install_channel_method`]: the body for its one call shape
-/// (`arity` positional arguments, no keyword), and the method it replaced, which every other
-/// call shape goes to (its argument checks and messages).
-struct RawChannelMethod {
-    arity: usize,
-    body: ChannelBody,
+/// A method made raw by [`install_raw_method`]: the body for its common call shapes (up to
+/// `max_args` positional arguments, at least `min_args`, no keyword), and the method it
+/// replaced, which every other call shape goes to (its argument checks and messages).
+struct RawMethodDef {
+    min_args: usize,
+    max_args: usize,
+    body: RawBody,
     replaced: Py<PyAny>,
 }
 
-static RECEIVE: OnceLock<RawChannelMethod> = OnceLock::new();
-static SEND: OnceLock<RawChannelMethod> = OnceLock::new();
+static RECEIVE: OnceLock<RawMethodDef> = OnceLock::new();
+static SEND: OnceLock<RawMethodDef> = OnceLock::new();
+static GREENLET_SWITCH: OnceLock<RawMethodDef> = OnceLock::new();
 
 /// Run `m` for a call.  (Inlined into the two methods: one frame less on the stack of every
 /// tasklet blocked in them.)
@@ -236,9 +239,9 @@ static SEND: OnceLock<RawChannelMethod> = OnceLock::new();
 /// A1.
 #[inline(always)]
 #[allow(clippy::inline_always)] // measured: 16 bytes less saved per blocked tasklet
-unsafe fn channel_dispatch(
+unsafe fn raw_dispatch(
     py: Python<'_>,
-    m: &RawChannelMethod,
+    m: &RawMethodDef,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
@@ -252,7 +255,7 @@ unsafe fn channel_dispatch(
         } else {
             usize::try_from(ffi::PyTuple_GET_SIZE(kwnames)).unwrap_or(0)
         };
-        if nkw == 0 && npos == m.arity {
+        if nkw == 0 && npos >= m.min_args && npos <= m.max_args {
             let value = (npos == 1).then(|| Borrowed::from_ptr(py, *args));
             return (m.body)(
                 &Borrowed::from_ptr(py, slf),
@@ -261,20 +264,20 @@ unsafe fn channel_dispatch(
             )
             .map(Py::into_ptr);
         }
-        channel_dispatch_other(py, m, slf, args, npos, kwnames, nkw)
+        raw_dispatch_other(py, m, slf, args, npos, kwnames, nkw)
     }
 }
 
-/// Any other call shape: the method [`install_channel_method`] replaced.  Out of line: its
+/// Any other call shape: the method [`install_raw_method`] replaced.  Out of line: its
 /// temporaries stay out of the frames of a tasklet blocked in the common shape.
 ///
 /// # Safety
 /// A1.
 #[cold]
 #[inline(never)]
-unsafe fn channel_dispatch_other(
+unsafe fn raw_dispatch_other(
     py: Python<'_>,
-    m: &RawChannelMethod,
+    m: &RawMethodDef,
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     npos: usize,
@@ -291,9 +294,9 @@ unsafe fn channel_dispatch_other(
     }
 }
 
-/// The method function of a raw channel method whose [`RawChannelMethod`] is in `$cell`,
-/// under pyo3's trampoline (as [`switch_method`]).
-macro_rules! raw_channel_method {
+/// The method function of a raw method whose [`RawMethodDef`] is in `$cell`, under pyo3's
+/// trampoline (as [`switch_method`]).
+macro_rules! raw_method {
     ($name:ident, $cell:ident) => {
         /// # Safety
         /// A1.
@@ -306,57 +309,74 @@ macro_rules! raw_channel_method {
         ) -> PyResult<*mut ffi::PyObject> {
             let m = $cell.get().expect("installed with the method");
             // SAFETY: A1 - CPython calls us as a method.
-            unsafe { channel_dispatch(py, m, slf, args, nargs, kwnames) }
+            unsafe { raw_dispatch(py, m, slf, args, nargs, kwnames) }
         }
     };
 }
 
-raw_channel_method!(receive_method, RECEIVE);
-raw_channel_method!(send_method, SEND);
+raw_method!(receive_method, RECEIVE);
+raw_method!(send_method, SEND);
+raw_method!(greenlet_switch_method, GREENLET_SWITCH);
 
-/// Which channel method [`install_channel_method`] replaces.
+/// Which method [`install_raw_method`] replaces.
 #[derive(Clone, Copy)]
-pub(crate) enum ChannelMethod {
-    /// `receive()`
+pub(crate) enum RawMethod {
+    /// `channel.receive()`
     Receive,
-    /// `send(value)`
+    /// `channel.send(value)`
     Send,
+    /// `greenlet.switch()` and `greenlet.switch(value)`
+    GreenletSwitch,
 }
 
-/// Make `receive` or `send` of `ty` (the native channel base) a raw method running `body` for
-/// its common call shape, so that the native core can tell the collector where the calling
-/// frame's arguments end when the channel operation blocks (`refs`, R2); the method it
-/// replaces keeps every other call shape (once per process).
-pub(crate) fn install_channel_method(
+/// Make `receive` or `send` of `ty` (the native channel base), or `switch` (the native
+/// greenlet base), a raw method running `body` for its common call shapes, so that the native
+/// code can tell the collector where the calling frame's arguments end when the operation
+/// suspends (`refs`, R2); the method it replaces keeps every other call shape (once per
+/// process).
+pub(crate) fn install_raw_method(
     ty: &Bound<'_, PyType>,
-    which: ChannelMethod,
-    body: ChannelBody,
+    which: RawMethod,
+    body: RawBody,
 ) -> PyResult<()> {
     let (name, doc, arity, cell, meth) = match which {
-        ChannelMethod::Receive => (
+        RawMethod::Receive => (
             c"receive",
             c"receive($self)\n--\n\nReceive a value; blocks until a sender provides one.",
-            0,
+            (0, 0),
             &RECEIVE,
             pyo3::impl_::trampoline::get_trampoline_function!(
                 fastcall_cfunction_with_keywords,
                 receive_method
             ) as ffi::PyCFunctionFastWithKeywords,
         ),
-        ChannelMethod::Send => (
+        RawMethod::Send => (
             c"send",
             c"send($self, value)\n--\n\nSend a value; blocks until a receiver takes it.",
-            1,
+            (1, 1),
             &SEND,
             pyo3::impl_::trampoline::get_trampoline_function!(
                 fastcall_cfunction_with_keywords,
                 send_method
             ) as ffi::PyCFunctionFastWithKeywords,
         ),
+        RawMethod::GreenletSwitch => (
+            c"switch",
+            c"switch($self, *args, **kwargs)\n--\n\nswitch(*args, **kwargs)\n\nSwitch execution \
+              to this greenlet, starting it with ``run(*args, **kwargs)`` if it has\nnot started \
+              yet.  Returns the value passed when switching back.",
+            (0, 1),
+            &GREENLET_SWITCH,
+            pyo3::impl_::trampoline::get_trampoline_function!(
+                fastcall_cfunction_with_keywords,
+                greenlet_switch_method
+            ) as ffi::PyCFunctionFastWithKeywords,
+        ),
     };
     let replaced = ty.getattr(name.to_str().unwrap_or_default())?;
-    let _ = cell.set(RawChannelMethod {
-        arity,
+    let _ = cell.set(RawMethodDef {
+        min_args: arity.0,
+        max_args: arity.1,
         body,
         replaced: replaced.unbind(),
     });

@@ -34,6 +34,9 @@
 //! * **P6** (3.11+) A root data-stack chunk is in exactly one place: a context's chain, or
 //!   this thread's cache of free root chunks ([`alloc_root_chunk`], at most
 //!   [`ROOT_CHUNK_CACHE`] of them, freed with the thread).
+//! * **P7** A context that will never run again — suspended when its thread state is cleared
+//!   (R5 of `refs`) — gives up what its frames and stack hold (`clear_suspended`): its
+//!   thread's watch (`lib.rs`) takes it out of its continulet first, so it cannot be resumed.
 //! * **P5** (3.12+) A suspended context's interpreter-frame chain holds only heap frames:
 //!   `save()` rewires the links that go through C-stack entry frames (whose bytes tealet has
 //!   moved away) and `restore()` puts them back (`py312.rs`, `py313.rs`).
@@ -179,6 +182,54 @@ pub(crate) fn read_under_gil<'py, T>(
 ) -> &'py T {
     // SAFETY: the GIL, held for 'py, serializes every use of the value (see above).
     unsafe { bound.get_unchecked() }
+}
+
+thread_local! {
+    /// Contexts of this thread started by a continulet and not yet destroyed ([`LiveContext`]).
+    static LIVE_CONTEXTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts its context in [`LIVE_CONTEXTS`] while it exists (a field of every `OwnedCtx`).
+pub(super) struct LiveContext(());
+
+impl LiveContext {
+    pub(super) fn new() -> LiveContext {
+        LIVE_CONTEXTS.with(|n| n.set(n.get() + 1));
+        LiveContext(())
+    }
+}
+
+impl Drop for LiveContext {
+    fn drop(&mut self) {
+        let _ = LIVE_CONTEXTS.try_with(|n| n.set(n.get() - 1));
+    }
+}
+
+/// How many contexts started by a continulet this thread has (running or suspended).
+pub(crate) fn live_contexts() -> usize {
+    LIVE_CONTEXTS.try_with(std::cell::Cell::get).unwrap_or(0)
+}
+
+/// The running thread state's dict (`PyThreadState_GetDict`): cleared by CPython, on its
+/// thread and with the GIL, when the thread state is (its thread exits).
+pub(crate) fn thread_dict(py: Python<'_>) -> Option<Bound<'_, pyo3::types::PyDict>> {
+    // SAFETY: GIL held (`py`); the dict is borrowed from the thread state, which keeps it
+    // while we take our own reference; it is a dict or null.
+    unsafe {
+        let d = ffi::PyThreadState_GetDict();
+        Bound::from_borrowed_ptr_or_opt(py, d).map(|d| d.cast_into_unchecked())
+    }
+}
+
+/// Release references taken out of a cleared context (P7).
+///
+/// # Safety
+/// Each pointer is an owned reference, released once, here; the GIL is held.
+pub(super) unsafe fn release(refs: Vec<*mut ffi::PyObject>) {
+    for p in refs {
+        // SAFETY: per the contract.
+        unsafe { ffi::Py_DECREF(p) };
+    }
 }
 
 /// How many owned references the bottom of a context's C stack may record as held while its

@@ -56,6 +56,13 @@ int main(void) {
     OFF("CODE_STACKSIZE", PyCodeObject, co_stacksize);
     OFF("IFRAME_IS_ENTRY", _PyInterpreterFrame, is_entry);
     printf("pub(crate) const FRAME_OWNED_BY_THREAD: u8 = %d;\n", FRAME_OWNED_BY_THREAD);
+    printf("pub(crate) const FRAME_OWNED_BY_GENERATOR: u8 = %d;\n", FRAME_OWNED_BY_GENERATOR);
+#endif
+#if PY_VERSION_HEX >= 0x030B0000
+    /* A generator running in a context that is cleared without resuming (`refs`). */
+    OFF("GEN_IFRAME", PyGenObject, gi_iframe);
+    OFF("GEN_FRAME_STATE", PyGenObject, gi_frame_state);
+    printf("pub(crate) const FRAME_COMPLETED: i8 = %d;\n", FRAME_COMPLETED);
 #endif
 #if PY_VERSION_HEX >= 0x030A0000 && PY_VERSION_HEX < 0x030B0000
     /* 3.10: frames are heap objects chained by f_back; no data stack. */
@@ -87,6 +94,7 @@ int main(void) {
     OFF("FRAME_TRACE", PyFrameObject, f_trace);
     OFF("FRAME_GEN", PyFrameObject, f_gen);
     OFF("FRAME_LOCALSPLUS", PyFrameObject, f_localsplus);
+    OFF("FRAME_STACKDEPTH", PyFrameObject, f_stackdepth);
     OFF("CODE_STACKSIZE", PyCodeObject, co_stacksize);
     OFF("CODE_CODE", PyCodeObject, co_code);
     OFF("FRAME_LASTI", PyFrameObject, f_lasti);

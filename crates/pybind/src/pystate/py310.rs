@@ -6,7 +6,7 @@
 //! The collector sees what they hold by `refs` R4 (frame objects, reference counts checked).
 
 use super::offsets as off;
-use super::refs::{visit_frames_310, visit_stack_held};
+use super::refs::{clear_frames_310, take_stack_held, visit_frames_310, visit_stack_held};
 use super::{at, tstate};
 use super::{Hint, StartHeld, START_HELD_NONE};
 use pyo3::ffi;
@@ -52,6 +52,8 @@ pub(crate) struct OwnedCtx {
     call_end: Cell<super::fastcall::ArgsEnd>,
     /// What the switch that last suspended it told (R2, R3; valid while suspended).
     hint: Cell<Hint>,
+    /// Counts it among this thread's live contexts (P7).
+    _live: super::LiveContext,
 }
 
 /// Resources of a context: shared with its continulet so that `_get_frame()` can find them.
@@ -196,6 +198,7 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
             start_held: Cell::new(START_HELD_NONE),
             call_end: Cell::new(ptr::null()),
             hint: Cell::new(Hint::NONE),
+            _live: super::LiveContext::new(),
         });
         let weak = Rc::downgrade(&owned);
         CURRENT_OWNED.with(|c| *c.borrow_mut() = Some(owned));
@@ -314,6 +317,26 @@ pub(crate) fn set_call_end(end: super::fastcall::ArgsEnd) -> super::fastcall::Ar
             .as_ref()
             .map_or(ptr::null(), |o| o.call_end.replace(end))
     })
+}
+
+/// Give up everything the suspended context `s` holds that `refs` vouches for (P7): it will
+/// never run again.
+pub(crate) fn clear_suspended(s: &PyState) {
+    let Some(o) = s.owned.as_ref() else {
+        return;
+    };
+    o.unwindable.set(false);
+    let hint = o.hint.get();
+    let mut out = Vec::new();
+    // SAFETY: `s.frame` is the top frame of a suspended 3.10 context, whose stack keeps its
+    // chain alive (R4); the context was taken out of its continulet, so nothing resumes it;
+    // every taken reference is released once.
+    unsafe {
+        clear_frames_310(s.frame, &hint, o.call_end.get(), &mut out);
+        take_stack_held(&o.owner, &o.start_held, &o.hint, &mut out);
+        o.call_end.set(ptr::null());
+        super::release(out);
+    }
 }
 
 /// Record what the running context's start frame caller holds (`call_start`).

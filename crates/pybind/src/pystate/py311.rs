@@ -4,7 +4,7 @@
 //! so a suspended context's frames are readable in place.
 
 use super::offsets as off;
-use super::refs::{visit_frames, visit_stack_held};
+use super::refs::{clear_frames, take_stack_held, visit_frames, visit_stack_held, FrameChain};
 use super::{alloc_root_chunk, at, free_chunks, tstate, ROOT_CHUNK_BYTES};
 use super::{Hint, StartHeld, START_HELD_NONE};
 use pyo3::ffi;
@@ -41,6 +41,8 @@ pub(crate) struct OwnedCtx {
     call_end: Cell<super::fastcall::ArgsEnd>,
     /// What the switch that last suspended it told (R2, R3; valid while suspended).
     hint: Cell<Hint>,
+    /// Counts it among this thread's live contexts (P7).
+    _live: super::LiveContext,
 }
 
 /// Resources of a context: shared with its continulet so that `_get_frame()` can find them.
@@ -250,6 +252,7 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
             start_held: Cell::new(START_HELD_NONE),
             call_end: Cell::new(ptr::null()),
             hint: Cell::new(Hint::NONE),
+            _live: super::LiveContext::new(),
         });
         let cf = owned.cframe.get().cast::<u8>();
         *at::<u8>(cf, off::CFRAME_USE_TRACING) = use_tracing;
@@ -455,15 +458,51 @@ pub(crate) fn visit_refs<E>(
     unsafe {
         let hint = o.hint.get();
         visit_stack_held(&o.owner, &o.start_held, &hint, f)?;
-        visit_frames(
-            s.current_frame,
-            s.chunk,
-            s.top,
-            &hint,
-            o.call_end.get(),
-            &|callee| !*at::<bool>(callee, off::IFRAME_IS_ENTRY),
-            f,
-        )
+        let chain = FrameChain {
+            innermost: s.current_frame,
+            chunk: s.chunk,
+            top: s.top,
+            hint: &hint,
+            call_end: o.call_end.get(),
+            callee_inlined: &|callee| !*at::<bool>(callee, off::IFRAME_IS_ENTRY),
+        };
+        visit_frames(&chain, f)
+    }
+}
+
+/// Give up everything the suspended context `s` holds that `refs` vouches for (P7): it will
+/// never run again.  Its chunks are freed when `s` is dropped, unless a frame object someone
+/// else holds still reads them.
+pub(crate) fn clear_suspended(s: &PyState) {
+    let Some(o) = s.owned.as_ref() else {
+        return;
+    };
+    o.unwindable.set(false);
+    let hint = o.hint.get();
+    let inlined = |callee: *mut u8| {
+        // SAFETY: `callee` is a frame of the chain, readable (`walk_frames`).
+        unsafe { !*at::<bool>(callee, off::IFRAME_IS_ENTRY) }
+    };
+    // SAFETY: the frames are those of a suspended 3.11 context (all on the heap) taken out
+    // of its continulet, so nothing resumes it; every taken reference is released once.
+    unsafe {
+        for locals_only in [true, false] {
+            let mut out = Vec::new();
+            let chain = FrameChain {
+                innermost: s.current_frame,
+                chunk: s.chunk,
+                top: s.top,
+                hint: &hint,
+                call_end: o.call_end.get(),
+                callee_inlined: &inlined,
+            };
+            clear_frames(&chain, locals_only, &mut out);
+            if !locals_only {
+                take_stack_held(&o.owner, &o.start_held, &o.hint, &mut out);
+                o.call_end.set(ptr::null());
+            }
+            super::release(out);
+        }
     }
 }
 

@@ -27,8 +27,8 @@ mod chain;
 use super::{alloc_root_chunk, at, free_chunks, tstate, ROOT_CHUNK_BYTES};
 use super::{Hint, StartHeld, START_HELD_NONE};
 pub(crate) use chain::{
-    clear_hint, hint_switch, hold_start_refs, keep_from_collector, set_call_end, top_frame,
-    unwindable, visit_refs,
+    clear_hint, clear_suspended, hint_switch, hold_start_refs, keep_from_collector, set_call_end,
+    top_frame, unwindable, visit_refs,
 };
 use chain::{expose, first_complete, frames_have_objects, relink, Exposed};
 use pyo3::ffi;
@@ -69,6 +69,8 @@ pub(crate) struct OwnedCtx {
     call_end: Cell<super::fastcall::ArgsEnd>,
     /// What the switch that last suspended it told (R2, R3; valid while suspended).
     hint: Cell<Hint>,
+    /// Counts it among this thread's live contexts (P7).
+    _live: super::LiveContext,
 }
 
 /// Resources of a context: shared with its continulet so that `_get_frame()` can find them.
@@ -253,6 +255,7 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
             start_held: Cell::new(START_HELD_NONE),
             call_end: Cell::new(ptr::null()),
             hint: Cell::new(Hint::NONE),
+            _live: super::LiveContext::new(),
         });
         let cf = owned.cframe.get().cast::<u8>();
         *at::<*mut u8>(cf, off::CFRAME_CURRENT_FRAME) = ptr::null_mut();

@@ -104,33 +104,52 @@ unsafe fn in_chunks(mut chunk: *mut u8, mut top: *mut u8, p: *mut u8, len: usize
 }
 
 #[cfg(Py_3_11)]
-/// Visit what the frames of a suspended context hold (R1, R2).
-///
-/// `innermost` is its top frame, `chunk`/`top` its data stack, `hint` what its suspending
-/// switch told, and `callee_inlined(callee)` whether `callee` (a frame of the chain) was
-/// pushed by an inlined call of the frame below it (so that frame's `stacktop` is exact).
+/// The frame chain of a suspended context (3.11+), as [`walk_frames`] reads it.
+pub(super) struct FrameChain<'a> {
+    /// The top frame.
+    pub(super) innermost: *mut u8,
+    /// The top data-stack chunk and its used end.
+    pub(super) chunk: *mut u8,
+    pub(super) top: *mut u8,
+    /// What the context's suspending switch told.
+    pub(super) hint: &'a Hint,
+    /// The argument end of a native call its innermost frame waits in (null: none).
+    pub(super) call_end: *const *mut ffi::PyObject,
+    /// Whether `callee` (a frame of the chain) was pushed by an inlined call of the frame
+    /// below it (so that frame's `stacktop` is exact).
+    pub(super) callee_inlined: &'a dyn Fn(*mut u8) -> bool,
+}
+
+#[cfg(Py_3_11)]
+/// Walk the frames of a suspended context from its top frame down (R1, R2): `each(frame,
+/// owner, depth)` for every frame owned by the thread and lying in the context's chunks,
+/// and — with `generators` — for every generator's frame running in it, `depth` being how
+/// many of its `localsplus` slots are known to hold owned references or null (its locals,
+/// and the part of its value stack R2 vouches for).  `each` may change the frame (the walk
+/// read its `previous` link before the call).
 ///
 /// # Safety
-/// The chain from `innermost` holds only readable heap frames (3.11: all frames; 3.12+: the
-/// exposed chain, P5), the context is suspended (nothing changes its frames meanwhile).
-pub(super) unsafe fn visit_frames<E>(
-    innermost: *mut u8,
-    chunk: *mut u8,
-    top: *mut u8,
-    hint: &Hint,
-    call_end: *const *mut ffi::PyObject,
-    callee_inlined: &dyn Fn(*mut u8) -> bool,
-    f: &mut dyn FnMut(&Py<PyAny>) -> Result<(), E>,
+/// The chain from `c.innermost` holds only readable heap frames (3.11: all frames; 3.12+:
+/// the exposed chain, P5), the context is suspended (nothing else changes its frames
+/// meanwhile).
+unsafe fn walk_frames<E>(
+    c: &FrameChain<'_>,
+    generators: bool,
+    each: &mut dyn FnMut(*mut u8, u8, usize) -> Result<(), E>,
 ) -> Result<(), E> {
+    let (chunk, top, hint) = (c.chunk, c.top, c.hint);
     // SAFETY: per the contract and R1 (every field read belongs to a thread-owned frame in
-    // the context's chunks, or to the code object it holds a strong reference to).
+    // the context's chunks or a running generator's frame, or to the code object it holds a
+    // strong reference to).
     unsafe {
         let mut callee: *mut u8 = ptr::null_mut();
-        let mut frame = innermost;
+        let mut frame = c.innermost;
         while !frame.is_null() {
             let owner = *at::<u8>(frame, off::IFRAME_OWNER);
-            if owner == off::FRAME_OWNED_BY_THREAD {
-                if !in_chunks(chunk, top, frame, off::IFRAME_LOCALSPLUS) {
+            let prev = *at::<*mut u8>(frame, off::IFRAME_PREVIOUS);
+            let ours = owner == off::FRAME_OWNED_BY_THREAD;
+            if ours || (generators && owner == off::FRAME_OWNED_BY_GENERATOR) {
+                if ours && !in_chunks(chunk, top, frame, off::IFRAME_LOCALSPLUS) {
                     // A thread frame of another context: the chain left ours.
                     return Ok(());
                 }
@@ -142,7 +161,7 @@ pub(super) unsafe fn visit_frames<E>(
                 let stacksize = *at::<c_int>(code.cast(), off::CODE_STACKSIZE) as usize;
                 let locals = at::<*mut ffi::PyObject>(frame, off::IFRAME_LOCALSPLUS);
                 let (lo, hi) = (locals.add(nlocals), locals.add(nlocals + stacksize));
-                let in_call = Hint::end_only(call_end).end_within(lo, hi);
+                let in_call = Hint::end_only(c.call_end).end_within(lo, hi);
                 let depth = if callee.is_null() {
                     match hint.end_within(lo, hi).or(in_call) {
                         Some(end) => end.offset_from(locals) as usize,
@@ -154,7 +173,7 @@ pub(super) unsafe fn visit_frames<E>(
                         (Ok(d), _)
                             if d >= nlocals
                                 && d <= nlocals + stacksize
-                                && callee_inlined(callee) =>
+                                && (c.callee_inlined)(callee) =>
                         {
                             d
                         }
@@ -162,22 +181,119 @@ pub(super) unsafe fn visit_frames<E>(
                         _ => nlocals,
                     }
                 };
-                if !in_chunks(chunk, top, frame, off::IFRAME_LOCALSPLUS + depth * 8) {
+                if ours && !in_chunks(chunk, top, frame, off::IFRAME_LOCALSPLUS + depth * 8) {
                     return Ok(());
                 }
-                visit_slot(at(frame, off::IFRAME_FRAME_OBJ), f)?;
-                visit_slot(at(frame, off::IFRAME_LOCALS), f)?;
-                visit_slot(at(frame, off::IFRAME_FUNC), f)?;
-                visit_slot(at(frame, off::IFRAME_CODE), f)?;
-                for i in 0..depth {
-                    visit_slot(locals.add(i), f)?;
-                }
+                each(frame, owner, depth)?;
             }
             callee = frame;
-            frame = *at::<*mut u8>(frame, off::IFRAME_PREVIOUS);
+            frame = prev;
         }
     }
     Ok(())
+}
+
+#[cfg(Py_3_11)]
+/// Visit what the frames of a suspended context hold (R1, R2).
+///
+/// # Safety
+/// As [`walk_frames`].
+pub(super) unsafe fn visit_frames<E>(
+    c: &FrameChain<'_>,
+    f: &mut dyn FnMut(&Py<PyAny>) -> Result<(), E>,
+) -> Result<(), E> {
+    // SAFETY: per the contract; `walk_frames` hands out thread frames of the context only,
+    // each with the number of its `localsplus` slots that are owned references or null.
+    unsafe {
+        walk_frames(c, false, &mut |frame, _, depth| {
+            visit_slot(at(frame, off::IFRAME_FRAME_OBJ), f)?;
+            visit_slot(at(frame, off::IFRAME_LOCALS), f)?;
+            visit_slot(at(frame, off::IFRAME_FUNC), f)?;
+            visit_slot(at(frame, off::IFRAME_CODE), f)?;
+            let locals = at::<*mut ffi::PyObject>(frame, off::IFRAME_LOCALSPLUS);
+            for i in 0..depth {
+                visit_slot(locals.add(i), f)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(Py_3_11)]
+/// Move the reference at `slot` (if any) into `out`, leaving null.
+///
+/// # Safety
+/// `slot` holds null or an owned reference, and is writable.
+unsafe fn take_slot(slot: *mut *mut ffi::PyObject, out: &mut Vec<*mut ffi::PyObject>) {
+    // SAFETY: per the contract.
+    unsafe {
+        let p = ptr::replace(slot, ptr::null_mut());
+        if !p.is_null() {
+            out.push(p);
+        }
+    }
+}
+
+#[cfg(Py_3_11)]
+/// Take out references the frames of a suspended context hold that [`walk_frames`] vouches
+/// for (R1, R2), for a context that will never run again (R5); the caller releases them once
+/// it no longer reads the frames.  In two passes, the caller releasing what the first took
+/// before the second: a traceback kept in a local often holds a frame's own frame object.
+///
+/// * `locals_only`: each thread frame gives up its locals, value stack and `f_locals`.
+/// * Then: a frame object only its frame holds is given up, with the function and code.  A
+///   frame object someone else holds (a traceback, `sys._getframe()`) *pins* the chain:
+///   from that frame down, the frames keep their frame object, function and code (a frame
+///   object reads them, and `f_back` reaches the frames below) and get `stacktop` 0 (no cell
+///   of a cleared local is read); the chunks must then stay allocated (the return value:
+///   the caller leaks them, as `PyState`'s drop does).  A generator running in the context
+///   is marked completed, its `stacktop` set to what R2 vouches for and its `previous` link
+///   cut: it never runs again, and its deallocation clears its frame with CPython's own
+///   code (no `finally` runs).
+///
+/// # Safety
+/// As [`walk_frames`]; the context is never resumed afterwards, and the second pass is the
+/// last use of its frames.
+pub(super) unsafe fn clear_frames(
+    c: &FrameChain<'_>,
+    locals_only: bool,
+    out: &mut Vec<*mut ffi::PyObject>,
+) -> bool {
+    let mut pinned = false;
+    // SAFETY: per the contract: only slots that hold owned references (or null) are taken;
+    // a generator's frame is changed only in fields its generator reads when it is freed.
+    unsafe {
+        let _ = walk_frames::<()>(c, !locals_only, &mut |frame, owner, depth| {
+            let locals = at::<*mut ffi::PyObject>(frame, off::IFRAME_LOCALSPLUS);
+            if locals_only {
+                for i in 0..depth {
+                    take_slot(locals.add(i), out);
+                }
+                take_slot(at(frame, off::IFRAME_LOCALS), out);
+                return Ok(());
+            }
+            if owner == off::FRAME_OWNED_BY_GENERATOR {
+                let gen = frame.sub(off::GEN_IFRAME);
+                *at::<i8>(gen, off::GEN_FRAME_STATE) = off::FRAME_COMPLETED;
+                *at::<c_int>(frame, off::IFRAME_STACKTOP) = depth as c_int;
+                *at::<*mut u8>(frame, off::IFRAME_PREVIOUS) = ptr::null_mut();
+                return Ok(());
+            }
+            let fobj = at::<*mut ffi::PyObject>(frame, off::IFRAME_FRAME_OBJ);
+            if !(*fobj).is_null() && ffi::Py_REFCNT(*fobj) > 1 {
+                pinned = true;
+            }
+            if pinned {
+                *at::<c_int>(frame, off::IFRAME_STACKTOP) = 0;
+            } else {
+                take_slot(fobj, out);
+                take_slot(at(frame, off::IFRAME_FUNC), out);
+                take_slot(at(frame, off::IFRAME_CODE), out);
+            }
+            Ok(())
+        });
+    }
+    pinned
 }
 
 /// Visit the owned references the C stack of a suspended context holds (R3): the continulet
@@ -203,18 +319,39 @@ pub(super) fn visit_stack_held<E>(
     Ok(())
 }
 
+/// Take out the owned references the C stack of a suspended context holds (R3), for a
+/// context that will never run again (R5): the records are emptied, the caller releases
+/// what they held.
+pub(super) fn take_stack_held(
+    owner: &Cell<*mut ffi::PyObject>,
+    start_held: &Cell<StartHeld>,
+    hint: &Cell<Hint>,
+    out: &mut Vec<*mut ffi::PyObject>,
+) {
+    let h = hint.replace(Hint::NONE);
+    out.extend(
+        std::iter::once(owner.replace(ptr::null_mut()))
+            .chain(start_held.replace(super::START_HELD_NONE))
+            .chain(h.held)
+            .chain(std::iter::once(h.extra))
+            .filter(|p| !p.is_null()),
+    );
+}
+
 #[cfg(not(Py_3_11))]
-/// Visit what the frames of a suspended 3.10 context hold (R4, R2): from its top frame
-/// `innermost` down, while each frame is the context's alone.
+/// Walk the frames of a suspended 3.10 context from its top frame `innermost` down, while
+/// each frame is the context's alone (R4): `each(frame, depth)`, `depth` being how many
+/// value-stack slots are known to hold owned references (R2).  `each` may change the frame
+/// but not free it (the walk reads its `f_back` afterwards).
 ///
 /// # Safety
 /// `innermost` is the top frame of a suspended 3.10 context (or null); the context's C stack
 /// keeps every frame of its `f_back` chain alive and nothing runs meanwhile.
-pub(super) unsafe fn visit_frames_310<E>(
+unsafe fn walk_frames_310<E>(
     innermost: *mut u8,
     hint: &Hint,
     call_end: *const *mut ffi::PyObject,
-    f: &mut dyn FnMut(&Py<PyAny>) -> Result<(), E>,
+    each: &mut dyn FnMut(*mut u8, usize) -> Result<(), E>,
 ) -> Result<(), E> {
     // SAFETY: per the contract; each frame read is alive (R4: its owners are the context's C
     // stack and the frame above), every field read is one the 3.10 headers declare, and its
@@ -252,6 +389,30 @@ pub(super) unsafe fn visit_frames_310<E>(
                     .or(in_call)
                     .unwrap_or(0)
             };
+            each(frame, depth)?;
+            callee = frame;
+            frame = *at::<*mut u8>(frame, off::FRAME_BACK);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(Py_3_11))]
+/// Visit what the frames of a suspended 3.10 context hold (R4, R2): what `frame_traverse`
+/// would visit, the value stack up to the depth [`walk_frames_310`] vouches for.
+///
+/// # Safety
+/// As [`walk_frames_310`].
+pub(super) unsafe fn visit_frames_310<E>(
+    innermost: *mut u8,
+    hint: &Hint,
+    call_end: *const *mut ffi::PyObject,
+    f: &mut dyn FnMut(&Py<PyAny>) -> Result<(), E>,
+) -> Result<(), E> {
+    // SAFETY: per the contract; the slots read are the frame's own fields and the part of
+    // its locals and value stack that holds owned references.
+    unsafe {
+        walk_frames_310(innermost, hint, call_end, &mut |frame, depth| {
             for slot in [
                 off::FRAME_CODE,
                 off::FRAME_BUILTINS,
@@ -261,17 +422,43 @@ pub(super) unsafe fn visit_frames_310<E>(
             ] {
                 visit_slot(at(frame, slot), f)?;
             }
+            let stack = *at::<*mut *mut ffi::PyObject>(frame, off::FRAME_VALUESTACK);
             let mut slot = at::<*mut ffi::PyObject>(frame, off::FRAME_LOCALSPLUS);
             let end = stack.add(depth);
             while slot < end {
                 visit_slot(slot, f)?;
                 slot = slot.add(1);
             }
-            callee = frame;
-            frame = *at::<*mut u8>(frame, off::FRAME_BACK);
-        }
+            Ok(())
+        })
     }
-    Ok(())
+}
+
+#[cfg(not(Py_3_11))]
+/// For a suspended 3.10 context that will never run again (R5): give each frame
+/// [`walk_frames_310`] vouches for the value-stack depth it found (`f_stackdepth`, which
+/// CPython leaves unset while a frame runs) and take out the reference its C stack holds to
+/// it, for the caller to release: each frame is then freed as a finished one is, with its
+/// locals and value stack.  A frame someone else holds (or a generator's) stops the walk:
+/// it and the frames below are left as they are (leaked with the stack, never a crash).
+///
+/// # Safety
+/// As [`walk_frames_310`]; the context is never resumed afterwards.
+pub(super) unsafe fn clear_frames_310(
+    innermost: *mut u8,
+    hint: &Hint,
+    call_end: *const *mut ffi::PyObject,
+    out: &mut Vec<*mut ffi::PyObject>,
+) {
+    // SAFETY: per the contract; the C stack's reference is owned (R4) and the stack depth is
+    // one R2 vouches for.
+    unsafe {
+        let _ = walk_frames_310::<()>(innermost, hint, call_end, &mut |frame, depth| {
+            *at::<c_int>(frame, off::FRAME_STACKDEPTH) = c_int::try_from(depth).unwrap_or(0);
+            out.push(frame.cast());
+            Ok(())
+        });
+    }
 }
 
 #[cfg(not(Py_3_11))]

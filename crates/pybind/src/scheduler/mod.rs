@@ -45,13 +45,16 @@
 //!   step (a finalizer, the collector): `_core._finalize` defers its kill then.
 //! * **N6** What a tasklet's Rust frames own is told to the collector (pystate `refs`, R3):
 //!   [`run_body`] records the tasklet, function and arguments while the function runs; a
-//!   channel block through the raw `receive`/`send` switches with the reference its frames
-//!   own to the blocking tasklet ([`switch_to`]), or calls the Python core with borrowed arguments and the
-//!   caller's argument end recorded.  So a tasklet that becomes garbage alive (paused, or
-//!   blocked on a channel nobody else references) is found, and its finalizer
-//!   ([`TaskletFinalizer`]) kills it.  A reference owned and not recorded only keeps the
-//!   cycle alive; one recorded and not owned would free a live object: each recording names
-//!   the frame that owns it.
+//!   fast-path switch ([`switch_to`]: a channel block through the raw `receive`/`send`, a
+//!   `schedule()`) holds one reference only across the switch, to the tasklet it suspends,
+//!   and tells it; a delegated channel block calls the Python core with borrowed arguments
+//!   and the caller's argument end recorded.  So a tasklet that becomes garbage alive
+//!   (paused, or blocked on a channel nobody else references) is found, and its finalizer
+//!   ([`TaskletFinalizer`]) kills it; and a tasklet of a thread that exits leaves nothing
+//!   behind when its stack is cleared (pystate P7).  A reference owned and not recorded only
+//!   keeps the cycle alive (and leaks at thread exit); one recorded and not owned would free
+//!   a live object: each recording names the frame that owns it.  The thread's scheduler is
+//!   referenced by this thread (`SCHED`, set once) for as long as its tasklets can run.
 
 mod switch;
 
@@ -899,32 +902,30 @@ fn set_current(s: &Bound<'_, SchedBase>, nxt: &Bound<'_, TaskletBase>) {
 
 /// `_core._switch` + `claim`, for a `nxt` that is in the run queue (not blocked).
 ///
-/// `called`: where the arguments of the Python call that began this step end (a channel
-/// operation's), when the caller owns exactly one reference to `prev` across the switch: then
-/// that one and the switch plan's are told to the collector (pystate `refs`, R3), so that a
-/// cycle through a blocked tasklet's stack is found (`_core._finalize` kills the tasklet).
-/// None: nothing is told (a leak at worst).
+/// Across the switch the Rust frames own one reference only, to `prev` (the tasklet that is
+/// suspended): `s` and `nxt` are released before it (the thread's scheduler stays referenced
+/// by this thread, N6), and `prev` is told to the collector with the switch plan's two
+/// (pystate `refs`, R3) — so that a cycle through a suspended tasklet's stack is found
+/// (`_core._finalize` kills the tasklet), and a tasklet of a thread that exits leaves nothing
+/// behind when its stack is cleared.  `called`: where the arguments of the Python call that
+/// began this step end (a channel operation's), null if unknown.
 fn switch_to(
     py: Python<'_>,
     r: &CoreRefs,
-    s: &Bound<'_, SchedBase>,
+    s: Bound<'_, SchedBase>,
     prev: &Bound<'_, TaskletBase>,
-    nxt: &Bound<'_, TaskletBase>,
-    called: Option<pystate::fastcall::ArgsEnd>,
+    nxt: Bound<'_, TaskletBase>,
+    called: pystate::fastcall::ArgsEnd,
 ) -> PyResult<Obj> {
-    if prev.is(nxt) {
+    if prev.is(&nxt) {
         return claim(py, r, prev);
     }
-    let (pc, c) = before_switch(py, r, s, prev, nxt)?;
+    let (pc, c) = before_switch(py, r, &s, prev, &nxt)?;
+    drop((s, nxt));
     let (pc, c) = (pc.into_bound(py), c.into_bound(py)); // released without pyo3's lookup
-                                                         // N3: only owned references are alive here.
-    match called {
-        // the caller's reference to `prev` (the tasklet that blocks) is told; `s` and `nxt`
-        // are reachable from the thread's scheduler anyway; `pc`/`c` go to the switch plan
-        Some(end) => switch::switch_to_hinted(pc, c, end, prev.as_ptr())?,
-        None => switch::switch_to(&pc, &c)?,
-    };
-    after_switch(py, r, s, prev)
+                                                         // N3, N6: one owned reference here, `prev`'s.
+    switch::switch_to_hinted(pc, c, called, prev.as_ptr())?;
+    after_switch(py, r, prev)
 }
 
 #[inline(never)]
@@ -945,20 +946,17 @@ fn before_switch(
 }
 
 #[inline(never)]
-fn after_switch(
-    py: Python<'_>,
-    r: &CoreRefs,
-    s: &Bound<'_, SchedBase>,
-    prev: &Bound<'_, TaskletBase>,
-) -> PyResult<Obj> {
+fn after_switch(py: Python<'_>, r: &CoreRefs, prev: &Bound<'_, TaskletBase>) -> PyResult<Obj> {
+    let s = current_sched(py, r)?;
     if s.borrow().tracing {
         let frame = py
             .import(intern!(py, "sys"))?
             .call_method0(intern!(py, "_getframe"))?;
         r.core
             .bind(py)
-            .call_method1(intern!(py, "_retrace"), (s, frame))?;
+            .call_method1(intern!(py, "_retrace"), (&s, frame))?;
     }
+    drop(s);
     claim(py, r, prev)
 }
 
@@ -989,10 +987,11 @@ fn channel_action(
         Prepared::Delegate(arg) => delegate_channel_action(r, ch, arg, dir, called),
         // (this arm owns the one reference to `prev` that `switch_to` tells)
         Prepared::Switch { s, prev, next } => {
-            match switch_to(py, r, &s, &prev, &next, called.map(|c| c.end)) {
+            let end = called.map_or(std::ptr::null(), |c| c.end);
+            match switch_to(py, r, s, &prev, next, end) {
                 Ok(v) => Ok(v),
                 Err(e) => {
-                    channel_undo(r, ch, &s, &prev)?;
+                    channel_undo(r, ch, &current_sched(py, r)?, &prev)?;
                     Err(e)
                 }
             }
@@ -1163,14 +1162,17 @@ pub(crate) fn schedule(py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Ob
         .transpose()?;
     match schedule_prepare(py, r, retval)? {
         (Prepared::Delegate(retval), s) => r.schedule.call1(py, (s, retval, false)),
-        (Prepared::Switch { s, prev, next }, _) => {
-            let retval = prev.borrow().tempval.as_ref().map(|v| v.clone_ref(py));
-            match switch_to(py, r, &s, &prev, &next, None) {
+        (Prepared::Switch { s, prev, next }, same) => {
+            drop(same);
+            // (its identity only: no reference of ours across the switch, N3)
+            let retval = prev.borrow().tempval.as_ref().map(Py::as_ptr);
+            match switch_to(py, r, s, &prev, next, std::ptr::null()) {
                 Ok(v) => Ok(v),
                 Err(e) => {
-                    // as the Python core: restore the old tempval (None, checked before)
-                    let mine = prev.borrow().tempval.as_ref().map(|v| v.clone_ref(py));
-                    if mine.is_some_and(|m| retval.is_some_and(|r| r.is(&m))) {
+                    // as the Python core: restore the old tempval (None, checked before); a
+                    // failed switch ran no code, so the tempval is still the one we set
+                    let mine = prev.borrow().tempval.as_ref().map(Py::as_ptr);
+                    if mine.is_some() && mine == retval {
                         let t = prev.borrow_mut().tempval.take();
                         drop(t);
                     }
@@ -1649,16 +1651,12 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TaskletBase>()?;
     m.add_class::<ChannelBase>()?;
     let chan = m.py().get_type::<ChannelBase>();
-    pystate::fastcall::install_channel_method(
+    pystate::fastcall::install_raw_method(
         &chan,
-        pystate::fastcall::ChannelMethod::Receive,
+        pystate::fastcall::RawMethod::Receive,
         receive_raw,
     )?;
-    pystate::fastcall::install_channel_method(
-        &chan,
-        pystate::fastcall::ChannelMethod::Send,
-        send_raw,
-    )?;
+    pystate::fastcall::install_raw_method(&chan, pystate::fastcall::RawMethod::Send, send_raw)?;
     m.add_class::<SchedBase>()?;
     m.add_class::<Hooks>()?;
     m.add_function(wrap_pyfunction!(schedule, m)?)?;

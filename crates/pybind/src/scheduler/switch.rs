@@ -2,21 +2,14 @@
 //! a switch (`c.switch()`), a double switch (`prev.switch(to=next)`) and `permute`.
 //!
 //! Rule 10 / B2: the callers hold only owned references (`Bound`, `Py`) across
-//! [`switch_to`]; no `PyRef`/`PyRefMut` of a scheduler object, no lock, no `detach` is alive
-//! when it is called.
+//! [`switch_to_hinted`]; no `PyRef`/`PyRefMut` of a scheduler object, no lock, no `detach` is
+//! alive when it is called.
 
 use crate::{Continulet, ObjRef, Payload};
 use pyo3::prelude::*;
 
-/// `prev.switch(to=next)` on two continulets, with the checks of `continulet.switch`.
-/// (Inlined: one frame less on every suspended tasklet's stack.)
-#[inline]
-pub(crate) fn switch_to(prev: &Bound<'_, PyAny>, next: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    let prev = prev.cast::<Continulet>()?;
-    Continulet::do_switch(prev, Payload::Value(prev.py().None()), Some(next))
-}
-
-/// [`switch_to`] for a native step called from Python with its arguments ending at `end`,
+/// `prev.switch(to=next)` on two continulets, with the checks of `continulet.switch`, for a
+/// native step called from Python with its arguments ending at `end` (null: unknown),
 /// taking over the caller's references to `prev` and `next`, the caller's Rust frames holding
 /// one reference to `held` across the switch (told to the collector with the switch plan's
 /// own: pystate `refs`, R3).
