@@ -328,6 +328,71 @@ def test_thread_exit_with_blocked_tasklets_frees_them():
     _in_fresh_interpreter("check_thread_exit_with_blocked_tasklets")
 
 
+def check_thread_exit_frees_what_only_suspended_stacks_hold():
+    """A thread exits holding a greenlet referenced only by the frame of another suspended
+    greenlet, a paused tasklet referenced only by a blocked tasklet's frame: nothing runs in
+    any of them (greenlet 3.x; the cleanup runs no code), and each is freed once what the
+    main thread holds of the other goes."""
+    import stackless
+    from greenlet import getcurrent, greenlet
+
+    log, refs, holder = [], [], []
+
+    def work(tid):
+        main = getcurrent()
+
+        def a():
+            try:
+                main.switch()
+            finally:
+                log.append("a")
+
+        def b(ga):
+            try:
+                main.switch()  # `ga` is referenced only by this frame
+            finally:
+                log.append("b")
+
+        ga = greenlet(a)
+        ga.switch()
+        gb = greenlet(b)
+        gb.switch(ga)
+        refs.extend([weakref.ref(ga), weakref.ref(gb)])
+        holder.append(gb)
+        del ga
+
+        def paused():
+            try:
+                stackless.schedule_remove()
+            finally:
+                log.append("paused")
+
+        def blocker(ch, t):
+            try:
+                ch.receive()  # `t` is referenced only by this frame
+            finally:
+                log.append("blocker")
+
+        ch = stackless.channel()
+        tp = stackless.tasklet(paused)()
+        stackless.run()
+        tb = stackless.tasklet(blocker)(ch, tp)
+        stackless.run()
+        refs.extend([weakref.ref(tp), weakref.ref(tb)])
+        holder.append(ch)
+        return 1
+
+    assert sum(run_threads(work, 2)) == 2
+    del holder[:]
+    assert _collect_until(lambda: all(r() is None for r in refs)), [r() for r in refs]
+    assert log == []
+
+
+@not_on_oracle_stackless
+def test_thread_exit_frees_what_only_suspended_stacks_hold():
+    _in_fresh_interpreter("check_thread_exit_frees_what_only_suspended_stacks_hold")
+
+
 @pytest.mark.leakcheck
 def test_thread_exit_with_suspended_greenlets_is_flat():
     from test_reliability_leaks import check_flat

@@ -24,6 +24,9 @@ Exports:
   ``gc_collecting()`` -> whether the cyclic collector is running (a finalizer called by it
       must not switch; PyPy runs finalizers outside its collector: always False)
   ``write_unraisable(exc, obj)`` -> report ``exc`` through ``sys.unraisablehook``
+  ``thread_exiting()`` -> whether this thread's state is being cleared (it exits): its
+      suspended contexts are cleared without running code, no switch may happen (PyPy keeps
+      them: always False)
 """
 
 import os
@@ -51,6 +54,10 @@ if IS_PYPY:
         """PyPy calls finalizers at a safe point of the interpreter, never inside a collection."""
         return False
 
+    def thread_exiting():
+        """PyPy leaves an exited thread's continulets as they are."""
+        return False
+
     def write_unraisable(exc, obj):
         import sys
         import types
@@ -68,6 +75,7 @@ else:
         owned_by_layer,
         set_contextvar_context,
         suspended_frame,
+        thread_exiting,
         write_unraisable,
     )
 

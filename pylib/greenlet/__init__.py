@@ -66,6 +66,7 @@ from continulet._compat import (
     owned_by_layer as _owned_by_layer,
     set_contextvar_context as _set_ctx,
     suspended_frame as _suspended_frame,
+    thread_exiting as _thread_exiting,
 )
 
 
@@ -163,7 +164,11 @@ class _Local(_thread._local):
 
 
 def _alive(ts):
-    return not ts.exited and (ts.thread is None or ts.thread.is_alive())
+    if ts.exited:
+        return False
+    if _thread_exiting() and (ts.thread is None or ts.thread.ident == _thread.get_ident()):
+        return False  # this thread's state is being cleared (its greenlets' stacks too)
+    return ts.thread is None or ts.thread.is_alive()
 
 
 # ____________________________________________________________ switching core

@@ -68,6 +68,7 @@ from continulet._compat import (
     native_part as _native_part,
     owned_by_layer as _owned_by_layer,
     suspended_frame as _suspended_frame,
+    thread_exiting as _thread_exiting,
     write_unraisable as _write_unraisable,
 )
 
@@ -275,6 +276,8 @@ class _Sched(SchedBase):
         _insert(self, main)
 
     def alive(self):
+        if _thread_exiting() and self.thread_id == threading.get_ident():
+            return False  # this thread's state is being cleared (its contexts too)
         return self.thread.is_alive() or self.thread is threading.current_thread()
 
 
