@@ -393,6 +393,131 @@ def test_thread_exit_frees_what_only_suspended_stacks_hold():
     _in_fresh_interpreter("check_thread_exit_frees_what_only_suspended_stacks_hold")
 
 
+class _Payload(object):
+    """A local whose weak reference tells when a cleared frame let it go."""
+
+
+def check_thread_exit_clears_running_generators():
+    """Greenlets suspended inside running generators (a ``for`` loop's, a generator
+    delegating with ``yield from``) when their thread exits: nothing runs in them (no
+    generator ``finally``), their locals are freed."""
+    from greenlet import getcurrent, greenlet
+
+    log, refs, holder = [], [], []
+
+    def work(tid):
+        main = getcurrent()
+
+        def inner(p):
+            try:
+                yield main.switch()
+            finally:
+                log.append("inner")
+
+        def outer(p):
+            try:
+                yield from inner(p)
+            finally:
+                log.append("outer")
+
+        def run(p, make):
+            try:
+                for _ in make(p):
+                    pass
+            finally:
+                log.append("run")
+
+        for make in (inner, outer):
+            p = _Payload()
+            refs.append(weakref.ref(p))
+            g = greenlet(run)
+            g.switch(p, make)
+            holder.append(g)
+        return 1
+
+    assert sum(run_threads(work, 2)) == 2
+    assert _collect_until(lambda: all(r() is None for r in refs)), "locals of cleared frames kept"
+    assert log == []
+    del holder[:]
+    gc.collect()
+    assert log == []
+
+
+@not_on_oracle_stackless
+@differs("pypy", reason="PyPy keeps a suspended continulet's frames after its thread exits "
+         "(they are never resumed: their locals stay referenced until it is collected)")
+def test_thread_exit_clears_running_generators():
+    _in_fresh_interpreter("check_thread_exit_clears_running_generators")
+
+
+def check_thread_exit_keeps_frames_held_elsewhere_readable():
+    """Frame objects of a suspended greenlet kept by the main thread (its top frame, a frame
+    below it, a running generator's) stay readable after its thread exits and its stack is
+    cleared: code, line, ``f_back`` chain, locals (cleared: no crash reading them); the
+    locals themselves are freed; nothing runs."""
+    from greenlet import getcurrent, greenlet
+
+    log, refs, frames, holder = [], [], [], []
+
+    def work(tid):
+        main = getcurrent()
+
+        def gen(p):
+            try:
+                frames.append(sys._getframe())
+                yield main.switch()
+            finally:
+                log.append("gen")
+
+        def deepest(p, q):
+            cell = [p]  # (a cell variable, read through the frame's locals)
+
+            def closure():
+                return cell
+
+            frames.append(sys._getframe())
+            try:
+                for _ in gen(q):
+                    pass
+            finally:
+                log.append("deepest")
+            return closure
+
+        def run(p, q):
+            frames.append(sys._getframe())
+            try:
+                deepest(p, q)
+            finally:
+                log.append("run")
+
+        p, q = _Payload(), _Payload()
+        refs.extend([weakref.ref(p), weakref.ref(q)])
+        g = greenlet(run)
+        g.switch(p, q)
+        holder.append(g)
+        return 1
+
+    assert sum(run_threads(work, 2)) == 2
+    assert _collect_until(lambda: all(r() is None for r in refs)), "locals of cleared frames kept"
+    for f in frames:
+        seen = 0
+        while f is not None and seen < 50:
+            assert f.f_code.co_name and f.f_lineno > 0
+            f.f_locals  # (cleared locals read as absent)
+            f, seen = f.f_back, seen + 1
+    assert log == []
+    del holder[:], frames[:]
+    gc.collect()
+    assert log == []
+
+
+@not_on_oracle_stackless
+@differs("pypy", reason="PyPy keeps a suspended continulet's frames after its thread exits "
+         "(they are never resumed: their locals stay referenced until it is collected)")
+def test_thread_exit_keeps_frames_held_elsewhere_readable():
+    _in_fresh_interpreter("check_thread_exit_keeps_frames_held_elsewhere_readable")
+
+
 @pytest.mark.leakcheck
 def test_thread_exit_with_suspended_greenlets_is_flat():
     from test_reliability_leaks import check_flat

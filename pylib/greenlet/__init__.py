@@ -378,13 +378,19 @@ def _bootstrap(c, box):
         if exc is not None:
             raise exc
         # explicit arities: CALL runs a Python ``run`` in this eval loop (no C recursion, less
-        # C stack saved per switch of this greenlet); ``*args`` goes through CALL_FUNCTION_EX
+        # C stack saved per switch of this greenlet; the collector, and the clearing of an
+        # exited thread's stacks, see the arguments on this frame's stack); ``*args`` goes
+        # through CALL_FUNCTION_EX (its tuple is held by C)
         if kwargs:
             result = run(*args, **kwargs)
         elif not args:
             result = run()
         elif len(args) == 1:
             result = run(args[0])
+        elif len(args) == 2:
+            result = run(args[0], args[1])
+        elif len(args) == 3:
+            result = run(args[0], args[1], args[2])
         else:
             result = run(*args)
     except GreenletExit as e:

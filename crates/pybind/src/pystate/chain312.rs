@@ -4,7 +4,8 @@
 //! (invariant P5) and put back when it resumes.  `is_incomplete` is the version file's own.
 
 use super::super::refs::{
-    clear_frames, take_stack_held, visit_frames, visit_stack_held, FrameChain,
+    clear_frames_finish, clear_frames_start, take_stack_held, visit_frames, visit_stack_held,
+    FrameChain,
 };
 use super::super::{at, offsets as off, Hint, StartHeld};
 use super::{frame_object_of, is_incomplete, OwnedRef, PyState, CURRENT_OWNED};
@@ -192,24 +193,28 @@ pub(crate) fn clear_suspended(s: &PyState) {
     let links = &s.exposed.links;
     let inlined = |callee: *mut u8| !links.iter().any(|&(fr, _, _)| fr == callee);
     // SAFETY: the chain is exposed (P5, heap frames only) and its context taken out of its
-    // continulet, so nothing resumes it; every taken reference is released once.
+    // continulet, so nothing resumes it; every taken reference is released once, the frames'
+    // own after the first step (P7).
     unsafe {
-        for locals_only in [true, false] {
-            let mut out = Vec::new();
-            let chain = FrameChain {
-                innermost: s.exposed.top,
-                chunk: s.chunk,
-                top: s.top,
-                hint: &hint,
-                call_end: o.call_end.get(),
-                callee_inlined: &inlined,
-            };
-            clear_frames(&chain, locals_only, &mut out);
-            if !locals_only {
-                take_stack_held(&o.owner, &o.start_held, &o.hint, &mut out);
-                o.call_end.set(ptr::null());
-            }
-            super::super::release(out);
-        }
+        let chain = FrameChain {
+            innermost: s.exposed.top,
+            chunk: s.chunk,
+            top: s.top,
+            hint: &hint,
+            call_end: o.call_end.get(),
+            callee_inlined: &inlined,
+        };
+        let mut out = Vec::new();
+        let frames = clear_frames_start(&chain, &mut out);
+        super::super::release(out);
+        let mut out = Vec::new();
+        o.cleared.set(if clear_frames_finish(&frames, &mut out) {
+            super::super::Cleared::KeepChunks
+        } else {
+            super::super::Cleared::FreeChunks
+        });
+        take_stack_held(&o.owner, &o.start_held, &o.hint, &mut out);
+        o.call_end.set(ptr::null());
+        super::super::release(out);
     }
 }

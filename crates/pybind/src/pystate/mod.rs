@@ -205,6 +205,20 @@ impl Drop for LiveContext {
     }
 }
 
+/// Whether a suspended context was cleared (P7), and what its `PyState`'s drop may then do
+/// with its data-stack chunks (3.11+): its frames must not be walked any more (a generator's
+/// frame in its chain may be freed).
+#[cfg(Py_3_11)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Cleared {
+    /// Not cleared: the drop looks for frame objects in its chain.
+    No,
+    /// Cleared, no frame object reads the chunks: free them.
+    FreeChunks,
+    /// Cleared, a frame object someone else holds reads them: keep them (leaked).
+    KeepChunks,
+}
+
 /// How many contexts started by a continulet this thread has (running or suspended).
 pub(crate) fn live_contexts() -> usize {
     LIVE_CONTEXTS.try_with(std::cell::Cell::get).unwrap_or(0)

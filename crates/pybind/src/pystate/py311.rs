@@ -4,7 +4,10 @@
 //! so a suspended context's frames are readable in place.
 
 use super::offsets as off;
-use super::refs::{clear_frames, take_stack_held, visit_frames, visit_stack_held, FrameChain};
+use super::refs::{
+    clear_frames_finish, clear_frames_start, take_stack_held, visit_frames, visit_stack_held,
+    FrameChain,
+};
 use super::{alloc_root_chunk, at, free_chunks, tstate, ROOT_CHUNK_BYTES};
 use super::{Hint, StartHeld, START_HELD_NONE};
 use pyo3::ffi;
@@ -43,6 +46,8 @@ pub(crate) struct OwnedCtx {
     hint: Cell<Hint>,
     /// Counts it among this thread's live contexts (P7).
     _live: super::LiveContext,
+    /// Whether it was cleared (P7).
+    cleared: Cell<super::Cleared>,
 }
 
 /// Resources of a context: shared with its continulet so that `_get_frame()` can find them.
@@ -253,6 +258,7 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
             call_end: Cell::new(ptr::null()),
             hint: Cell::new(Hint::NONE),
             _live: super::LiveContext::new(),
+            cleared: Cell::new(super::Cleared::No),
         });
         let cf = owned.cframe.get().cast::<u8>();
         *at::<u8>(cf, off::CFRAME_USE_TRACING) = use_tracing;
@@ -313,10 +319,12 @@ impl Drop for PyState {
         // SAFETY: GIL held (P4); the state is not installed in the thread state.
         unsafe {
             ffi::Py_XDECREF(self.exc_value);
-            if self.owned.is_some()
-                && !self.chunk.is_null()
-                && !frames_have_objects(self.current_frame)
-            {
+            let free = match self.owned.as_ref().map(|o| o.cleared.get()) {
+                Some(super::Cleared::No) => !frames_have_objects(self.current_frame),
+                Some(super::Cleared::FreeChunks) => true,
+                None | Some(super::Cleared::KeepChunks) => false,
+            };
+            if free && !self.chunk.is_null() {
                 free_chunks(self.chunk);
             }
         }
@@ -484,25 +492,29 @@ pub(crate) fn clear_suspended(s: &PyState) {
         unsafe { !*at::<bool>(callee, off::IFRAME_IS_ENTRY) }
     };
     // SAFETY: the frames are those of a suspended 3.11 context (all on the heap) taken out
-    // of its continulet, so nothing resumes it; every taken reference is released once.
+    // of its continulet, so nothing resumes it; every taken reference is released once, the
+    // frames' own after the first step (P7).
     unsafe {
-        for locals_only in [true, false] {
-            let mut out = Vec::new();
-            let chain = FrameChain {
-                innermost: s.current_frame,
-                chunk: s.chunk,
-                top: s.top,
-                hint: &hint,
-                call_end: o.call_end.get(),
-                callee_inlined: &inlined,
-            };
-            clear_frames(&chain, locals_only, &mut out);
-            if !locals_only {
-                take_stack_held(&o.owner, &o.start_held, &o.hint, &mut out);
-                o.call_end.set(ptr::null());
-            }
-            super::release(out);
-        }
+        let chain = FrameChain {
+            innermost: s.current_frame,
+            chunk: s.chunk,
+            top: s.top,
+            hint: &hint,
+            call_end: o.call_end.get(),
+            callee_inlined: &inlined,
+        };
+        let mut out = Vec::new();
+        let frames = clear_frames_start(&chain, &mut out);
+        super::release(out);
+        let mut out = Vec::new();
+        o.cleared.set(if clear_frames_finish(&frames, &mut out) {
+            super::Cleared::KeepChunks
+        } else {
+            super::Cleared::FreeChunks
+        });
+        take_stack_held(&o.owner, &o.start_held, &o.hint, &mut out);
+        o.call_end.set(ptr::null());
+        super::release(out);
     }
 }
 

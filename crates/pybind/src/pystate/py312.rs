@@ -71,6 +71,8 @@ pub(crate) struct OwnedCtx {
     hint: Cell<Hint>,
     /// Counts it among this thread's live contexts (P7).
     _live: super::LiveContext,
+    /// Whether it was cleared (P7).
+    cleared: Cell<super::Cleared>,
 }
 
 /// Resources of a context: shared with its continulet so that `_get_frame()` can find them.
@@ -256,6 +258,7 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
             call_end: Cell::new(ptr::null()),
             hint: Cell::new(Hint::NONE),
             _live: super::LiveContext::new(),
+            cleared: Cell::new(super::Cleared::No),
         });
         let cf = owned.cframe.get().cast::<u8>();
         *at::<*mut u8>(cf, off::CFRAME_CURRENT_FRAME) = ptr::null_mut();
@@ -311,10 +314,12 @@ impl Drop for PyState {
         // exposed, so it holds only heap frames (P5).
         unsafe {
             ffi::Py_XDECREF(self.exc_value);
-            if self.owned.is_some()
-                && !self.chunk.is_null()
-                && !frames_have_objects(self.exposed.top)
-            {
+            let free = match self.owned.as_ref().map(|o| o.cleared.get()) {
+                Some(super::Cleared::No) => !frames_have_objects(self.exposed.top),
+                Some(super::Cleared::FreeChunks) => true,
+                None | Some(super::Cleared::KeepChunks) => false,
+            };
+            if free && !self.chunk.is_null() {
                 free_chunks(self.chunk);
             }
         }

@@ -69,6 +69,8 @@ pub(crate) struct OwnedCtx {
     hint: Cell<Hint>,
     /// Counts it among this thread's live contexts (P7).
     _live: super::LiveContext,
+    /// Whether it was cleared (P7).
+    cleared: Cell<super::Cleared>,
 }
 
 /// Resources of a context: shared with its continulet so that `_get_frame()` can find them.
@@ -267,6 +269,7 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
             call_end: Cell::new(ptr::null()),
             hint: Cell::new(Hint::NONE),
             _live: super::LiveContext::new(),
+            cleared: Cell::new(super::Cleared::No),
         });
         let weak = Rc::downgrade(&owned);
         CURRENT_OWNED.with(|c| *c.borrow_mut() = Some(owned));
@@ -304,10 +307,12 @@ impl Drop for PyState {
         // exposed, so it holds only heap frames (P5).
         unsafe {
             ffi::Py_XDECREF(self.exc_value);
-            if self.owned.is_some()
-                && !self.chunk.is_null()
-                && !frames_have_objects(self.exposed.top)
-            {
+            let free = match self.owned.as_ref().map(|o| o.cleared.get()) {
+                Some(super::Cleared::No) => !frames_have_objects(self.exposed.top),
+                Some(super::Cleared::FreeChunks) => true,
+                None | Some(super::Cleared::KeepChunks) => false,
+            };
+            if free && !self.chunk.is_null() {
                 free_chunks(self.chunk);
             }
         }

@@ -235,50 +235,82 @@ unsafe fn take_slot(slot: *mut *mut ffi::PyObject, out: &mut Vec<*mut ffi::PyObj
 }
 
 #[cfg(Py_3_11)]
-/// Take out references the frames of a suspended context hold that [`walk_frames`] vouches
-/// for (R1, R2), for a context that will never run again (R5); the caller releases them once
-/// it no longer reads the frames.  In two passes, the caller releasing what the first took
-/// before the second: a traceback kept in a local often holds a frame's own frame object.
-///
-/// * `locals_only`: each thread frame gives up its locals, value stack and `f_locals`.
-/// * Then: a frame object only its frame holds is given up, with the function and code.  A
-///   frame object someone else holds (a traceback, `sys._getframe()`) *pins* the chain:
-///   from that frame down, the frames keep their frame object, function and code (a frame
-///   object reads them, and `f_back` reaches the frames below) and get `stacktop` 0 (no cell
-///   of a cleared local is read); the chunks must then stay allocated (the return value:
-///   the caller leaks them, as `PyState`'s drop does).  A generator running in the context
-///   is marked completed, its `stacktop` set to what R2 vouches for and its `previous` link
-///   cut: it never runs again, and its deallocation clears its frame with CPython's own
-///   code (no `finally` runs).
+/// First step of clearing a suspended context that will never run again (R5): take out the
+/// locals, value stack and `f_locals` of each of its thread frames that [`walk_frames`]
+/// vouches for (R1, R2), into `out`, and return those frames, top first, for
+/// [`clear_frames_finish`] — the caller releases `out` in between (a traceback kept in a
+/// local often holds a frame's own frame object).  A generator running in the context gives
+/// up the same, and is marked completed (`stacktop` 0: no cell of a cleared local is read)
+/// with its `previous` link cut: it never runs again, and its deallocation (maybe by that
+/// release; or never, when what references it is not vouched for: a leak of the generator
+/// alone) clears the rest of its frame with CPython's own code, no `finally` run.  The
+/// thread frames' links skip the generators' frames (`f_back` of a surviving frame object
+/// never reaches a freed generator).
 ///
 /// # Safety
-/// As [`walk_frames`]; the context is never resumed afterwards, and the second pass is the
-/// last use of its frames.
-pub(super) unsafe fn clear_frames(
+/// As [`walk_frames`]; the context is never resumed afterwards.
+pub(super) unsafe fn clear_frames_start(
     c: &FrameChain<'_>,
-    locals_only: bool,
     out: &mut Vec<*mut ffi::PyObject>,
-) -> bool {
-    let mut pinned = false;
+) -> Vec<*mut u8> {
+    let mut frames: Vec<*mut u8> = Vec::new();
+    let mut skipped = false;
     // SAFETY: per the contract: only slots that hold owned references (or null) are taken;
-    // a generator's frame is changed only in fields its generator reads when it is freed.
+    // a generator's frame is changed only in fields its generator reads when it is freed; a
+    // thread frame's `previous` is pointed at the next thread frame of the same chain.
     unsafe {
-        let _ = walk_frames::<()>(c, !locals_only, &mut |frame, owner, depth| {
+        let _ = walk_frames::<()>(c, true, &mut |frame, owner, depth| {
             let locals = at::<*mut ffi::PyObject>(frame, off::IFRAME_LOCALSPLUS);
-            if locals_only {
-                for i in 0..depth {
-                    take_slot(locals.add(i), out);
-                }
-                take_slot(at(frame, off::IFRAME_LOCALS), out);
-                return Ok(());
+            for i in 0..depth {
+                take_slot(locals.add(i), out);
             }
+            take_slot(at(frame, off::IFRAME_LOCALS), out);
             if owner == off::FRAME_OWNED_BY_GENERATOR {
                 let gen = frame.sub(off::GEN_IFRAME);
                 *at::<i8>(gen, off::GEN_FRAME_STATE) = off::FRAME_COMPLETED;
-                *at::<c_int>(frame, off::IFRAME_STACKTOP) = depth as c_int;
+                *at::<c_int>(frame, off::IFRAME_STACKTOP) = 0;
                 *at::<*mut u8>(frame, off::IFRAME_PREVIOUS) = ptr::null_mut();
+                skipped = true;
                 return Ok(());
             }
+            if let Some(&above) = frames.last() {
+                if skipped {
+                    *at::<*mut u8>(above, off::IFRAME_PREVIOUS) = frame;
+                }
+            }
+            skipped = false;
+            frames.push(frame);
+            Ok(())
+        });
+        if skipped {
+            if let Some(&last) = frames.last() {
+                *at::<*mut u8>(last, off::IFRAME_PREVIOUS) = ptr::null_mut();
+            }
+        }
+    }
+    frames
+}
+
+#[cfg(Py_3_11)]
+/// Second step (see [`clear_frames_start`]): each of `frames` (top first) gives up its
+/// function, code and frame object — unless a frame object someone else holds (a
+/// traceback, `sys._getframe()`) *pins* the chain: from that frame down, the frames keep
+/// their frame object, function and code (a frame object reads them, and `f_back` reaches
+/// the frames below) and get `stacktop` 0 (no cell of a cleared local is read).  Returns
+/// whether the context's chunks must stay allocated (the caller leaks them then, as
+/// `PyState`'s drop does).
+///
+/// # Safety
+/// `frames` came from [`clear_frames_start`] for a context whose chunks are still allocated.
+pub(super) unsafe fn clear_frames_finish(
+    frames: &[*mut u8],
+    out: &mut Vec<*mut ffi::PyObject>,
+) -> bool {
+    let mut pinned = false;
+    // SAFETY: per the contract: the frames lie in the context's chunks; the slots taken hold
+    // owned references (or null).
+    unsafe {
+        for &frame in frames {
             let fobj = at::<*mut ffi::PyObject>(frame, off::IFRAME_FRAME_OBJ);
             if !(*fobj).is_null() && ffi::Py_REFCNT(*fobj) > 1 {
                 pinned = true;
@@ -290,8 +322,7 @@ pub(super) unsafe fn clear_frames(
                 take_slot(at(frame, off::IFRAME_FUNC), out);
                 take_slot(at(frame, off::IFRAME_CODE), out);
             }
-            Ok(())
-        });
+        }
     }
     pinned
 }
