@@ -63,6 +63,8 @@ int main(void) {
     OFF("GEN_IFRAME", PyGenObject, gi_iframe);
     OFF("GEN_FRAME_STATE", PyGenObject, gi_frame_state);
     printf("pub(crate) const FRAME_COMPLETED: i8 = %d;\n", FRAME_COMPLETED);
+    OFF("CODE_LOCALSPLUSKINDS", PyCodeObject, co_localspluskinds);
+    printf("pub(crate) const CO_FAST_FREE: u8 = %d;\n", CO_FAST_FREE);
 #endif
 #if PY_VERSION_HEX >= 0x030A0000 && PY_VERSION_HEX < 0x030B0000
     /* 3.10: frames are heap objects chained by f_back; no data stack. */
@@ -95,6 +97,9 @@ int main(void) {
     OFF("FRAME_GEN", PyFrameObject, f_gen);
     OFF("FRAME_LOCALSPLUS", PyFrameObject, f_localsplus);
     OFF("FRAME_STACKDEPTH", PyFrameObject, f_stackdepth);
+    OFF("FRAME_STATE", PyFrameObject, f_state);
+    printf("pub(crate) const FRAME_RETURNED: i8 = %d;\n", FRAME_RETURNED);
+    OFF("CODE_NLOCALS", PyCodeObject, co_nlocals);
     OFF("CODE_STACKSIZE", PyCodeObject, co_stacksize);
     OFF("CODE_CODE", PyCodeObject, co_code);
     OFF("FRAME_LASTI", PyFrameObject, f_lasti);

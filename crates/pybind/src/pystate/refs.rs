@@ -219,7 +219,6 @@ pub(super) unsafe fn visit_frames<E>(
     }
 }
 
-#[cfg(Py_3_11)]
 /// Move the reference at `slot` (if any) into `out`, leaving null.
 ///
 /// # Safety
@@ -240,8 +239,9 @@ unsafe fn take_slot(slot: *mut *mut ffi::PyObject, out: &mut Vec<*mut ffi::PyObj
 /// vouches for (R1, R2), into `out`, and return those frames, top first, for
 /// [`clear_frames_finish`] — the caller releases `out` in between (a traceback kept in a
 /// local often holds a frame's own frame object).  A generator running in the context gives
-/// up the same, and is marked completed (`stacktop` 0: no cell of a cleared local is read)
-/// with its `previous` link cut: it never runs again, and its deallocation (maybe by that
+/// up the same but its free variables' cells (its `stacktop`, which must cover its locals, is
+/// made their count: `f_locals` reads a free variable's cell), and is marked completed with
+/// its `previous` link cut: it never runs again, and its deallocation (maybe by that
 /// release; or never, when what references it is not vouched for: a leak of the generator
 /// alone) clears the rest of its frame with CPython's own code, no `finally` run.  The
 /// thread frames' links skip the generators' frames (`f_back` of a surviving frame object
@@ -261,18 +261,40 @@ pub(super) unsafe fn clear_frames_start(
     unsafe {
         let _ = walk_frames::<()>(c, true, &mut |frame, owner, depth| {
             let locals = at::<*mut ffi::PyObject>(frame, off::IFRAME_LOCALSPLUS);
-            for i in 0..depth {
-                take_slot(locals.add(i), out);
-            }
-            take_slot(at(frame, off::IFRAME_LOCALS), out);
             if owner == off::FRAME_OWNED_BY_GENERATOR {
+                // Its locals but the free variables' cells (read through `stacktop`, which
+                // must cover the locals: CPython copies that much when a frame object takes
+                // the frame over), and its vouched value stack.
+                let code = *at::<*mut ffi::PyObject>(frame, off::IFRAME_CODE);
+                let nlocals = *at::<c_int>(code.cast(), off::CODE_NLOCALSPLUS);
+                let kinds = *at::<*mut ffi::PyObject>(code.cast(), off::CODE_LOCALSPLUSKINDS);
+                let kinds = if ffi::PyBytes_Check(kinds) != 0 {
+                    std::slice::from_raw_parts(
+                        ffi::PyBytes_AsString(kinds).cast::<u8>(),
+                        ffi::PyBytes_Size(kinds).max(0) as usize,
+                    )
+                } else {
+                    &[]
+                };
+                for i in 0..depth {
+                    let free = i < nlocals as usize
+                        && kinds.get(i).is_none_or(|k| k & off::CO_FAST_FREE != 0);
+                    if !free {
+                        take_slot(locals.add(i), out);
+                    }
+                }
+                take_slot(at(frame, off::IFRAME_LOCALS), out);
                 let gen = frame.sub(off::GEN_IFRAME);
                 *at::<i8>(gen, off::GEN_FRAME_STATE) = off::FRAME_COMPLETED;
-                *at::<c_int>(frame, off::IFRAME_STACKTOP) = 0;
+                *at::<c_int>(frame, off::IFRAME_STACKTOP) = nlocals;
                 *at::<*mut u8>(frame, off::IFRAME_PREVIOUS) = ptr::null_mut();
                 skipped = true;
                 return Ok(());
             }
+            for i in 0..depth {
+                take_slot(locals.add(i), out);
+            }
+            take_slot(at(frame, off::IFRAME_LOCALS), out);
             if let Some(&above) = frames.last() {
                 if skipped {
                     *at::<*mut u8>(above, off::IFRAME_PREVIOUS) = frame;
@@ -466,29 +488,84 @@ pub(super) unsafe fn visit_frames_310<E>(
 }
 
 #[cfg(not(Py_3_11))]
-/// For a suspended 3.10 context that will never run again (R5): give each frame
-/// [`walk_frames_310`] vouches for the value-stack depth it found (`f_stackdepth`, which
-/// CPython leaves unset while a frame runs) and take out the reference its C stack holds to
-/// it, for the caller to release: each frame is then freed as a finished one is, with its
-/// locals and value stack.  A frame someone else holds (or a generator's) stops the walk:
-/// it and the frames below are left as they are (leaked with the stack, never a crash).
+/// Clear a suspended 3.10 context that will never run again (R5): from its top frame down,
+/// each frame gets the value-stack depth R2 vouches for (`f_stackdepth`, which CPython leaves
+/// unset while a frame runs) and the reference its C stack holds to it is taken out, for the
+/// caller to release — so it is freed as a finished frame is, with its locals and value
+/// stack, unless someone else holds it (a traceback, `sys._getframe()`): then its plain
+/// locals and `f_locals` are taken out first (cells stay: reading `f_locals` dereferences
+/// them), as the other versions' clearing leaves a frame held elsewhere.  A generator's frame
+/// (not owned by the C stack) gives up its plain locals, vouched value stack and `f_back`
+/// and is marked returned: the generator never runs again, and frees the rest of its frame
+/// when it is freed.  Everything is only read before the caller releases anything.
 ///
 /// # Safety
-/// As [`walk_frames_310`]; the context is never resumed afterwards.
+/// As [`walk_frames_310`] (every frame of the chain is alive: each is owned by the context's
+/// C stack, or by a generator running on it, and by the `f_back` of the frame above); the
+/// context is never resumed afterwards.
 pub(super) unsafe fn clear_frames_310(
     innermost: *mut u8,
     hint: &Hint,
     call_end: *const *mut ffi::PyObject,
     out: &mut Vec<*mut ffi::PyObject>,
 ) {
-    // SAFETY: per the contract; the C stack's reference is owned (R4) and the stack depth is
-    // one R2 vouches for.
+    // SAFETY: per the contract; the slots taken hold owned references or null; the C
+    // stack's reference to a running frame is owned (R4).
     unsafe {
-        let _ = walk_frames_310::<()>(innermost, hint, call_end, &mut |frame, depth| {
-            *at::<c_int>(frame, off::FRAME_STACKDEPTH) = c_int::try_from(depth).unwrap_or(0);
-            out.push(frame.cast());
-            Ok(())
-        });
+        let mut callee: *mut u8 = ptr::null_mut();
+        let mut frame = innermost;
+        while !frame.is_null() {
+            let code = *at::<*mut ffi::PyObject>(frame, off::FRAME_CODE);
+            if code.is_null() || ffi::Py_TYPE(code) != ptr::addr_of_mut!(ffi::PyCode_Type) {
+                return;
+            }
+            let stack = *at::<*mut *mut ffi::PyObject>(frame, off::FRAME_VALUESTACK);
+            let stacksize =
+                usize::try_from(*at::<c_int>(code.cast(), off::CODE_STACKSIZE)).unwrap_or(0);
+            let in_call = Hint::end_only(call_end)
+                .end_within(stack, stack.add(stacksize))
+                .map(|end| end.offset_from(stack).unsigned_abs());
+            let depth = if callee.is_null() {
+                match hint.end_within(stack, stack.add(stacksize)) {
+                    Some(end) => end.offset_from(stack).unsigned_abs(),
+                    None => in_call.unwrap_or(0),
+                }
+            } else {
+                call_depth_310(frame, code, stack, callee)
+                    .filter(|d| *d <= stacksize)
+                    .or(in_call)
+                    .unwrap_or(0)
+            };
+            let back = *at::<*mut u8>(frame, off::FRAME_BACK);
+            let nlocals =
+                usize::try_from(*at::<c_int>(code.cast(), off::CODE_NLOCALS)).unwrap_or(0);
+            let locals = at::<*mut ffi::PyObject>(frame, off::FRAME_LOCALSPLUS);
+            let is_gen = !(*at::<*mut ffi::PyObject>(frame, off::FRAME_GEN)).is_null();
+            // Its owners in the chain: the C stack, and the `f_back` of the frame above.
+            let expected = if callee.is_null() { 1 } else { 2 };
+            let held_elsewhere =
+                is_gen || usize::try_from(ffi::Py_REFCNT(frame.cast())).unwrap_or(0) != expected;
+            if held_elsewhere {
+                for i in 0..nlocals.min(stack.offset_from(locals).unsigned_abs()) {
+                    take_slot(locals.add(i), out);
+                }
+                take_slot(at(frame, off::FRAME_LOCALS), out);
+                for i in 0..depth {
+                    take_slot(stack.add(i), out);
+                }
+                *at::<c_int>(frame, off::FRAME_STACKDEPTH) = 0;
+            } else {
+                *at::<c_int>(frame, off::FRAME_STACKDEPTH) = c_int::try_from(depth).unwrap_or(0);
+            }
+            if is_gen {
+                *at::<i8>(frame, off::FRAME_STATE) = off::FRAME_RETURNED;
+                take_slot(at(frame, off::FRAME_BACK), out);
+            } else {
+                out.push(frame.cast());
+            }
+            callee = frame;
+            frame = back;
+        }
     }
 }
 
