@@ -40,6 +40,14 @@
 //!   someone else holds (a traceback, `sys._getframe()`) stops the walk there.  What a frame
 //!   holds is what `frame_traverse` would visit, the value stack only for the top frame and
 //!   only up to the hint (R2): CPython 3.10 leaves `f_stackdepth` unset while a frame runs.
+//! * **R5** The same walks serve to *clear* a context that will never run again (its thread
+//!   state is being cleared: pystate P7): a reference R1-R4 vouch for is owned by the frame
+//!   or stack that holds it, so taking it out and releasing it once is exact; one they do
+//!   not vouch for stays (a leak, never a crash).  The chain is walked only before the first
+//!   release (a release may free a generator whose frame is in the chain, or run a finalizer
+//!   that reads a frame object); after it, only the thread frames found, which lie in the
+//!   context's own chunks, are touched.  A frame object someone else holds stays readable
+//!   (`clear_frames_finish`, `clear_frames_310`).
 
 use super::{at, offsets as off, Hint, StartHeld, START_HELD};
 use pyo3::ffi;
