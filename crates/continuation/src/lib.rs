@@ -49,6 +49,12 @@ pub trait Host: 'static {
     fn slot(obj: &Self::Obj, thread: ThreadToken) -> &Slot<Self>;
     /// Capture the running context's state before it is suspended.
     fn save() -> Self::State;
+    /// [`Host::save`] of the state [`Host::park_and_restore`] reinstated, when the stack
+    /// switch that followed failed (the target is stored back as it was): what the host was
+    /// told about the switch, if anything, described the origin, not the target.
+    fn save_unswitched() -> Self::State {
+        Self::save()
+    }
     /// [`Host::save`] into a per-thread parking place instead of returning it (a switch
     /// then carries only small values across, keeping every context's stack shallow).
     fn save_parked();
@@ -440,7 +446,7 @@ fn switch_failed<H: Host>(
     destination: &H::Obj,
     e: tealet::SwitchError<Msg<H>>,
 ) -> (Error, H::Payload) {
-    let target_state = H::save();
+    let target_state = H::save_unswitched();
     let (origin_slot, destination_slot) = (H::slot(origin, thread), H::slot(destination, thread));
     let old_origin = destination_slot.replace(Stored::Pending(Frame {
         handle: e.target,

@@ -685,9 +685,10 @@ fn greenlet_bootstrap(c: &Bound<'_, Continulet>, _unused: &Bound<'_, PyAny>) -> 
 fn call_run(ts: &Bound<'_, ThreadStateBase>, call: PyResult<RunCall<'_>>) -> PyResult<Obj> {
     let (run, args, kwargs) = call?;
     let kw_ptr = kwargs.as_ref().map_or(std::ptr::null_mut(), Bound::as_ptr);
-    pystate::hold_start_refs([ts.as_ptr(), run.as_ptr(), args.as_ptr(), kw_ptr]);
+    let record = pystate::StartRecord::current();
+    record.set([ts.as_ptr(), run.as_ptr(), args.as_ptr(), kw_ptr]);
     let result = run.call(&args, kwargs.as_ref()).map(Bound::unbind);
-    pystate::hold_start_refs(pystate::START_HELD_NONE);
+    record.set(pystate::START_HELD_NONE);
     result
 }
 

@@ -314,7 +314,7 @@ pub(crate) fn new_native<'py>(
 ) -> PyResult<Bound<'py, Continulet>> {
     let c = Bound::new(arg.py(), Continulet::empty())?;
     // A native tasklet's: shown to the collector (its body records what its Rust frames
-    // hold, `pystate::hold_start_refs`), killed by the tasklet's finalizer.
+    // hold, `pystate::StartRecord`), killed by the tasklet's finalizer.
     c.get().killed_by_layer.store(true, Ordering::Relaxed);
     Continulet::start_with(&c, Call::Native(body, arg.clone().unbind()))?;
     Ok(c)
@@ -343,17 +343,14 @@ pub(crate) fn start_and_deliver_hinted(
 ) -> PyResult<Py<PyAny>> {
     hint_plan(plan, end, extra);
     let payload = Payload::Value(value);
-    let result = match continuation::start_switch::<Bind>(
-        plan.thread,
-        &plan.origin,
-        &plan.destination,
-        payload,
-    ) {
+    match continuation::start_switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload)
+    {
         Ok(p) => deliver(p),
-        Err(e) => Err(switch_error(e)),
-    };
-    pystate::clear_hint();
-    result
+        Err(e) => {
+            pystate::clear_hint(); // (a switch that happened consumed it)
+            Err(switch_error(e))
+        }
+    }
 }
 
 /// PyPy's `start` frame is hidden from tracebacks; drop its entry from an escaping exception.
@@ -495,9 +492,7 @@ impl Continulet {
             plan.origin.0.as_ptr(),
             plan.destination.0.as_ptr(),
         ));
-        let result = switch_and_deliver(&plan, payload);
-        pystate::clear_hint();
-        result
+        switch_and_deliver_told(&plan, payload)
     }
 
     /// [`Continulet::do_switch`] for a native step (the scheduler's) called from Python with
@@ -628,9 +623,21 @@ pub(crate) fn switch_and_deliver_hinted(
     extra: *mut pyo3::ffi::PyObject,
 ) -> PyResult<Py<PyAny>> {
     hint_plan(plan, end, extra);
-    let result = switch_and_deliver(plan, payload);
-    pystate::clear_hint();
-    result
+    switch_and_deliver_told(plan, payload)
+}
+
+/// [`switch_and_deliver`] after a hint: a switch that happened consumed the hint (the
+/// origin's `save`, or none for a failed stack switch: `save_unswitched`), one that did not
+/// leaves it to be forgotten here.
+#[inline]
+fn switch_and_deliver_told(plan: &SwitchPlan, payload: Payload) -> PyResult<Py<PyAny>> {
+    match continuation::switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload) {
+        Ok(p) => deliver(p),
+        Err((e, _)) => {
+            pystate::clear_hint();
+            Err(switch_error(e))
+        }
+    }
 }
 
 /// The switch, and what it delivers back, as a Python result.
@@ -1106,11 +1113,10 @@ impl Drop for ThreadExitWatch {
         if pystate::live_contexts() == 0 {
             return;
         }
-        Python::attach(|py| {
-            if let Err(e) = clear_thread_contexts(py) {
-                e.write_unraisable(py, None);
-            }
-        });
+        let py = pystate::attached(); // (dropped by its dict's deallocation: GIL held)
+        if let Err(e) = clear_thread_contexts(py) {
+            e.write_unraisable(py, None);
+        }
     }
 }
 

@@ -184,14 +184,18 @@ pub(crate) fn read_under_gil<'py, T>(
     unsafe { bound.get_unchecked() }
 }
 
+#[cfg(not(all(Py_3_11, not(Py_3_12))))]
 thread_local! {
     /// Contexts of this thread started by a continulet and not yet destroyed ([`LiveContext`]).
     static LIVE_CONTEXTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Counts its context in [`LIVE_CONTEXTS`] while it exists (a field of every `OwnedCtx`).
+/// Counts its context in [`LIVE_CONTEXTS`] while it exists (a field of every `OwnedCtx`;
+/// 3.11 counts in its one per-thread struct instead, at no extra thread-local lookup).
+#[cfg(not(all(Py_3_11, not(Py_3_12))))]
 pub(super) struct LiveContext(());
 
+#[cfg(not(all(Py_3_11, not(Py_3_12))))]
 impl LiveContext {
     pub(super) fn new() -> LiveContext {
         LIVE_CONTEXTS.with(|n| n.set(n.get() + 1));
@@ -199,10 +203,17 @@ impl LiveContext {
     }
 }
 
+#[cfg(not(all(Py_3_11, not(Py_3_12))))]
 impl Drop for LiveContext {
     fn drop(&mut self) {
         let _ = LIVE_CONTEXTS.try_with(|n| n.set(n.get() - 1));
     }
+}
+
+/// How many contexts started by a continulet this thread has (running or suspended).
+#[cfg(not(all(Py_3_11, not(Py_3_12))))]
+pub(crate) fn live_contexts() -> usize {
+    LIVE_CONTEXTS.try_with(std::cell::Cell::get).unwrap_or(0)
 }
 
 /// Whether a suspended context was cleared (P7), and what its `PyState`'s drop may then do
@@ -217,11 +228,6 @@ pub(super) enum Cleared {
     FreeChunks,
     /// Cleared, a frame object someone else holds reads them: keep them (leaked).
     KeepChunks,
-}
-
-/// How many contexts started by a continulet this thread has (running or suspended).
-pub(crate) fn live_contexts() -> usize {
-    LIVE_CONTEXTS.try_with(std::cell::Cell::get).unwrap_or(0)
 }
 
 /// The running thread state's dict (`PyThreadState_GetDict`): cleared by CPython, on its
@@ -254,6 +260,28 @@ pub(crate) const START_HELD: usize = 4;
 pub(crate) type StartHeld = [*mut ffi::PyObject; START_HELD];
 /// No reference recorded.
 pub(crate) const START_HELD_NONE: StartHeld = [ptr::null_mut(); START_HELD];
+
+/// The running context's record of what the bottom of its stack holds while its body runs
+/// (R3: `START_HELD` references), looked up once for a recording and its clearing.
+pub(crate) struct StartRecord(*const std::cell::Cell<StartHeld>);
+
+impl StartRecord {
+    /// The running context's record.
+    pub(crate) fn current() -> StartRecord {
+        StartRecord(start_held_cell())
+    }
+
+    /// Record `held` (owned by the caller's frame, which runs in the context) or, with
+    /// [`START_HELD_NONE`], forget it before those references go.
+    pub(crate) fn set(&self, held: StartHeld) {
+        if !self.0.is_null() {
+            // SAFETY: the cell is in the running context's `OwnedCtx`, which lives until the
+            // context finishes — after its body, whose frames hold this record, returned —
+            // or is destroyed without resuming (then this record is never used again).
+            unsafe { (*self.0).set(held) };
+        }
+    }
+}
 
 /// What the raw `switch` that suspends a context knows about the references it leaves on the
 /// stack (R2, R3), handed to the next `save()` of the same thread.
@@ -320,7 +348,8 @@ pub(crate) fn call_start<'py>(
     start: &Bound<'py, PyAny>,
     args: [&Bound<'py, PyAny>; 4],
 ) -> PyResult<Bound<'py, PyAny>> {
-    hold_start_refs([
+    let record = StartRecord::current();
+    record.set([
         args[1].as_ptr(),
         args[2].as_ptr(),
         args[3].as_ptr(),
@@ -333,7 +362,7 @@ pub(crate) fn call_start<'py>(
         let r = ffi::PyObject_Vectorcall(start.as_ptr(), ptrs.as_ptr(), 4, ptr::null_mut());
         Bound::from_owned_ptr_or_err(start.py(), r)
     };
-    hold_start_refs(START_HELD_NONE);
+    record.set(START_HELD_NONE);
     result
 }
 

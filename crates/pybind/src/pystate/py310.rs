@@ -339,13 +339,14 @@ pub(crate) fn clear_suspended(s: &PyState) {
     }
 }
 
-/// Record what the running context's start frame caller holds (`call_start`).
-pub(crate) fn hold_start_refs(held: StartHeld) {
+/// Where the running context records what the bottom of its stack holds (R3; null: the
+/// thread's original context), for a `StartRecord`.
+pub(crate) fn start_held_cell() -> *const Cell<StartHeld> {
     CURRENT_OWNED.with(|c| {
-        if let Some(o) = c.borrow().as_ref() {
-            o.start_held.set(held);
-        }
-    });
+        c.borrow()
+            .as_ref()
+            .map_or(ptr::null(), |o| &raw const o.start_held)
+    })
 }
 
 /// Call `f` on every reference the suspended, unwindable context `s` holds (module `refs`).

@@ -44,8 +44,6 @@ pub(crate) struct OwnedCtx {
     call_end: Cell<super::fastcall::ArgsEnd>,
     /// What the switch that last suspended it told (R2, R3; valid while suspended).
     hint: Cell<Hint>,
-    /// Counts it among this thread's live contexts (P7).
-    _live: super::LiveContext,
     /// Whether it was cleared (P7).
     cleared: Cell<super::Cleared>,
 }
@@ -67,6 +65,9 @@ struct PerThread {
     parked: RefCell<Option<PyState>>,
     /// What the raw `switch` under way told about the references it leaves on the stack.
     hint: Cell<Hint>,
+    /// Contexts of this thread started by a continulet and not yet finished or destroyed
+    /// (`live_contexts`, P7): counted in `enter_new`, `leave_finished` and `PyState`'s drop.
+    live: Cell<usize>,
 }
 
 thread_local! {
@@ -76,8 +77,14 @@ thread_local! {
             use_tracing: Cell::new(0),
             parked: RefCell::new(None),
             hint: Cell::new(Hint::NONE),
+            live: Cell::new(0),
         }
     };
+}
+
+/// How many contexts started by a continulet this thread has (running or suspended).
+pub(crate) fn live_contexts() -> usize {
+    TLS.try_with(|t| t.live.get()).unwrap_or(0)
 }
 
 /// `save()` into the parking place (see `continuation::Host::save_parked`).
@@ -137,6 +144,8 @@ pub(crate) fn save() -> PyState {
     TLS.with(|t| save_in(t, tstate()))
 }
 
+#[inline(always)] // (on every switch; LLVM stopped inlining it on its own)
+#[allow(clippy::inline_always)]
 fn save_in(t: &PerThread, ts: *mut u8) -> PyState {
     // SAFETY: `ts` is the live thread state; every offset comes from the real 3.11 headers.
     unsafe {
@@ -257,7 +266,6 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
             start_held: Cell::new(START_HELD_NONE),
             call_end: Cell::new(ptr::null()),
             hint: Cell::new(Hint::NONE),
-            _live: super::LiveContext::new(),
             cleared: Cell::new(super::Cleared::No),
         });
         let cf = owned.cframe.get().cast::<u8>();
@@ -279,7 +287,10 @@ pub(crate) fn enter_new(owner_obj: *mut ffi::PyObject, unwindable: bool) -> Owne
         *at::<c_int>(ts, off::TS_TRASH_DELETE_NESTING) = 0;
         *at::<*mut ffi::PyObject>(ts, off::TS_TRASH_DELETE_LATER) = ptr::null_mut();
         let weak = Rc::downgrade(&owned);
-        TLS.with(|t| *t.current_owned.borrow_mut() = Some(owned));
+        TLS.with(|t| {
+            t.live.set(t.live.get() + 1);
+            *t.current_owned.borrow_mut() = Some(owned);
+        });
         weak
     }
 }
@@ -308,14 +319,21 @@ pub(crate) fn leave_finished() {
         );
         ffi::Py_XDECREF(v);
     }
-    TLS.with(|t| drop(t.current_owned.borrow_mut().take()));
+    TLS.with(|t| {
+        t.live.set(t.live.get().saturating_sub(1));
+        drop(t.current_owned.borrow_mut().take());
+    });
 }
 
 impl Drop for PyState {
     fn drop(&mut self) {
-        // A suspended context destroyed without resuming (P1, P3).  Its frames are abandoned;
-        // their data-stack chunks are kept (leaked) if any frame has a frame object that may
-        // still be referenced, since freeing them would leave that object dangling.
+        // A suspended context destroyed without resuming (P1, P3): one live context less.
+        // Its frames are abandoned (or were cleared, P7); their data-stack chunks are kept
+        // (leaked) if any frame has a frame object that may still be referenced, since
+        // freeing them would leave that object dangling.
+        if self.owned.is_some() {
+            let _ = TLS.try_with(|t| t.live.set(t.live.get().saturating_sub(1)));
+        }
         // SAFETY: GIL held (P4); the state is not installed in the thread state.
         unsafe {
             ffi::Py_XDECREF(self.exc_value);
@@ -529,11 +547,13 @@ pub(crate) fn set_call_end(end: super::fastcall::ArgsEnd) -> super::fastcall::Ar
     })
 }
 
-/// Record what the running context's start frame caller holds (`call_start`).
-pub(crate) fn hold_start_refs(held: StartHeld) {
+/// Where the running context records what the bottom of its stack holds (R3; null: the
+/// thread's original context), for a `StartRecord`.
+pub(crate) fn start_held_cell() -> *const Cell<StartHeld> {
     TLS.with(|t| {
-        if let Some(o) = t.current_owned.borrow().as_ref() {
-            o.start_held.set(held);
-        }
-    });
+        t.current_owned
+            .borrow()
+            .as_ref()
+            .map_or(ptr::null(), |o| &raw const o.start_held)
+    })
 }

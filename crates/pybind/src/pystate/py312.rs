@@ -27,7 +27,7 @@ mod chain;
 use super::{alloc_root_chunk, at, free_chunks, tstate, ROOT_CHUNK_BYTES};
 use super::{Hint, StartHeld, START_HELD_NONE};
 pub(crate) use chain::{
-    clear_hint, clear_suspended, hint_switch, hold_start_refs, keep_from_collector, set_call_end,
+    clear_hint, clear_suspended, hint_switch, keep_from_collector, set_call_end, start_held_cell,
     top_frame, unwindable, visit_refs,
 };
 use chain::{expose, first_complete, frames_have_objects, relink, Exposed};

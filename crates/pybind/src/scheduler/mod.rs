@@ -1284,12 +1284,13 @@ fn run_body(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> PyResul
     // Told to the collector, so that a cycle through the tasklet's stack is found; forgotten
     // before they are released.
     let kw_ptr = kwargs.as_ref().map_or(std::ptr::null_mut(), Bound::as_ptr);
-    pystate::hold_start_refs([t.as_ptr(), func.as_ptr(), args.as_ptr(), kw_ptr]);
+    let record = pystate::StartRecord::current();
+    record.set([t.as_ptr(), func.as_ptr(), args.as_ptr(), kw_ptr]);
     let result = match &kwargs {
         None => func.bind(py).call(&args, None),
         Some(kw) => call_with_keywords(func.bind(py), &args, kw),
     };
-    pystate::hold_start_refs(pystate::START_HELD_NONE);
+    record.set(pystate::START_HELD_NONE);
     result?;
     Ok(())
 }
