@@ -399,8 +399,8 @@ class _Payload(object):
 
 def check_thread_exit_clears_running_generators():
     """Greenlets suspended inside running generators (a ``for`` loop's, a generator
-    delegating with ``yield from``) when their thread exits: nothing runs in them (no
-    generator ``finally``), their locals are freed."""
+    delegating with ``yield from``) and a coroutine when their thread exits: nothing runs in
+    them (no generator ``finally``), their locals are freed."""
     from greenlet import getcurrent, greenlet
 
     log, refs, holder = [], [], []
@@ -427,10 +427,26 @@ def check_thread_exit_clears_running_generators():
             finally:
                 log.append("run")
 
-        for make in (inner, outer):
+        class Switch(object):
+            def __await__(self):
+                yield main.switch()
+
+        async def coroutine(p):
+            try:
+                await Switch()
+            finally:
+                log.append("coroutine")
+
+        def drive(p, _):
+            try:
+                coroutine(p).send(None)
+            finally:
+                log.append("drive")
+
+        for body, make in ((run, inner), (run, outer), (drive, None)):
             p = _Payload()
             refs.append(weakref.ref(p))
-            g = greenlet(run)
+            g = greenlet(body)
             g.switch(p, make)
             holder.append(g)
         return 1
