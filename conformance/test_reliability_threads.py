@@ -537,6 +537,59 @@ def test_thread_exit_keeps_frames_held_elsewhere_readable():
     _in_fresh_interpreter("check_thread_exit_keeps_frames_held_elsewhere_readable")
 
 
+def check_fork_keeps_the_surviving_threads_stacks():
+    """In the child of a ``fork()``, CPython clears the other threads' states from the thread
+    that survives: that thread's own suspended greenlet, continulet and tasklet must still
+    resume there (only a thread's own exit clears its stacks)."""
+    import warnings
+
+    import stackless
+    from _continuation import continulet
+    from greenlet import getcurrent, greenlet
+
+    main = getcurrent()
+    g = greenlet(lambda: "greenlet %s" % (main.switch("suspended"),))
+    assert g.switch() == "suspended"
+    c = continulet(lambda c: "continulet %s" % (c.switch("suspended"),))
+    assert c.switch() == "suspended"
+    ch = stackless.channel()
+    stackless.tasklet(lambda: ch.send("tasklet"))()
+    stackless.run()
+
+    ready, done = threading.Event(), threading.Event()
+
+    def other():  # another thread with a suspended greenlet, alive during the fork
+        m = getcurrent()
+        greenlet(m.switch).switch()
+        ready.set()
+        done.wait(JOIN_TIMEOUT)
+
+    t = threading.Thread(target=other)
+    t.start()
+    assert ready.wait(JOIN_TIMEOUT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (3.12+: fork of a multi-threaded process)
+        pid = os.fork()
+    if pid == 0:
+        try:
+            ok = (g.switch(1) == "greenlet 1" and c.switch(2) == "continulet 2"
+                  and ch.receive() == "tasklet")
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    done.set()
+    t.join(JOIN_TIMEOUT)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert g.switch(3) == "greenlet 3" and c.switch(4) == "continulet 4" and ch.receive() == "tasklet"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork()")
+@not_on_oracle_stackless
+def test_fork_keeps_the_surviving_threads_stacks():
+    _in_fresh_interpreter("check_fork_keeps_the_surviving_threads_stacks")
+
+
 @pytest.mark.leakcheck
 def test_thread_exit_with_suspended_greenlets_is_flat():
     from test_reliability_leaks import check_flat

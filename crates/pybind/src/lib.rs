@@ -1103,11 +1103,20 @@ const EXIT_WATCH_KEY: &str = "continulet._native.thread_exit_watch";
 /// on the thread and with the GIL held, when the thread exits (`PyThreadState_Clear`; also
 /// when a `PyGILState_Release` ends a thread state made by `PyGILState_Ensure`).  Its drop
 /// clears the thread's suspended contexts, none of which can ever run again (B4).
+///
+/// CPython also clears other threads' states from one thread — at shutdown, and in the child
+/// of a `fork()` — so the watch acts only on the thread that made it (`owner`): the others'
+/// contexts are then left as they are (leaked, never resumed).
 #[pyclass(module = "_continuation", name = "_thread_exit_watch", frozen)]
-struct ThreadExitWatch;
+struct ThreadExitWatch {
+    owner: u64,
+}
 
 impl Drop for ThreadExitWatch {
     fn drop(&mut self) {
+        if tealet::current_thread_token() != self.owner {
+            return;
+        }
         EXIT_WATCHED.with(|w| w.set(false));
         EXITING.with(|e| e.set(true));
         if pystate::live_contexts() == 0 {
@@ -1126,7 +1135,10 @@ fn watch_thread_exit(py: Python<'_>) -> PyResult<()> {
     let Some(dict) = pystate::thread_dict(py) else {
         return Ok(()); // (no memory for the dict: the thread's contexts leak at exit)
     };
-    dict.set_item(EXIT_WATCH_KEY, Bound::new(py, ThreadExitWatch)?)?;
+    let watch = ThreadExitWatch {
+        owner: tealet::current_thread_token(),
+    };
+    dict.set_item(EXIT_WATCH_KEY, Bound::new(py, watch)?)?;
     EXIT_WATCHED.with(|w| w.set(true));
     EXITING.with(|e| e.set(false));
     Ok(())
