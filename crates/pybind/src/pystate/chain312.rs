@@ -3,10 +3,7 @@
 //! frames of 3.12+ live on the C stack, so a suspended context's chain is rewired past them
 //! (invariant P5) and put back when it resumes.  `is_incomplete` is the version file's own.
 
-use super::super::refs::{
-    clear_frames_finish, clear_frames_start, take_stack_held, visit_frames, visit_stack_held,
-    FrameChain,
-};
+use super::super::refs::{clear_context, visit_frames, visit_stack_held, FrameChain, StackRecords};
 use super::super::{at, offsets as off, Hint, StartHeld};
 use super::{frame_object_of, is_incomplete, OwnedRef, PyState, CURRENT_OWNED};
 use pyo3::ffi;
@@ -170,15 +167,25 @@ pub(crate) fn visit_refs<E>(
     unsafe {
         let hint = o.hint.get();
         visit_stack_held(&o.owner, &o.start_held, &hint, f)?;
-        let chain = FrameChain {
-            innermost: s.exposed.top,
-            chunk: s.chunk,
-            top: s.top,
-            hint: &hint,
-            call_end: o.call_end.get(),
-            callee_inlined: &|callee| !links.iter().any(|&(fr, _, _)| fr == callee),
-        };
-        visit_frames(&chain, f)
+        let inlined = |callee: *mut u8| !links.iter().any(|&(fr, _, _)| fr == callee);
+        visit_frames(&frame_chain(s, o, &hint, &inlined), f)
+    }
+}
+
+/// The frame chain of the suspended context `s` (its resources `o`) as `refs` reads it.
+fn frame_chain<'a>(
+    s: &PyState,
+    o: &super::OwnedCtx,
+    hint: &'a Hint,
+    callee_inlined: &'a dyn Fn(*mut u8) -> bool,
+) -> FrameChain<'a> {
+    FrameChain {
+        innermost: s.exposed.top,
+        chunk: s.chunk,
+        top: s.top,
+        hint,
+        call_end: o.call_end.get(),
+        callee_inlined,
     }
 }
 
@@ -193,29 +200,14 @@ pub(crate) fn clear_suspended(s: &PyState) {
     let hint = o.hint.get();
     let links = &s.exposed.links;
     let inlined = |callee: *mut u8| !links.iter().any(|&(fr, _, _)| fr == callee);
+    let records = StackRecords {
+        owner: &o.owner,
+        start_held: &o.start_held,
+        hint: &o.hint,
+        call_end: &o.call_end,
+    };
     // SAFETY: the chain is exposed (P5, heap frames only) and its context taken out of its
-    // continulet, so nothing resumes it; every taken reference is released once, the frames'
-    // own after the first step (P7).
-    unsafe {
-        let chain = FrameChain {
-            innermost: s.exposed.top,
-            chunk: s.chunk,
-            top: s.top,
-            hint: &hint,
-            call_end: o.call_end.get(),
-            callee_inlined: &inlined,
-        };
-        let mut out = Vec::new();
-        let frames = clear_frames_start(&chain, &mut out);
-        super::super::release(out);
-        let mut out = Vec::new();
-        o.cleared.set(if clear_frames_finish(&frames, &mut out) {
-            super::super::Cleared::KeepChunks
-        } else {
-            super::super::Cleared::FreeChunks
-        });
-        take_stack_held(&o.owner, &o.start_held, &o.hint, &mut out);
-        o.call_end.set(ptr::null());
-        super::super::release(out);
-    }
+    // continulet, so nothing resumes it (P7).
+    let verdict = unsafe { clear_context(&frame_chain(s, o, &hint, &inlined), &records) };
+    o.cleared.set(verdict);
 }

@@ -4,10 +4,7 @@
 //! so a suspended context's frames are readable in place.
 
 use super::offsets as off;
-use super::refs::{
-    clear_frames_finish, clear_frames_start, take_stack_held, visit_frames, visit_stack_held,
-    FrameChain,
-};
+use super::refs::{clear_context, visit_frames, visit_stack_held, FrameChain, StackRecords};
 use super::{alloc_root_chunk, at, free_chunks, tstate, ROOT_CHUNK_BYTES};
 use super::{Hint, StartHeld, START_HELD_NONE};
 use pyo3::ffi;
@@ -484,15 +481,25 @@ pub(crate) fn visit_refs<E>(
     unsafe {
         let hint = o.hint.get();
         visit_stack_held(&o.owner, &o.start_held, &hint, f)?;
-        let chain = FrameChain {
-            innermost: s.current_frame,
-            chunk: s.chunk,
-            top: s.top,
-            hint: &hint,
-            call_end: o.call_end.get(),
-            callee_inlined: &|callee| !*at::<bool>(callee, off::IFRAME_IS_ENTRY),
-        };
-        visit_frames(&chain, f)
+        let inlined = |callee: *mut u8| !*at::<bool>(callee, off::IFRAME_IS_ENTRY);
+        visit_frames(&frame_chain(s, o, &hint, &inlined), f)
+    }
+}
+
+/// The frame chain of the suspended context `s` (its resources `o`) as `refs` reads it.
+fn frame_chain<'a>(
+    s: &PyState,
+    o: &OwnedCtx,
+    hint: &'a Hint,
+    callee_inlined: &'a dyn Fn(*mut u8) -> bool,
+) -> FrameChain<'a> {
+    FrameChain {
+        innermost: s.current_frame,
+        chunk: s.chunk,
+        top: s.top,
+        hint,
+        call_end: o.call_end.get(),
+        callee_inlined,
     }
 }
 
@@ -509,31 +516,16 @@ pub(crate) fn clear_suspended(s: &PyState) {
         // SAFETY: `callee` is a frame of the chain, readable (`walk_frames`).
         unsafe { !*at::<bool>(callee, off::IFRAME_IS_ENTRY) }
     };
+    let records = StackRecords {
+        owner: &o.owner,
+        start_held: &o.start_held,
+        hint: &o.hint,
+        call_end: &o.call_end,
+    };
     // SAFETY: the frames are those of a suspended 3.11 context (all on the heap) taken out
-    // of its continulet, so nothing resumes it; every taken reference is released once, the
-    // frames' own after the first step (P7).
-    unsafe {
-        let chain = FrameChain {
-            innermost: s.current_frame,
-            chunk: s.chunk,
-            top: s.top,
-            hint: &hint,
-            call_end: o.call_end.get(),
-            callee_inlined: &inlined,
-        };
-        let mut out = Vec::new();
-        let frames = clear_frames_start(&chain, &mut out);
-        super::release(out);
-        let mut out = Vec::new();
-        o.cleared.set(if clear_frames_finish(&frames, &mut out) {
-            super::Cleared::KeepChunks
-        } else {
-            super::Cleared::FreeChunks
-        });
-        take_stack_held(&o.owner, &o.start_held, &o.hint, &mut out);
-        o.call_end.set(ptr::null());
-        super::release(out);
-    }
+    // of its continulet, so nothing resumes it (P7).
+    let verdict = unsafe { clear_context(&frame_chain(s, o, &hint, &inlined), &records) };
+    o.cleared.set(verdict);
 }
 
 /// Record that the running context's innermost Python frame waits in a native method call

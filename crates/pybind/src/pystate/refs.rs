@@ -49,6 +49,8 @@
 //!   context's own chunks, are touched.  A frame object someone else holds stays readable
 //!   (`clear_frames_finish`, `clear_frames_310`).
 
+#[cfg(Py_3_11)]
+use super::Cleared;
 use super::{at, offsets as off, Hint, StartHeld, START_HELD};
 use pyo3::ffi;
 use pyo3::Py;
@@ -357,6 +359,42 @@ pub(super) unsafe fn clear_frames_finish(
     pinned
 }
 
+#[cfg(Py_3_11)]
+/// The records of what a context's C stack holds (fields of its `OwnedCtx`, R3).
+pub(super) struct StackRecords<'a> {
+    pub(super) owner: &'a Cell<*mut ffi::PyObject>,
+    pub(super) start_held: &'a Cell<StartHeld>,
+    pub(super) hint: &'a Cell<Hint>,
+    pub(super) call_end: &'a Cell<super::fastcall::ArgsEnd>,
+}
+
+#[cfg(Py_3_11)]
+/// Clear a suspended context that will never run again (R5, pystate P7): its frames in the
+/// two steps of [`clear_frames_start`] / [`clear_frames_finish`], then what its stack
+/// records; everything taken is released once.  Returns what may become of its chunks.
+///
+/// # Safety
+/// As [`clear_frames_start`]; `records` are the context's own.
+pub(super) unsafe fn clear_context(c: &FrameChain<'_>, records: &StackRecords<'_>) -> Cleared {
+    // SAFETY: per the contract; the first step's references are released before the second
+    // step, which touches only the frames the first found (in the context's chunks).
+    unsafe {
+        let mut out = Vec::new();
+        let frames = clear_frames_start(c, &mut out);
+        super::release(out);
+        let mut out = Vec::new();
+        let pinned = clear_frames_finish(&frames, &mut out);
+        take_stack_held(records.owner, records.start_held, records.hint, &mut out);
+        records.call_end.set(ptr::null());
+        super::release(out);
+        if pinned {
+            Cleared::KeepChunks
+        } else {
+            Cleared::FreeChunks
+        }
+    }
+}
+
 /// Visit the owned references the C stack of a suspended context holds (R3): the continulet
 /// whose body it runs (`owner`), what the start frame's caller holds (`start_held`), and the
 /// two references of the switch plan it waits in (`hint`).
@@ -429,26 +467,8 @@ unsafe fn walk_frames_310<E>(
             {
                 return Ok(());
             }
-            let code = *at::<*mut ffi::PyObject>(frame, off::FRAME_CODE);
-            if code.is_null() || ffi::Py_TYPE(code) != ptr::addr_of_mut!(ffi::PyCode_Type) {
+            let Some(depth) = stack_depth_310(frame, callee, hint, call_end) else {
                 return Ok(());
-            }
-            let stack = *at::<*mut *mut ffi::PyObject>(frame, off::FRAME_VALUESTACK);
-            let stacksize =
-                usize::try_from(*at::<c_int>(code.cast(), off::CODE_STACKSIZE)).unwrap_or(0);
-            let in_call = Hint::end_only(call_end)
-                .end_within(stack, stack.add(stacksize))
-                .map(|end| end.offset_from(stack).unsigned_abs());
-            let depth = if callee.is_null() {
-                match hint.end_within(stack, stack.add(stacksize)) {
-                    Some(end) => end.offset_from(stack).unsigned_abs(),
-                    None => in_call.unwrap_or(0),
-                }
-            } else {
-                call_depth_310(frame, code, stack, callee)
-                    .filter(|d| *d <= stacksize)
-                    .or(in_call)
-                    .unwrap_or(0)
             };
             each(frame, depth)?;
             callee = frame;
@@ -456,6 +476,47 @@ unsafe fn walk_frames_310<E>(
         }
     }
     Ok(())
+}
+
+#[cfg(not(Py_3_11))]
+/// How many value-stack slots of the running 3.10 frame `frame` (below `callee`, null for
+/// the top frame) R2 vouches for: up to the end of the suspending switch's arguments
+/// (`hint`) for the top frame, a call's depth ([`call_depth_310`]) for the others, or the
+/// arguments' end of a native call the frame waits in (`call_end`).  None when the frame
+/// has no code object to read (the chain is not what we expect: stop there).
+///
+/// # Safety
+/// `frame` (and `callee`) are live frames of a suspended 3.10 context.
+unsafe fn stack_depth_310(
+    frame: *mut u8,
+    callee: *mut u8,
+    hint: &Hint,
+    call_end: *const *mut ffi::PyObject,
+) -> Option<usize> {
+    // SAFETY: per the contract; the code object is held by the frame.
+    unsafe {
+        let code = *at::<*mut ffi::PyObject>(frame, off::FRAME_CODE);
+        if code.is_null() || ffi::Py_TYPE(code) != ptr::addr_of_mut!(ffi::PyCode_Type) {
+            return None;
+        }
+        let stack = *at::<*mut *mut ffi::PyObject>(frame, off::FRAME_VALUESTACK);
+        let stacksize =
+            usize::try_from(*at::<c_int>(code.cast(), off::CODE_STACKSIZE)).unwrap_or(0);
+        let in_call = Hint::end_only(call_end)
+            .end_within(stack, stack.add(stacksize))
+            .map(|end| end.offset_from(stack).unsigned_abs());
+        Some(if callee.is_null() {
+            match hint.end_within(stack, stack.add(stacksize)) {
+                Some(end) => end.offset_from(stack).unsigned_abs(),
+                None => in_call.unwrap_or(0),
+            }
+        } else {
+            call_depth_310(frame, code, stack, callee)
+                .filter(|d| *d <= stacksize)
+                .or(in_call)
+                .unwrap_or(0)
+        })
+    }
 }
 
 #[cfg(not(Py_3_11))]
@@ -523,27 +584,11 @@ pub(super) unsafe fn clear_frames_310(
         let mut callee: *mut u8 = ptr::null_mut();
         let mut frame = innermost;
         while !frame.is_null() {
-            let code = *at::<*mut ffi::PyObject>(frame, off::FRAME_CODE);
-            if code.is_null() || ffi::Py_TYPE(code) != ptr::addr_of_mut!(ffi::PyCode_Type) {
+            let Some(depth) = stack_depth_310(frame, callee, hint, call_end) else {
                 return;
-            }
-            let stack = *at::<*mut *mut ffi::PyObject>(frame, off::FRAME_VALUESTACK);
-            let stacksize =
-                usize::try_from(*at::<c_int>(code.cast(), off::CODE_STACKSIZE)).unwrap_or(0);
-            let in_call = Hint::end_only(call_end)
-                .end_within(stack, stack.add(stacksize))
-                .map(|end| end.offset_from(stack).unsigned_abs());
-            let depth = if callee.is_null() {
-                match hint.end_within(stack, stack.add(stacksize)) {
-                    Some(end) => end.offset_from(stack).unsigned_abs(),
-                    None => in_call.unwrap_or(0),
-                }
-            } else {
-                call_depth_310(frame, code, stack, callee)
-                    .filter(|d| *d <= stacksize)
-                    .or(in_call)
-                    .unwrap_or(0)
             };
+            let code = *at::<*mut ffi::PyObject>(frame, off::FRAME_CODE);
+            let stack = *at::<*mut *mut ffi::PyObject>(frame, off::FRAME_VALUESTACK);
             let back = *at::<*mut u8>(frame, off::FRAME_BACK);
             let nlocals =
                 usize::try_from(*at::<c_int>(code.cast(), off::CODE_NLOCALS)).unwrap_or(0);
