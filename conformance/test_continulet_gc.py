@@ -272,6 +272,39 @@ def test_finally_of_a_garbage_continulet_cannot_switch():
     assert log == [message] * 4
 
 
+@only_on("cpython", "cpython-pure", reason=CPYTHON_UNWINDS)
+def test_stackless_in_the_finally_of_a_garbage_continulet_changes_nothing():
+    # A channel operation, schedule() or run() there is refused before it changes anything:
+    # no handoff happens, the blocked receiver stays blocked, the running tasklet stays.
+    import stackless
+
+    ch = stackless.channel()
+    got = []
+    stackless.tasklet(lambda: got.append(ch.receive()))()
+    stackless.run()
+    assert ch.balance == -1
+    log = []
+
+    def body(c):
+        try:
+            c.switch()
+        finally:
+            for attempt in (lambda: ch.send("from finally"), stackless.schedule, stackless.run):
+                try:
+                    attempt()
+                except error as e:
+                    log.append(str(e))
+
+    c = continulet(body)
+    c.switch()
+    del c
+    collect()
+    assert log == ["cannot switch while a garbage continulet is being unwound"] * 3
+    assert ch.balance == -1 and got == [] and stackless.current is stackless.getmain()
+    ch.send("later")
+    assert got == ["later"] and ch.balance == 0
+
+
 @only_on("cpython", reason=CPYTHON_UNWINDS)
 def test_an_error_in_the_finally_of_a_garbage_continulet_is_unraisable():
     def body(c):

@@ -24,6 +24,9 @@ Exports:
   ``gc_collecting()`` -> whether the cyclic collector is running (a finalizer called by it
       must not switch; PyPy runs finalizers outside its collector: always False)
   ``write_unraisable(exc, obj)`` -> report ``exc`` through ``sys.unraisablehook``
+  ``switch_refused()`` -> whether a switch of this thread would be refused right now (a
+      garbage continulet is being unwound: CPython runs its ``finally`` blocks; PyPy never
+      does: always False), so that a layer can refuse before it changes anything
   ``thread_exiting()`` -> whether this thread's state is being cleared (it exits): its
       suspended contexts are cleared without running code, no switch may happen (PyPy keeps
       them: always False)
@@ -58,6 +61,10 @@ if IS_PYPY:
         """PyPy leaves an exited thread's continulets as they are."""
         return False
 
+    def switch_refused():
+        """PyPy frees a garbage continulet without running anything in it."""
+        return False
+
     def write_unraisable(exc, obj):
         import sys
         import types
@@ -75,6 +82,7 @@ else:
         owned_by_layer,
         set_contextvar_context,
         suspended_frame,
+        switch_refused,
         thread_exiting,
         write_unraisable,
     )

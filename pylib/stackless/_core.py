@@ -61,13 +61,14 @@ I5. One asynchronous exception (a KeyboardInterrupt from a signal, on PyPy or in
 import sys
 import threading
 
-from _continuation import continulet, permute
+from _continuation import continulet, error as _cerror, permute
 from continulet._compat import (
     gc_collecting as _gc_collecting,
     killed_by_layer as _killed_by_layer,
     native_part as _native_part,
     owned_by_layer as _owned_by_layer,
     suspended_frame as _suspended_frame,
+    switch_refused as _switch_refused,
     thread_exiting as _thread_exiting,
     write_unraisable as _write_unraisable,
 )
@@ -672,8 +673,16 @@ def _schedule_block(s, prev):
     return schedule_task(s, prev, prev)
 
 
+# Refused before anything changes (the queues, a handoff) when a switch of this thread would
+# be refused: a garbage continulet's ``finally`` blocks are running (CPython).  (Inline in each
+# operation: a helper function's frame costs more than the check.)
+_REFUSED = "cannot switch while a garbage continulet is being unwound"
+
+
 def schedule(s, retval, remove_current):
     """PyStackless_Schedule."""
+    if _switch_refused():
+        raise _cerror(_REFUSED)
     if s.doomed_waiting:
         _kill_doomed(s, _caller(2))
     prev = s.current
@@ -868,6 +877,8 @@ def _tasklet_end(s, t, cont, err):
 
 def channel_action(ch, arg, d):
     """generic_channel_action: d = 1 send, -1 receive."""
+    if _switch_refused():
+        raise _cerror(_REFUSED)
     s = get()
     if s.doomed_waiting:
         _kill_doomed(s, _caller(2))
@@ -937,6 +948,8 @@ def channel_action(ch, arg, d):
 
 def run_watchdog(s, timeout, flags):
     """PyStackless_RunWatchdogEx."""
+    if _switch_refused():
+        raise _cerror(_REFUSED)
     if s.doomed_waiting:
         _kill_doomed(s, _caller(2))
     cur = s.current

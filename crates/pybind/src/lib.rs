@@ -1144,6 +1144,13 @@ fn watch_thread_exit(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
+/// Whether a switch of this thread would be refused now (a garbage continulet is being
+/// unwound, B3): a layer above refuses its operation before it changes anything.
+#[pyfunction]
+fn switch_refused() -> bool {
+    refuse_while_unwinding().is_err()
+}
+
 /// Whether this thread's state is being cleared (B4): the layers above run no code for
 /// their greenlets and tasklets any more.
 #[pyfunction]
@@ -1337,6 +1344,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gc_collecting, m)?)?;
     m.add_function(wrap_pyfunction!(write_unraisable, m)?)?;
     m.add_function(wrap_pyfunction!(thread_exiting, m)?)?;
+    m.add_function(wrap_pyfunction!(switch_refused, m)?)?;
     let unwind = wrap_pyfunction!(unwind_queued, m)?;
     let callbacks = py
         .import("gc")?

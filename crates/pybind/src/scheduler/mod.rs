@@ -980,6 +980,7 @@ fn channel_action(
     called: Option<Called<'_, '_>>,
 ) -> PyResult<Obj> {
     let py = ch.py();
+    crate::refuse_while_unwinding()?; // (before anything changes: N2)
     let r = refs(py)?;
     // The switch below runs in this small frame: the preparation is not inlined, so that
     // fewer stack bytes are saved and restored per switch.
@@ -1155,6 +1156,7 @@ pub(crate) fn schedule(py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Ob
             args.len()
         )));
     }
+    crate::refuse_while_unwinding()?; // (before anything changes: N2)
     let r = refs(py)?;
     // (not `get_item(0).ok()`: an IndexError made and dropped costs ~400 instructions)
     let retval = (!args.is_empty())
