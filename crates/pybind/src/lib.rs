@@ -346,10 +346,7 @@ pub(crate) fn start_and_deliver_hinted(
     match continuation::start_switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload)
     {
         Ok(p) => deliver(p),
-        Err(e) => {
-            pystate::clear_hint(); // (a switch that happened consumed it)
-            Err(switch_error(e))
-        }
+        Err(e) => Err(switch_error(e)),
     }
 }
 
@@ -487,12 +484,7 @@ impl Continulet {
         };
         // The plan's two references stay on this stack while it is suspended: the collector
         // is told, with where the arguments end (pystate `refs`, R2-R3).
-        pystate::hint_switch(pystate::Hint::new(
-            end,
-            plan.origin.0.as_ptr(),
-            plan.destination.0.as_ptr(),
-        ));
-        switch_and_deliver_told(&plan, payload)
+        switch_and_deliver_hinted(&plan, payload, end, std::ptr::null_mut())
     }
 
     /// [`Continulet::do_switch`] for a native step (the scheduler's) called from Python with
@@ -623,24 +615,13 @@ pub(crate) fn switch_and_deliver_hinted(
     extra: *mut pyo3::ffi::PyObject,
 ) -> PyResult<Py<PyAny>> {
     hint_plan(plan, end, extra);
-    switch_and_deliver_told(plan, payload)
+    switch_and_deliver(plan, payload)
 }
 
-/// [`switch_and_deliver`] after a hint: a switch that happened consumed the hint (the
-/// origin's `save`, or none for a failed stack switch: `save_unswitched`), one that did not
-/// leaves it to be forgotten here.
+/// The switch, and what it delivers back, as a Python result.  After a hint: a switch that
+/// happened consumed it (the origin's `save`, or none for a failed stack switch:
+/// `save_unswitched`); one that did not leaves it to [`switch_error`] to forget.
 #[inline]
-fn switch_and_deliver_told(plan: &SwitchPlan, payload: Payload) -> PyResult<Py<PyAny>> {
-    match continuation::switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload) {
-        Ok(p) => deliver(p),
-        Err((e, _)) => {
-            pystate::clear_hint();
-            Err(switch_error(e))
-        }
-    }
-}
-
-/// The switch, and what it delivers back, as a Python result.
 fn switch_and_deliver(plan: &SwitchPlan, payload: Payload) -> PyResult<Py<PyAny>> {
     match continuation::switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload) {
         Ok(p) => deliver(p),
@@ -648,8 +629,11 @@ fn switch_and_deliver(plan: &SwitchPlan, payload: Payload) -> PyResult<Py<PyAny>
     }
 }
 
+/// The error of a switch that did not happen; the hint its caller gave, if any, is forgotten
+/// (a switch that happens consumes it).
 #[cold]
 fn switch_error(e: continuation::Error) -> PyErr {
+    pystate::clear_hint();
     match e {
         continuation::Error::NoMemory => {
             PyMemoryError::new_err("out of memory while switching continulets")
