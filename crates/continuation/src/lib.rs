@@ -223,15 +223,26 @@ struct Msg<H: Host> {
     payload: H::Payload,
 }
 
-/// On the resumed side: store the continuation we came from and return the payload.
+/// On the resumed side: store the continuation we came from and return the payload (in
+/// transit: see [`switch`]).
 ///
 /// Never inlined: its temporaries must not take room in the frame that stays suspended on
 /// the stack during the switch (every byte of that frame is copied on every switch).
 #[inline(never)]
-fn post_switch<H: Host>(thread: ThreadToken, r: tealet::Resumed<Msg<H>>) -> H::Payload {
-    let Msg { origin, payload } = r.value;
-    let finished = r.from.is_none();
-    let came_from = if let Some(handle) = r.from {
+fn post_switch<H: Host>(thread: ThreadToken, from: Option<tealet::Suspended>) -> H::Payload {
+    post_switch_with::<H>(thread, from, tealet::take_in_transit::<Msg<H>>())
+}
+
+/// [`post_switch`] with the message in hand.
+#[inline]
+fn post_switch_with<H: Host>(
+    thread: ThreadToken,
+    from: Option<tealet::Suspended>,
+    msg: Msg<H>,
+) -> H::Payload {
+    let Msg { origin, payload } = msg;
+    let finished = from.is_none();
+    let came_from = if let Some(handle) = from {
         // The switching side parked its state just before the switch.
         Stored::Pending(Frame {
             handle,
@@ -249,6 +260,12 @@ fn post_switch<H: Host>(thread: ThreadToken, r: tealet::Resumed<Msg<H>>) -> H::P
         H::on_finished(&origin);
     }
     payload
+}
+
+/// [`post_switch`] after a spawn (whose value arrived with it).
+#[inline(never)]
+fn post_spawn<H: Host>(thread: ThreadToken, r: tealet::Resumed<Msg<H>>) -> H::Payload {
+    post_switch_with::<H>(thread, r.from, r.value)
 }
 
 /// # Errors
@@ -276,7 +293,7 @@ pub fn start<H: Host>(obj: &H::Obj) -> Result<Option<H::Payload>, Error> {
     match spawned {
         Ok(r) => {
             let finished_at_once = r.from.is_none();
-            let payload = post_switch::<H>(thread, r);
+            let payload = post_spawn::<H>(thread, r);
             Ok(finished_at_once.then_some(payload))
         }
         Err(AllocError) => Err(Error::NoMemory),
@@ -312,7 +329,7 @@ pub fn start_switch<H: Host>(
         finish_context::<H>(thread, o, result)
     });
     match spawned {
-        Ok(r) => Ok(post_switch::<H>(thread, r)),
+        Ok(r) => Ok(post_spawn::<H>(thread, r)),
         Err(AllocError) => Err(Error::NoMemory),
     }
 }
@@ -385,6 +402,9 @@ fn finish_context<H: Host>(
 /// switch; `thread` is the running thread, which the host checked both belong to (C3).
 /// Returns what is delivered back to us later.
 ///
+/// The message crosses in tealet's transit slot, and every step but the switch is out of
+/// line: this frame, suspended with the context, holds little more than its arguments.
+///
 /// # Errors
 ///
 /// On failure ([`Error::AlreadyFinished`], [`Error::NoMemory`]) nothing happened and the
@@ -396,31 +416,39 @@ pub fn switch<H: Host>(
     destination: &H::Obj,
     payload: H::Payload,
 ) -> Result<H::Payload, (Error, H::Payload)> {
-    let (handle, msg) = prepare_switch::<H>(thread, origin, destination, payload)?;
-    match handle.switch(msg) {
-        Ok(r) => Ok(post_switch::<H>(thread, r)),
-        Err(e) => Err(switch_failed::<H>(thread, origin, destination, e)),
+    let Some(handle) = prepare_switch::<H>(thread, origin, destination, payload) else {
+        return Err(not_switched::<H>(Error::AlreadyFinished));
+    };
+    match handle.switch_in_transit() {
+        Ok(from) => Ok(post_switch::<H>(thread, from)),
+        Err(target) => Err(switch_failed::<H>(thread, origin, destination, target)),
     }
 }
 
 /// Before the switch: take the destination's continuation, move the origin's into the
 /// destination (`destination.h = origin.h`; the origin is in flight until the resumed side
 /// stores the context it came from there), park the running context's state, reinstate the
-/// target's.  Never inlined, for the same reason as [`post_switch`].
+/// target's, and put the message in transit.  `None` if the destination is finished (nothing
+/// changed; the payload is in transit, for [`not_switched`]).  Never inlined, for the same
+/// reason as [`post_switch`].
 #[inline(never)]
-#[allow(clippy::type_complexity)]
 fn prepare_switch<H: Host>(
     thread: ThreadToken,
     origin: &H::Obj,
     destination: &H::Obj,
     payload: H::Payload,
-) -> Result<(tealet::Suspended, Msg<H>), (Error, H::Payload)> {
+) -> Option<tealet::Suspended> {
+    let msg = Msg::<H> {
+        origin: origin.clone(),
+        payload,
+    };
     let destination_slot = H::slot(destination, thread);
     let frame = match destination_slot.replace(Stored::InFlight) {
         Stored::Pending(frame) => frame,
         other => {
             destination_slot.replace(other);
-            return Err((Error::AlreadyFinished, payload));
+            tealet::put_in_transit(msg);
+            return None;
         }
     };
     let origin_slot = H::slot(origin, thread);
@@ -430,11 +458,15 @@ fn prepare_switch<H: Host>(
     }
     let Frame { handle, state } = frame;
     H::park_and_restore(state);
-    let msg = Msg::<H> {
-        origin: origin.clone(),
-        payload,
-    };
-    Ok((handle, msg))
+    tealet::put_in_transit(msg);
+    Some(handle)
+}
+
+/// The error of a switch that did not happen, with the payload back out of transit.
+#[cold]
+#[inline(never)]
+fn not_switched<H: Host>(e: Error) -> (Error, H::Payload) {
+    (e, tealet::take_in_transit::<Msg<H>>().payload)
 }
 
 /// Nothing ran (no memory to save the stack): put everything back where it was.
@@ -444,19 +476,19 @@ fn switch_failed<H: Host>(
     thread: ThreadToken,
     origin: &H::Obj,
     destination: &H::Obj,
-    e: tealet::SwitchError<Msg<H>>,
+    target: tealet::Suspended,
 ) -> (Error, H::Payload) {
     let target_state = H::save_unswitched();
     let (origin_slot, destination_slot) = (H::slot(origin, thread), H::slot(destination, thread));
     let old_origin = destination_slot.replace(Stored::Pending(Frame {
-        handle: e.target,
+        handle: target,
         state: target_state,
     }));
     if !std::ptr::eq(origin_slot, destination_slot) {
         origin_slot.replace(old_origin);
     }
     H::restore(H::take_parked());
-    (Error::NoMemory, e.value.payload)
+    not_switched::<H>(Error::NoMemory)
 }
 
 /// `permute(*continulets)`: rotate the stored continuations (the host filtered out

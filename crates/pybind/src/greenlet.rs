@@ -303,7 +303,8 @@ impl GreenletBase {
         let refs = refs(slf.py())?;
         let end = std::ptr::null();
         if let Some((from, tc)) = fast_path_state(slf) {
-            return transfer(refs, from, tc, slf, pack(slf.py(), args, kwargs), end);
+            let packed = pack(slf.py(), args, kwargs);
+            return crate::deliver(transfer(refs, from, tc, slf, packed, end));
         }
         if let Some(start) = start_state(refs, slf) {
             return start_native(refs, start, slf, args, kwargs, end);
@@ -319,13 +320,18 @@ fn switch_raw<'py>(
     slf: &Bound<'py, PyAny>,
     value: Option<&Bound<'py, PyAny>>,
     end: pystate::fastcall::ArgsEnd,
-) -> PyResult<Obj> {
+) -> Payload {
     let py = slf.py();
     let g = match GREENLET_CLASS.cast(slf) {
         Some(g) => g,
-        None => slf.cast::<GreenletBase>()?,
+        None => match slf.cast::<GreenletBase>() {
+            Ok(g) => g,
+            Err(e) => return Payload::Exc(Box::new(e.into())),
+        },
     };
-    let refs = refs(py)?;
+    let Ok(refs) = refs(py) else {
+        return Payload::of(refs(py).map(|_| py.None()));
+    };
     if let Some((from, tc)) = fast_path_state(g) {
         let packed = value.map_or_else(
             || PyTuple::empty(py).into_any().unbind(),
@@ -333,7 +339,7 @@ fn switch_raw<'py>(
         );
         return transfer(refs, from, tc, g, packed, end);
     }
-    switch_raw_other(refs, g, value, end)
+    Payload::of(switch_raw_other(refs, g, value, end))
 }
 
 /// [`switch_raw`] for an unstarted target, or any other case (`_deliver`).  Out of line: its
@@ -629,14 +635,15 @@ fn start_native(
             let result = crate::start_and_deliver_hinted(&plan, py.None(), end, ts.as_ptr());
             let unclaimed = STARTING.with(|s| s.borrow_mut().take());
             drop(unclaimed); // G4
-            return taken_over(refs, &ts, kept.as_ref().unwrap_or(&plan.origin.0), result);
+            let origin = kept.as_ref().unwrap_or(&plan.origin.0);
+            return crate::deliver(taken_over(refs, &ts, origin, Payload::of(result)));
         }
-        Ok(None) => Ok(py.None()),
-        Err(e) => Err(e),
+        Ok(None) => Payload::Value(py.None()),
+        Err(e) => Payload::Exc(e),
     };
     let unclaimed = STARTING.with(|s| s.borrow_mut().take());
     drop(unclaimed); // G4
-    taken_over(refs, &ts, &cc, result)
+    crate::deliver(taken_over(refs, &ts, &cc, result))
 }
 
 /// `cc`, unless the switch plan holds it as its origin (then it is dropped: G7, one
@@ -720,9 +727,9 @@ fn prepare_run<'py>(
     );
     let (kwargs, ts) = (st.kwargs.map(|k| k.into_bound(py)), st.ts.into_bound(py));
     let steps = (|| {
-        taken_over(refs, &ts, c, Ok(py.None()))?; // `_after(ts, "switch")`
-                                                  // The run attribute is released here, in the new greenlet, as the C greenlet's
-                                                  // inner_bootstrap does: its __del__ may switch.
+        crate::deliver(taken_over(refs, &ts, c, Payload::Value(py.None())))?; // `_after(ts, "switch")`
+                                                                              // The run attribute is released here, in the new greenlet, as the C greenlet's
+                                                                              // inner_bootstrap does: its __del__ may switch.
         let old = g.borrow_mut().run.take();
         drop(old); // G4
         Ok(())
@@ -809,7 +816,7 @@ fn transfer<'py>(
     target: &Bound<'py, GreenletBase>,
     value: Obj,
     end: pystate::fastcall::ArgsEnd,
-) -> PyResult<Obj> {
+) -> Payload {
     let Here { ts, cur, cc } = from;
     hand_over(&ts, cur, target);
     // `cc.switch(value, to=tc)`, with PyPy's checks (an uninitialized continulet, a main
@@ -818,11 +825,11 @@ fn transfer<'py>(
         Ok(Some(plan)) => {
             let kept = keep_unless_origin(cc, &plan); // G7
             let payload = Payload::Value(value);
-            let result = crate::switch_and_deliver_hinted(&plan, payload, end, ts.as_ptr()); // G2
+            let result = crate::switch_payload_hinted(&plan, payload, end, ts.as_ptr()); // G2
             taken_over(refs, &ts, kept.as_ref().unwrap_or(&plan.origin.0), result)
         }
-        Ok(None) => taken_over(refs, &ts, &cc, Ok(value)),
-        Err(e) => taken_over(refs, &ts, &cc, Err(e)),
+        Ok(None) => taken_over(refs, &ts, &cc, Payload::Value(value)),
+        Err(e) => taken_over(refs, &ts, &cc, Payload::Exc(e)),
     }
 }
 
@@ -860,10 +867,21 @@ fn taken_over(
     refs: &Refs,
     ts: &Bound<'_, ThreadStateBase>,
     cc: &Bound<'_, Continulet>,
-    result: PyResult<Obj>,
+    result: Payload,
+) -> Payload {
+    Payload::of(after_transfer(refs, ts, cc, result))
+}
+
+/// The steps of [`taken_over`].
+#[inline]
+fn after_transfer(
+    refs: &Refs,
+    ts: &Bound<'_, ThreadStateBase>,
+    cc: &Bound<'_, Continulet>,
+    result: Payload,
 ) -> PyResult<Obj> {
     let py = ts.py();
-    match result {
+    match crate::deliver(result) {
         Ok(v) => {
             // G4: the origin may hold the last reference to the greenlet we came from,
             // whose __del__ kills it, reading `ts`.

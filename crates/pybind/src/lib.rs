@@ -240,27 +240,29 @@ fn run_python(
     kwargs: Option<Py<PyDict>>,
 ) -> Payload {
     let py = obj.0.py();
+    let Some(start) = START.get(py) else {
+        return Payload::Exc(Box::new(error::new_err("_continuation not initialized")));
+    };
+    let kwargs: Py<PyAny> = kwargs.map_or_else(|| py.None(), Py::into_any);
     // PyPy's hidden bottom frame: `start(c, func, args, kwds)`, so that `_get_frame()`
-    // has a frame named `start` and tracebacks look alike.
-    let result = START
-        .get(py)
-        .ok_or_else(|| error::new_err("_continuation not initialized"))
-        .and_then(|start| {
-            let kwargs: Py<PyAny> = kwargs.map_or_else(|| py.None(), Py::into_any);
-            // No argument tuple: what this frame holds while the body runs is known to the
-            // collector (pystate `refs`, R3).
-            Ok(pystate::call_start(
-                start.bind(py),
-                [
-                    obj.0.as_any(),
-                    callable.bind(py),
-                    args.bind(py).as_any(),
-                    kwargs.bind(py),
-                ],
-            )?
-            .unbind())
-        });
-    match result {
+    // has a frame named `start` and tracebacks look alike.  No argument tuple: what this
+    // frame holds while the body runs is known to the collector (pystate `refs`, R3).
+    let called = pystate::call_start(
+        start.bind(py),
+        &[
+            obj.0.as_any(),
+            callable.bind(py),
+            args.bind(py).as_any(),
+            kwargs.bind(py),
+        ],
+    );
+    start_payload(py, called)
+}
+
+/// What the hidden start frame's call delivers (out of line, see [`pystate::Called`]).
+#[inline(never)]
+fn start_payload(py: Python<'_>, called: pystate::Called) -> Payload {
+    match called.into_result(py) {
         Ok(v) => Payload::Value(v),
         Err(e) => Payload::Exc(Box::new(hide_start_frame(py, e))),
     }
@@ -291,7 +293,11 @@ fn run_body(obj: &ObjRef, body: NativeBody, arg: &Bound<'_, PyAny>) -> Payload {
 fn first_switch_back(c: &Bound<'_, Continulet>) -> PyResult<()> {
     accept_first(
         c,
-        Continulet::do_switch(c, Payload::Value(c.py().None()), None),
+        deliver(Continulet::do_switch(
+            c,
+            Payload::Value(c.py().None()),
+            None,
+        )),
     )
 }
 
@@ -386,6 +392,22 @@ fn deliver(p: Payload) -> PyResult<Py<PyAny>> {
     }
 }
 
+impl Payload {
+    /// A Python result as a payload (two words, returned in registers: the functions on the
+    /// path of a switch return payloads, not results, which are nine words that each caller
+    /// would keep room for in a frame saved with the suspended context).
+    pub(crate) fn of(r: PyResult<Py<PyAny>>) -> Payload {
+        match r {
+            Ok(v) => Payload::Value(v),
+            Err(e) => Payload::Exc(Box::new(e)),
+        }
+    }
+}
+
+/// A switch's checks passed (`Some`: who switches where; `None`: a no-op) or failed, with the
+/// error boxed (see [`Payload::of`]).
+pub(crate) type Checked = Result<Option<SwitchPlan>, Box<PyErr>>;
+
 impl Continulet {
     /// `__init__` with what to run: bind to this thread, create the context and run it up to
     /// its first switch back.
@@ -458,14 +480,15 @@ impl Continulet {
         slf: &Bound<'_, Self>,
         payload: Payload,
         to: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
+    ) -> Payload {
         // The switch without a hint (`do_switch_called` adds one when it knows where the
         // arguments end): no hinting frame on the stack of a context suspended here (the
         // scheduler's switches), so fewer bytes per switch.
-        let Some(plan) = Self::check_switch(slf, to)? else {
-            return deliver(payload);
-        };
-        switch_and_deliver(&plan, payload)
+        match Self::check_switch(slf, to) {
+            Ok(Some(plan)) => switch_payload(&plan, payload),
+            Ok(None) => payload,
+            Err(e) => Payload::Exc(e),
+        }
     }
 
     /// [`Continulet::do_switch`] for a call from Python whose arguments end at `end` (null:
@@ -475,16 +498,17 @@ impl Continulet {
         payload: Payload,
         to: Option<&Bound<'_, PyAny>>,
         end: pystate::fastcall::ArgsEnd,
-    ) -> PyResult<Py<PyAny>> {
+    ) -> Payload {
         if end.is_null() {
             return Self::do_switch(slf, payload, to);
         }
-        let Some(plan) = Self::check_switch(slf, to)? else {
-            return deliver(payload);
-        };
-        // The plan's two references stay on this stack while it is suspended: the collector
-        // is told, with where the arguments end (pystate `refs`, R2-R3).
-        switch_and_deliver_hinted(&plan, payload, end, std::ptr::null_mut())
+        match Self::check_switch(slf, to) {
+            // The plan's two references stay on this stack while it is suspended: the
+            // collector is told, with where the arguments end (pystate `refs`, R2-R3).
+            Ok(Some(plan)) => switch_payload_hinted(&plan, payload, end, std::ptr::null_mut()),
+            Ok(None) => payload,
+            Err(e) => Payload::Exc(e),
+        }
     }
 
     /// [`Continulet::do_switch`] for a native step (the scheduler's) called from Python with
@@ -498,32 +522,29 @@ impl Continulet {
         to: Bound<'_, Self>,
         end: pystate::fastcall::ArgsEnd,
         held: *mut pyo3::ffi::PyObject,
-    ) -> PyResult<Py<PyAny>> {
+    ) -> Payload {
         let payload = Payload::Value(slf.py().None());
-        let plan = Self::check_switch_to(&slf, Some(to))?;
+        let checked = Self::check_switch_to(&slf, Some(to));
         drop(slf); // the plan's origin holds it
-        let Some(plan) = plan else {
-            return deliver(payload);
-        };
-        switch_and_deliver_hinted(&plan, payload, end, held)
+        match checked {
+            Ok(Some(plan)) => switch_payload_hinted(&plan, payload, end, held),
+            Ok(None) => payload,
+            Err(e) => Payload::Exc(e),
+        }
     }
 
     /// The checks of PyPy's `switch`: `Ok(None)` for the no-op cases, else who switches where.
     /// Not inlined: its temporaries stay out of the frame that is suspended during the switch.
     #[inline(never)]
-    fn check_switch(
-        slf: &Bound<'_, Self>,
-        to: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Option<SwitchPlan>> {
+    fn check_switch(slf: &Bound<'_, Self>, to: Option<&Bound<'_, PyAny>>) -> Checked {
         // 1. `to` must be a continulet; an uninitialized one counts as None.
         let to: Option<Bound<'_, Continulet>> = match to {
             None => None,
             Some(t) if t.is_none() => None,
-            Some(t) => Some(
-                t.cast::<Continulet>()
-                    .map_err(|_| type_error_expected(t))?
-                    .clone(),
-            ),
+            Some(t) => match t.cast::<Continulet>() {
+                Ok(t) => Some(t.clone()),
+                Err(_) => return Err(Box::new(type_error_expected(t))),
+            },
         };
         Self::check_switch_to(slf, to)
     }
@@ -531,7 +552,13 @@ impl Continulet {
     /// `check_switch` from step 1 on, for a `to` already known to be a continulet (greenlet's
     /// fast path calls it directly).
     #[inline(never)]
-    fn check_switch_to<'py>(
+    fn check_switch_to<'py>(slf: &Bound<'py, Self>, to: Option<Bound<'py, Continulet>>) -> Checked {
+        Self::check_switch_steps(slf, to).map_err(Box::new)
+    }
+
+    /// The steps of [`Continulet::check_switch_to`].
+    #[inline]
+    fn check_switch_steps<'py>(
         slf: &Bound<'py, Self>,
         mut to: Option<Bound<'py, Continulet>>,
     ) -> PyResult<Option<SwitchPlan>> {
@@ -606,26 +633,26 @@ fn hint_plan(plan: &SwitchPlan, end: pystate::fastcall::ArgsEnd, extra: *mut pyo
     );
 }
 
-/// [`switch_and_deliver`] told to the collector ([`hint_plan`]).
+/// [`switch_payload`] told to the collector ([`hint_plan`]).
 #[inline]
-pub(crate) fn switch_and_deliver_hinted(
+pub(crate) fn switch_payload_hinted(
     plan: &SwitchPlan,
     payload: Payload,
     end: pystate::fastcall::ArgsEnd,
     extra: *mut pyo3::ffi::PyObject,
-) -> PyResult<Py<PyAny>> {
+) -> Payload {
     hint_plan(plan, end, extra);
-    switch_and_deliver(plan, payload)
+    switch_payload(plan, payload)
 }
 
-/// The switch, and what it delivers back, as a Python result.  After a hint: a switch that
-/// happened consumed it (the origin's `save`, or none for a failed stack switch:
-/// `save_unswitched`); one that did not leaves it to [`switch_error`] to forget.
+/// The switch, and what it delivers back.  After a hint: a switch that happened consumed it
+/// (the origin's `save`, or none for a failed stack switch: `save_unswitched`); one that did
+/// not leaves it to [`switch_error`] to forget.
 #[inline]
-fn switch_and_deliver(plan: &SwitchPlan, payload: Payload) -> PyResult<Py<PyAny>> {
+fn switch_payload(plan: &SwitchPlan, payload: Payload) -> Payload {
     match continuation::switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload) {
-        Ok(p) => deliver(p),
-        Err((e, _)) => Err(switch_error(e)),
+        Ok(p) => p,
+        Err((e, _)) => Payload::Exc(Box::new(switch_error(e))),
     }
 }
 
@@ -723,7 +750,11 @@ impl Continulet {
         let [typ, val, tb, to] = THROW.bind(args, kwargs)?;
         let typ = typ.expect("required: bound or refused");
         let exc = make_exception(slf.py(), &typ, val.as_ref(), tb.as_ref())?;
-        Self::do_switch(slf, Payload::Exc(Box::new(exc)), to.as_ref())
+        deliver(Self::do_switch(
+            slf,
+            Payload::Exc(Box::new(exc)),
+            to.as_ref(),
+        ))
     }
 
     #[pyo3(signature = (*args, **kwargs))]
@@ -806,8 +837,11 @@ fn switch_fast<'py>(
     value: Option<&Bound<'py, PyAny>>,
     to: Option<&Bound<'py, PyAny>>,
     end: pystate::fastcall::ArgsEnd,
-) -> PyResult<Py<PyAny>> {
-    let slf = slf.cast::<Continulet>()?;
+) -> Payload {
+    let slf = match slf.cast::<Continulet>() {
+        Ok(c) => c,
+        Err(e) => return Payload::Exc(Box::new(e.into())),
+    };
     let value = value.map_or_else(|| slf.py().None(), |v| v.clone().unbind());
     Continulet::do_switch_called(slf, Payload::Value(value), to, end)
 }
@@ -818,9 +852,11 @@ fn switch_slow<'py>(
     args: &Bound<'py, PyTuple>,
     kwargs: Option<&Bound<'py, PyDict>>,
     end: pystate::fastcall::ArgsEnd,
-) -> PyResult<Py<PyAny>> {
-    let [value, to] = SWITCH.bind(args, kwargs)?;
-    switch_fast(slf, value.as_ref(), to.as_ref(), end)
+) -> Payload {
+    match SWITCH.bind(args, kwargs) {
+        Ok([value, to]) => switch_fast(slf, value.as_ref(), to.as_ref(), end),
+        Err(e) => Payload::Exc(Box::new(e)),
+    }
 }
 
 const SWITCH: args::Signature = args::Signature {
@@ -1052,13 +1088,13 @@ fn unwind_now(c: &Bound<'_, Continulet>) -> PyResult<()> {
     if c.get().status() != ST_PENDING {
         return Ok(()); // finished by the unwinding of another member of its cycle
     }
-    let Some(plan) = Continulet::check_switch_to(c, None)? else {
+    let Some(plan) = Continulet::check_switch_to(c, None).map_err(|e| *e)? else {
         return Ok(());
     };
     let exit = Payload::Exc(Box::new(pyo3::exceptions::PyGeneratorExit::new_err(())));
     let result = {
         let _unwinding = UnwindingGuard::enter();
-        switch_and_deliver(&plan, exit)
+        deliver(switch_payload(&plan, exit))
     };
     if c.get().status() == ST_PENDING {
         // Not switched into (no memory): keep it, and all it holds, alive for good.

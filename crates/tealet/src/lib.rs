@@ -518,26 +518,35 @@ unsafe fn initial_stub() -> Result<*mut Slice, AllocError> {
             return Err(AllocError);
         }
         // First return: we are the new tealet, running below the marker.
-        c.current_stop.set(c.marker.get());
-        let boot = c.boot.take().expect("tealet: bootstrap missing");
-        let source = c.source.get();
-        // SAFETY: `boot` and its argument were set by `spawn_raw` for this very tealet.
-        let next = unsafe { boot(source, c.boot_arg.get()) };
-        // SAFETY: see `switch_raw`.
-        let c = unsafe { &*ctx() };
-        c.target.set(next);
-        // SAFETY: `next` is a live suspended slice returned by `run` (I1); this stack is
-        // finished and abandoned, nothing on it is used again.
-        unsafe {
-            arch::switch(
-                destroy_state,
-                restore_state,
-                ptr::from_ref(c).cast_mut().cast(),
-            )
-        };
-        abort_with("a finished tealet was resumed");
+        // SAFETY: `run_new_tealet` never returns.
+        unsafe { arch::call_bottom(run_new_tealet, ptr::from_ref(c).cast_mut().cast()) }
     }
     Ok(c.source.get())
+}
+
+/// The new tealet's life, called by [`initial_stub`] through the frame that ends its stack
+/// for unwinders (`arch::call_bottom`): its bootstrap, then the switch that leaves it.
+unsafe extern "C" fn run_new_tealet(c: *mut u8) -> ! {
+    // SAFETY: `c` is this thread's context (passed by `initial_stub`).
+    let c = unsafe { &*c.cast::<ThreadCtx>() };
+    c.current_stop.set(c.marker.get());
+    let boot = c.boot.take().expect("tealet: bootstrap missing");
+    let source = c.source.get();
+    // SAFETY: `boot` and its argument were set by `spawn_raw` for this very tealet.
+    let next = unsafe { boot(source, c.boot_arg.get()) };
+    // SAFETY: see `switch_raw`.
+    let c = unsafe { &*ctx() };
+    c.target.set(next);
+    // SAFETY: `next` is a live suspended slice returned by `run` (I1); this stack is
+    // finished and abandoned, nothing on it is used again.
+    unsafe {
+        arch::switch(
+            destroy_state,
+            restore_state,
+            ptr::from_ref(c).cast_mut().cast(),
+        )
+    };
+    abort_with("a finished tealet was resumed");
 }
 
 /// The bootstrap frame of a new tealet: runs `run` with the spawner's handle, catches panics
@@ -559,17 +568,43 @@ unsafe fn boot<T: 'static, F: FnOnce(Suspended) -> (Suspended, T) + 'static>(
             unsafe { (*ctx()).transfer.put(value) };
             next.into_raw()
         }
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "<non-string panic payload>".to_owned());
-            abort_with(&format!(
-                "panic in a tealet's run(), which cannot unwind across a stack switch: {msg}"
-            ))
-        }
+        Err(payload) => abort_on_panic(&*payload),
     }
+}
+
+/// I4: a panic that escaped a tealet's `run`.  Out of line (cold): its temporaries stay out
+/// of the bootstrap frame, which is saved with every suspended tealet.
+#[cold]
+#[inline(never)]
+fn abort_on_panic(payload: &(dyn std::any::Any + Send)) -> ! {
+    let msg = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "<non-string panic payload>".to_owned());
+    abort_with(&format!(
+        "panic in a tealet's run(), which cannot unwind across a stack switch: {msg}"
+    ))
+}
+
+/// Put `value` in this thread's transit slot, for the next [`Suspended::switch_in_transit`].
+///
+/// # Panics
+///
+/// If a value is in transit already.
+pub fn put_in_transit<T: 'static>(value: T) {
+    // SAFETY: this thread's context outlives the thread's code (no destructor).
+    unsafe { &*ctx() }.transfer.put(value);
+}
+
+/// Take the value in this thread's transit slot (after [`Suspended::switch_in_transit`]).
+///
+/// # Panics
+///
+/// If no value is in transit, or one of another type (which is dropped).
+pub fn take_in_transit<T: 'static>() -> T {
+    // SAFETY: as in `put_in_transit`.
+    unsafe { &*ctx() }.transfer.take::<T>()
 }
 
 /// Start `run` now, on top of the current stack, with the handle of the current context.
@@ -622,29 +657,39 @@ impl Suspended {
     /// A [`SwitchError`] (with the target and value given back) if memory for saving the
     /// current stack ran out; nothing switched.
     pub fn switch<T: 'static>(self, value: T) -> Result<Resumed<T>, SwitchError<T>> {
+        put_in_transit(value);
+        match self.switch_in_transit() {
+            Ok(from) => Ok(Resumed {
+                from,
+                value: take_in_transit::<T>(),
+            }),
+            Err(target) => Err(SwitchError {
+                target,
+                value: take_in_transit::<T>(),
+                error: AllocError,
+            }),
+        }
+    }
+
+    /// [`Suspended::switch`] in parts, for a caller whose frame stays on the suspended stack
+    /// (every byte of it is copied with each switch) and so should not hold the value or the
+    /// result: the value to send was put in transit by [`put_in_transit`] and, either way,
+    /// the caller takes the value for it with [`take_in_transit`] afterwards.
+    ///
+    /// Returns the context that resumed us (`None`: a tealet finished).
+    ///
+    /// # Errors
+    ///
+    /// The target, still suspended, if memory for saving the current stack ran out; nothing
+    /// switched (the value sent is still in transit).
+    pub fn switch_in_transit(self) -> Result<Option<Suspended>, Suspended> {
         // SAFETY: see `switch_raw`.
         let c = unsafe { &*ctx() };
-        c.transfer.put(value);
         let target = self.into_raw();
         // SAFETY: `target` is a live suspended slice of this thread, consumed here (I1, I2).
         match unsafe { switch_raw(c, target) } {
-            Ok(source) => {
-                // `c` is still this thread's context (see `switch_raw`).
-                let value = c.transfer.take::<T>();
-                Ok(Resumed {
-                    from: Suspended::from_raw(source),
-                    value,
-                })
-            }
-            Err(error) => {
-                let value = c.transfer.take::<T>();
-                let target = Suspended::from_raw(target).expect("non-null");
-                Err(SwitchError {
-                    target,
-                    value,
-                    error,
-                })
-            }
+            Ok(source) => Ok(Suspended::from_raw(source)),
+            Err(AllocError) => Err(Suspended::from_raw(target).expect("non-null")),
         }
     }
 

@@ -207,3 +207,39 @@ fn dropping_a_suspended_handle_destroys_it_without_resuming() {
     // The captured Rc on the destroyed stack is leaked, never dropped: 2 strong refs remain.
     assert_eq!(Rc::strong_count(&resumed), 2);
 }
+
+#[test]
+fn a_backtrace_taken_in_a_tealet_ends_at_its_bottom_frame() {
+    // After the spawner has moved on (here: deeper, into another call), the bytes above the
+    // tealet's bottom belong to another context; an unwinder that walked on from the tealet's
+    // bottom frame would read them as frames (a panic's backtrace crashed doing so).
+    let r = spawn(|back: Suspended| {
+        let r = back.switch(String::new()).unwrap();
+        let trace = std::backtrace::Backtrace::force_capture().to_string();
+        (r.from.unwrap(), trace)
+    })
+    .unwrap();
+    let trace = at_depth(40, &mut || {
+        let r = spawn(|b: Suspended| (b, String::new())).unwrap(); // reuses the region
+        assert!(r.from.is_none());
+        r.value
+    });
+    assert!(trace.is_empty());
+    let r = r.from.unwrap().switch(String::new()).unwrap();
+    assert!(r.from.is_none());
+    let trace = r.value;
+    let frames: Vec<&str> = trace
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("at "))
+        .collect();
+    let bottom = frames
+        .iter()
+        .position(|l| l.contains("tealet::run_new_tealet"))
+        .unwrap_or_else(|| panic!("no bottom frame in:\n{trace}"));
+    assert!(
+        frames[bottom + 1..]
+            .iter()
+            .all(|l| !l.contains("spawn") && !l.contains("a_backtrace_taken_in")),
+        "the backtrace went past the tealet's bottom:\n{trace}"
+    );
+}

@@ -24,23 +24,26 @@ use pyo3::Borrowed;
 use std::os::raw::c_char;
 use std::sync::OnceLock;
 
+use crate::Payload;
+
 /// One past the last argument of a fast call (see [`super::Hint`]).
 pub(crate) type ArgsEnd = *const *mut ffi::PyObject;
 
-/// `switch(self, value, to)` with arguments already matched.
+/// `switch(self, value, to)` with arguments already matched.  Bodies return a [`Payload`]
+/// (two words, in registers), not a `PyResult`: see [`Payload::of`].
 pub(crate) type FastBody = for<'py> fn(
     &Bound<'py, PyAny>,
     Option<&Bound<'py, PyAny>>,
     Option<&Bound<'py, PyAny>>,
     ArgsEnd,
-) -> PyResult<Py<PyAny>>;
+) -> Payload;
 /// `switch(self, *args, **kwargs)` for every other call shape (argument errors, mostly).
 pub(crate) type SlowBody = for<'py> fn(
     &Bound<'py, PyAny>,
     &Bound<'py, PyTuple>,
     Option<&Bound<'py, PyDict>>,
     ArgsEnd,
-) -> PyResult<Py<PyAny>>;
+) -> Payload;
 
 static BODIES: OnceLock<(FastBody, SlowBody)> = OnceLock::new();
 
@@ -106,28 +109,32 @@ unsafe fn dispatch_slow(
     npos: usize,
     kwnames: *mut ffi::PyObject,
     nkw: usize,
-) -> PyResult<Py<PyAny>> {
+) -> Payload {
     let (_, slow) = *BODIES.get().expect("bodies installed with the method");
     // SAFETY: A1.
-    unsafe {
+    let call = unsafe {
         let arg = |i: usize| Borrowed::from_ptr(py, *args.add(i));
-        let positional = PyTuple::new(py, (0..npos).map(&arg))?;
-        let kwargs = if nkw == 0 {
-            None
-        } else {
-            let d = PyDict::new(py);
-            for k in 0..nkw {
-                let name = Borrowed::from_ptr(py, ffi::PyTuple_GET_ITEM(kwnames, k as _));
-                d.set_item(name, arg(npos + k))?;
-            }
-            Some(d)
-        };
-        slow(
-            &Borrowed::from_ptr(py, slf),
-            &positional,
-            kwargs.as_ref(),
-            args.add(npos + nkw),
-        )
+        PyTuple::new(py, (0..npos).map(&arg)).and_then(|positional| {
+            let kwargs = if nkw == 0 {
+                None
+            } else {
+                let d = PyDict::new(py);
+                for k in 0..nkw {
+                    let name = Borrowed::from_ptr(py, ffi::PyTuple_GET_ITEM(kwnames, k as _));
+                    d.set_item(name, arg(npos + k))?;
+                }
+                Some(d)
+            };
+            Ok((positional, kwargs))
+        })
+    };
+    match call {
+        Ok((positional, kwargs)) => {
+            // SAFETY: A1.
+            let (slf, end) = unsafe { (Borrowed::from_ptr(py, slf), args.add(npos + nkw)) };
+            slow(&slf, &positional, kwargs.as_ref(), end)
+        }
+        Err(e) => Payload::Exc(Box::new(e)),
     }
 }
 
@@ -141,7 +148,7 @@ unsafe fn dispatch(
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> PyResult<Py<PyAny>> {
+) -> Payload {
     // SAFETY: A1 - every pointer read is part of the call's borrowed argument vector.
     unsafe {
         let npos = usize::try_from(nargs).unwrap_or(0);
@@ -179,7 +186,10 @@ unsafe fn switch_method(
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
     // SAFETY: A1 - CPython calls us as a method.
-    unsafe { dispatch(py, slf, args, nargs, kwnames) }.map(Py::into_ptr)
+    match unsafe { dispatch(py, slf, args, nargs, kwnames) } {
+        Payload::Value(v) => Ok(v.into_ptr()),
+        Payload::Exc(e) => Err(*e),
+    }
 }
 
 /// Make `switch` of `ty` the raw method running `fast` / `slow` (once per process).
@@ -215,8 +225,9 @@ pub(crate) fn install_switch(
 
 /// `channel.receive()`, `channel.send(value)`, `greenlet.switch()` / `greenlet.switch(value)`
 /// with their argument matched (`value`: the one positional argument, if any).
+/// Returns a [`Payload`], as [`FastBody`].
 pub(crate) type RawBody =
-    for<'py> fn(&Bound<'py, PyAny>, Option<&Bound<'py, PyAny>>, ArgsEnd) -> PyResult<Py<PyAny>>;
+    for<'py> fn(&Bound<'py, PyAny>, Option<&Bound<'py, PyAny>>, ArgsEnd) -> Payload;
 
 /// A method made raw by [`install_raw_method`]: the body for its common call shapes (up to
 /// `max_args` positional arguments, at least `min_args`, no keyword), and the method it
@@ -257,12 +268,14 @@ unsafe fn raw_dispatch(
         };
         if nkw == 0 && npos >= m.min_args && npos <= m.max_args {
             let value = (npos == 1).then(|| Borrowed::from_ptr(py, *args));
-            return (m.body)(
+            return match (m.body)(
                 &Borrowed::from_ptr(py, slf),
                 value.as_deref(),
                 args.add(npos),
-            )
-            .map(Py::into_ptr);
+            ) {
+                Payload::Value(v) => Ok(v.into_ptr()),
+                Payload::Exc(e) => Err(*e),
+            };
         }
         raw_dispatch_other(py, m, slf, args, npos, kwnames, nkw)
     }

@@ -340,14 +340,30 @@ impl Hint {
     }
 }
 
+/// What a call at the bottom of a context returned: a new reference, or null with the
+/// exception set.  Made only by [`call_start`]; [`Called::into_result`] turns it into a result
+/// after the call, in a frame of its own, so that a context's bottom frames, which stay on its
+/// stack (and are copied with each of its switches) while its body runs, need no room for one.
+#[must_use]
+pub(crate) struct Called(*mut ffi::PyObject);
+
+impl Called {
+    /// The call's result.
+    #[inline(never)]
+    pub(crate) fn into_result(self, py: Python<'_>) -> PyResult<pyo3::Py<PyAny>> {
+        // SAFETY: made by `call_start` from a vectorcall's result: a new reference, or null
+        // with an exception set.
+        unsafe { Bound::from_owned_ptr_or_err(py, self.0) }.map(Bound::unbind)
+    }
+}
+
 /// Call PyPy's hidden `start(c, func, args, kwds)` from the context that is starting, with
 /// borrowed arguments (no argument tuple, so the caller's own references are all this frame
 /// holds).  While the call runs, the starting context records `func`, `args` and `kwds` as
 /// held by its C stack (`refs`, R3): the caller owns one reference to each for the duration.
-pub(crate) fn call_start<'py>(
-    start: &Bound<'py, PyAny>,
-    args: [&Bound<'py, PyAny>; 4],
-) -> PyResult<Bound<'py, PyAny>> {
+/// Not inlined, and a frame of a few words: it stays below the body while it runs.
+#[inline(never)]
+pub(crate) fn call_start(start: &Bound<'_, PyAny>, args: &[&Bound<'_, PyAny>; 4]) -> Called {
     let record = StartRecord::current();
     record.set([
         args[1].as_ptr(),
@@ -356,14 +372,10 @@ pub(crate) fn call_start<'py>(
         ptr::null_mut(),
     ]);
     let ptrs = args.map(Bound::as_ptr);
-    // SAFETY: live callable and arguments (borrowed from the caller for the call); a
-    // vectorcall returns a new reference or null with an exception set.
-    let result = unsafe {
-        let r = ffi::PyObject_Vectorcall(start.as_ptr(), ptrs.as_ptr(), 4, ptr::null_mut());
-        Bound::from_owned_ptr_or_err(start.py(), r)
-    };
+    // SAFETY: live callable and arguments (borrowed from the caller for the call).
+    let r = unsafe { ffi::PyObject_Vectorcall(start.as_ptr(), ptrs.as_ptr(), 4, ptr::null_mut()) };
     record.set(START_HELD_NONE);
-    result
+    Called(r)
 }
 
 /// `f(*args)` as a vectorcall of borrowed arguments: no argument tuple, so that nothing but

@@ -61,6 +61,7 @@ mod switch;
 use crate::fields::ReleaseNow;
 use crate::pystate;
 use crate::pystate::trace::TraceEvent;
+use crate::Payload;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
@@ -374,12 +375,12 @@ impl ChannelBase {
 
     /// Send a value; blocks until a receiver takes it.
     fn send(slf: &Bound<'_, Self>, value: Obj) -> PyResult<Obj> {
-        channel_action(slf, value, Dir::Send, None)
+        crate::deliver(channel_action(slf, value, Dir::Send, None))
     }
 
     /// Receive a value; blocks until a sender provides one.
     fn receive(slf: &Bound<'_, Self>) -> PyResult<Obj> {
-        channel_action(slf, slf.py().None(), Dir::Receive, None)
+        crate::deliver(channel_action(slf, slf.py().None(), Dir::Receive, None))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -909,6 +910,9 @@ fn set_current(s: &Bound<'_, SchedBase>, nxt: &Bound<'_, TaskletBase>) {
 /// (`_core._finalize` kills the tasklet), and a tasklet of a thread that exits leaves nothing
 /// behind when its stack is cleared.  `called`: where the arguments of the Python call that
 /// began this step end (a channel operation's), null if unknown.
+///
+/// Its frame stays on the stack of the suspended tasklet: what it calls returns payloads and
+/// boxed errors (two words, see [`Payload::of`]), never a `PyResult`.
 fn switch_to(
     py: Python<'_>,
     r: &CoreRefs,
@@ -916,20 +920,39 @@ fn switch_to(
     prev: &Bound<'_, TaskletBase>,
     nxt: Bound<'_, TaskletBase>,
     called: pystate::fastcall::ArgsEnd,
-) -> PyResult<Obj> {
+) -> Payload {
     if prev.is(&nxt) {
-        return claim(py, r, prev);
+        return Payload::of(claim(py, r, prev));
     }
-    let (pc, c) = before_switch(py, r, &s, prev, &nxt)?;
+    let (pc, c) = match before_switch(py, r, &s, prev, &nxt) {
+        Ok(both) => both,
+        Err(e) => return Payload::Exc(e),
+    };
     drop((s, nxt));
     let (pc, c) = (pc.into_bound(py), c.into_bound(py)); // released without pyo3's lookup
                                                          // N3, N6: one owned reference here, `prev`'s.
-    switch::switch_to_hinted(pc, c, called, prev.as_ptr())?;
+    let switched = switch::switch_to_hinted(pc, c, called, prev.as_ptr());
+    if matches!(switched, Payload::Exc(_)) {
+        return switched;
+    }
+    drop(switched);
     after_switch(py, r, prev)
 }
 
 #[inline(never)]
 fn before_switch(
+    py: Python<'_>,
+    r: &CoreRefs,
+    s: &Bound<'_, SchedBase>,
+    prev: &Bound<'_, TaskletBase>,
+    nxt: &Bound<'_, TaskletBase>,
+) -> Result<(Obj, Obj), Box<PyErr>> {
+    before_switch_steps(py, r, s, prev, nxt).map_err(Box::new)
+}
+
+/// The steps of [`before_switch`].
+#[inline]
+fn before_switch_steps(
     py: Python<'_>,
     r: &CoreRefs,
     s: &Bound<'_, SchedBase>,
@@ -946,7 +969,17 @@ fn before_switch(
 }
 
 #[inline(never)]
-fn after_switch(py: Python<'_>, r: &CoreRefs, prev: &Bound<'_, TaskletBase>) -> PyResult<Obj> {
+fn after_switch(py: Python<'_>, r: &CoreRefs, prev: &Bound<'_, TaskletBase>) -> Payload {
+    Payload::of(after_switch_steps(py, r, prev))
+}
+
+/// The steps of [`after_switch`].
+#[inline]
+fn after_switch_steps(
+    py: Python<'_>,
+    r: &CoreRefs,
+    prev: &Bound<'_, TaskletBase>,
+) -> PyResult<Obj> {
     let s = current_sched(py, r)?;
     if s.borrow().tracing {
         let frame = py
@@ -978,25 +1011,57 @@ fn channel_action(
     arg: Obj,
     dir: Dir,
     called: Option<Called<'_, '_>>,
-) -> PyResult<Obj> {
+) -> Payload {
     let py = ch.py();
-    crate::refuse_while_unwinding()?; // (before anything changes: N2)
-    let r = refs(py)?;
     // The switch below runs in this small frame: the preparation is not inlined, so that
     // fewer stack bytes are saved and restored per switch.
-    match channel_prepare(r, ch, arg, dir)? {
-        Prepared::Delegate(arg) => delegate_channel_action(r, ch, arg, dir, called),
+    let (r, prepared) = match channel_begin(ch, arg, dir) {
+        Ok(begun) => begun,
+        Err(e) => return Payload::Exc(e),
+    };
+    match prepared {
+        Prepared::Delegate(arg) => Payload::of(delegate_channel_action(r, ch, arg, dir, called)),
         // (this arm owns the one reference to `prev` that `switch_to` tells)
         Prepared::Switch { s, prev, next } => {
             let end = called.map_or(std::ptr::null(), |c| c.end);
-            match switch_to(py, r, s, &prev, next, end) {
-                Ok(v) => Ok(v),
-                Err(e) => {
-                    channel_undo(r, ch, &current_sched(py, r)?, &prev)?;
-                    Err(e)
-                }
+            let switched = switch_to(py, r, s, &prev, next, end);
+            if matches!(switched, Payload::Exc(_)) {
+                return channel_switch_failed(r, ch, &prev, switched);
             }
+            switched
         }
+    }
+}
+
+/// The checks and the preparation of [`channel_action`], out of line.
+#[inline(never)]
+fn channel_begin<'a, 'py>(
+    ch: &Bound<'py, ChannelBase>,
+    arg: Obj,
+    dir: Dir,
+) -> Result<(&'a CoreRefs, Prepared<'py>), Box<PyErr>> {
+    let steps = || {
+        crate::refuse_while_unwinding()?; // (before anything changes: N2)
+        let r = refs(ch.py())?;
+        Ok((r, channel_prepare(r, ch, arg, dir)?))
+    };
+    steps().map_err(Box::new)
+}
+
+/// The queues put back after a switch of [`channel_action`] that did not happen.
+#[cold]
+#[inline(never)]
+fn channel_switch_failed(
+    r: &CoreRefs,
+    ch: &Bound<'_, ChannelBase>,
+    prev: &Bound<'_, TaskletBase>,
+    switched: Payload,
+) -> Payload {
+    let py = ch.py();
+    let undo = current_sched(py, r).and_then(|s| channel_undo(r, ch, &s, prev));
+    match undo {
+        Ok(()) => switched,
+        Err(e) => Payload::Exc(Box::new(e)),
     }
 }
 
@@ -1168,7 +1233,7 @@ pub(crate) fn schedule(py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Ob
             drop(same);
             // (its identity only: no reference of ours across the switch, N3)
             let retval = prev.borrow().tempval.as_ref().map(Py::as_ptr);
-            match switch_to(py, r, s, &prev, next, std::ptr::null()) {
+            match crate::deliver(switch_to(py, r, s, &prev, next, std::ptr::null())) {
                 Ok(v) => Ok(v),
                 Err(e) => {
                     // as the Python core: restore the old tempval (None, checked before); a
@@ -1620,11 +1685,18 @@ fn set_tick_tracer(s: &Bound<'_, SchedBase>) {
 }
 
 /// `slf` as a channel (the method descriptor checked its class: the cached subclass first).
-fn channel_of<'a, 'py>(slf: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, ChannelBase>> {
+fn channel_of<'a, 'py>(slf: &'a Bound<'py, PyAny>) -> Result<&'a Bound<'py, ChannelBase>, Payload> {
     match CHANNEL.cast(slf) {
         Some(ch) => Ok(ch),
-        None => Ok(slf.cast::<ChannelBase>()?),
+        None => slf.cast::<ChannelBase>().map_err(not_a_channel),
     }
+}
+
+/// The error of a raw channel method called on something else (out of line).
+#[cold]
+#[inline(never)]
+fn not_a_channel(e: pyo3::CastError<'_, '_>) -> Payload {
+    Payload::Exc(Box::new(e.into()))
 }
 
 /// `channel.receive()` in its common call shape, as a raw method (`pystate::fastcall`).
@@ -1632,8 +1704,11 @@ fn receive_raw<'py>(
     slf: &Bound<'py, PyAny>,
     _value: Option<&Bound<'py, PyAny>>,
     end: pystate::fastcall::ArgsEnd,
-) -> PyResult<Obj> {
-    let ch = channel_of(slf)?;
+) -> Payload {
+    let ch = match channel_of(slf) {
+        Ok(ch) => ch,
+        Err(e) => return e,
+    };
     let called = Called { end, value: None };
     channel_action(ch, slf.py().None(), Dir::Receive, Some(called))
 }
@@ -1643,8 +1718,11 @@ fn send_raw<'py>(
     slf: &Bound<'py, PyAny>,
     value: Option<&Bound<'py, PyAny>>,
     end: pystate::fastcall::ArgsEnd,
-) -> PyResult<Obj> {
-    let ch = channel_of(slf)?;
+) -> Payload {
+    let ch = match channel_of(slf) {
+        Ok(ch) => ch,
+        Err(e) => return e,
+    };
     let owned = value.map_or_else(|| slf.py().None(), |v| v.clone().unbind());
     channel_action(ch, owned, Dir::Send, Some(Called { end, value }))
 }

@@ -19,16 +19,24 @@ pub(crate) fn switch_to_hinted(
     next: Bound<'_, PyAny>,
     end: crate::pystate::fastcall::ArgsEnd,
     held: *mut pyo3::ffi::PyObject,
-) -> PyResult<Py<PyAny>> {
-    let prev = prev.cast_into::<Continulet>()?;
-    let next = next.cast_into::<Continulet>()?;
-    Continulet::do_switch_hinted(prev, next, end, held)
+) -> Payload {
+    match (
+        prev.cast_into::<Continulet>(),
+        next.cast_into::<Continulet>(),
+    ) {
+        (Ok(prev), Ok(next)) => Continulet::do_switch_hinted(prev, next, end, held),
+        (Err(e), _) | (_, Err(e)) => Payload::Exc(Box::new(e.into())),
+    }
 }
 
 /// `c.switch()` on a continulet (no value, no `to`), with the checks of `continulet.switch`.
 pub(crate) fn switch_self(c: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
     let c = c.cast::<Continulet>()?;
-    Continulet::do_switch(c, Payload::Value(c.py().None()), None)
+    crate::deliver(Continulet::do_switch(
+        c,
+        Payload::Value(c.py().None()),
+        None,
+    ))
 }
 
 /// `permute(a, b)` on two pending continulets of this thread.

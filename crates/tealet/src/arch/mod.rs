@@ -5,6 +5,8 @@
 //! * `STACK_GROWS_DOWN: bool`: every supported target grows its stack downwards; the slicing
 //!   code in [`crate::stack`] is written for that and asserts it at compile time.
 //! * `unsafe extern "C" fn switch(save, restore, ctx) -> *mut u8`: the step contract below.
+//! * `unsafe extern "C" fn call_bottom(f, arg) -> !`: call `f(arg)` from a frame whose unwind
+//!   info ends the stack (the return address is undefined), the bottom of every new tealet.
 //!
 //! # Step contract of `switch(save, restore, ctx)`
 //!
@@ -28,7 +30,7 @@
 #[cfg(all(target_arch = "x86_64", not(windows)))]
 mod x86_64;
 #[cfg(all(target_arch = "x86_64", not(windows)))]
-pub(crate) use self::x86_64::{switch, STACK_GROWS_DOWN};
+pub(crate) use self::x86_64::{call_bottom, switch, STACK_GROWS_DOWN};
 
 #[cfg(not(all(target_arch = "x86_64", not(windows))))]
 compile_error!(

@@ -91,3 +91,31 @@ pub(crate) unsafe extern "C" fn switch(
         "ret",
     )
 }
+
+/// Call `f(arg)` as the bottom frame of a new tealet's stack.  This frame's unwind info says
+/// that the return address is undefined, so an unwinder (a panic's backtrace, a debugger)
+/// stops here instead of walking on into the spawner's frames, whose stack bytes may belong
+/// to another context by then.  `f` never returns.
+///
+/// # Safety
+///
+/// `f` must not return or unwind.
+#[unsafe(naked)]
+pub(crate) unsafe extern "C" fn call_bottom(
+    f: unsafe extern "C" fn(*mut u8) -> !,
+    arg: *mut u8,
+) -> ! {
+    core::arch::naked_asm!(
+        // (Naked functions get no unwind info of their own: this is all of it.)
+        ".cfi_startproc",
+        ".cfi_undefined rip",
+        // rsp is 8 mod 16 at entry; the call needs 0 mod 16.
+        "sub rsp, 8",
+        ".cfi_adjust_cfa_offset 8",
+        "mov rax, rdi",
+        "mov rdi, rsi",
+        "call rax",
+        "ud2",
+        ".cfi_endproc",
+    )
+}
