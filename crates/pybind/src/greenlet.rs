@@ -326,7 +326,7 @@ fn switch_raw<'py>(
         Some(g) => g,
         None => match slf.cast::<GreenletBase>() {
             Ok(g) => g,
-            Err(e) => return Payload::Exc(Box::new(e.into())),
+            Err(e) => return Payload::cast_error(e),
         },
     };
     let Ok(refs) = refs(py) else {
@@ -676,27 +676,33 @@ thread_local! {
 /// steps and the common way of dying (into a started parent of this thread) are here; any
 /// other way of dying is greenlet.py's `_die`.  Nothing here references the greenlet while
 /// its `run` runs (I3).
-fn greenlet_bootstrap(c: &Bound<'_, Continulet>, _unused: &Bound<'_, PyAny>) -> PyResult<Obj> {
-    // Only calls here: this frame and `call_run`'s stay on the greenlet's stack while `run`
-    // runs, and every byte of them is copied with each of its switches.
-    let refs = refs(c.py())?;
-    let (ts, call) = prepare_run(refs, c)?;
+fn greenlet_bootstrap(c: &Bound<'_, Continulet>, _unused: &Bound<'_, PyAny>) -> Payload {
+    // Only calls here, returning two words each: this frame and `call_run`'s stay on the
+    // greenlet's stack while `run` runs, and every byte of them is copied with each of its
+    // switches.
+    let (ts, call) = match prepare_run(c) {
+        Ok(prepared) => prepared,
+        Err(e) => return Payload::Exc(e),
+    };
     let outcome = call_run(&ts, call);
-    finish(refs, c, &ts, outcome)
+    finish_payload(c, &ts, outcome)
 }
 
 /// `run(*args, **kwargs)` (or the error of the steps before it).  While `run` runs, the
 /// greenlet's stack owns a reference to each of `ts` (the caller's) and `run`, `args`,
 /// `kwargs` (here): recorded at the bottom of its context (G7).
 #[inline(never)]
-fn call_run(ts: &Bound<'_, ThreadStateBase>, call: PyResult<RunCall<'_>>) -> PyResult<Obj> {
-    let (run, args, kwargs) = call?;
+fn call_run(ts: &Bound<'_, ThreadStateBase>, call: Result<RunCall<'_>, Box<PyErr>>) -> Payload {
+    let (run, args, kwargs) = match call {
+        Ok(call) => call,
+        Err(e) => return Payload::Exc(e),
+    };
     let kw_ptr = kwargs.as_ref().map_or(std::ptr::null_mut(), Bound::as_ptr);
     let record = pystate::StartRecord::current();
     record.set([ts.as_ptr(), run.as_ptr(), args.as_ptr(), kw_ptr]);
-    let result = run.call(&args, kwargs.as_ref()).map(Bound::unbind);
+    let called = pystate::call(&run, &args, kwargs.as_ref());
     record.set(pystate::START_HELD_NONE);
-    result
+    called.into_payload(ts.py())
 }
 
 /// `run` with its arguments, ready to call.
@@ -709,16 +715,24 @@ type RunCall<'py> = (
 /// `_bootstrap`'s first steps: take what [`start_native`] left in [`STARTING`] (G6),
 /// `_after(ts, "switch")`, release the `run` attribute, drop the greenlet (I3).  An error of
 /// these steps is what the greenlet ends with, as in `_bootstrap`'s `try`.
+/// (Errors boxed, see `Payload::of`.)
 #[inline(never)]
+#[allow(clippy::type_complexity)]
 fn prepare_run<'py>(
-    refs: &Refs,
     c: &Bound<'py, Continulet>,
-) -> PyResult<(Bound<'py, ThreadStateBase>, PyResult<RunCall<'py>>)> {
+) -> Result<
+    (
+        Bound<'py, ThreadStateBase>,
+        Result<RunCall<'py>, Box<PyErr>>,
+    ),
+    Box<PyErr>,
+> {
     let py = c.py();
+    let refs = refs(py).map_err(Box::new)?;
     let Some(st) = STARTING.with(|s| s.borrow_mut().take()) else {
-        return Err(pyo3::exceptions::PySystemError::new_err(
+        return Err(Box::new(pyo3::exceptions::PySystemError::new_err(
             "greenlet: a native start without its greenlet",
-        ));
+        )));
     };
     let (g, run, args) = (
         st.g.into_bound(py),
@@ -735,7 +749,18 @@ fn prepare_run<'py>(
         Ok(())
     })();
     drop(g); // I3
-    Ok((ts, steps.map(|()| (run, args, kwargs))))
+    Ok((ts, steps.map(|()| (run, args, kwargs)).map_err(Box::new)))
+}
+
+/// [`finish`], for the body's frame (see `Payload::of`).
+#[inline(never)]
+fn finish_payload(
+    cont: &Bound<'_, Continulet>,
+    ts: &Bound<'_, ThreadStateBase>,
+    outcome: Payload,
+) -> Payload {
+    let finished = refs(cont.py()).and_then(|refs| finish(refs, cont, ts, crate::deliver(outcome)));
+    Payload::of(finished)
 }
 
 /// After `run`: a `GreenletExit` counts as a result; then `_die`, into the parent, and what

@@ -81,7 +81,7 @@ enum Call {
 }
 
 /// A continulet body written in Rust (see [`Call::Native`]).
-pub(crate) type NativeBody = fn(&Bound<'_, Continulet>, &Bound<'_, PyAny>) -> PyResult<Py<PyAny>>;
+pub(crate) type NativeBody = fn(&Bound<'_, Continulet>, &Bound<'_, PyAny>) -> Payload;
 
 /// The hidden bottom frame's function (made once at import).
 static START: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
@@ -208,24 +208,50 @@ impl Host for Bind {
     fn on_finished(obj: &ObjRef) {
         obj.0.get().status.store(ST_FINISHED, Ordering::Release);
     }
+    // The bodies' frames stay at the bottom of the context's stack while it runs: each step
+    // with temporaries is out of line.
+    #[inline]
     fn run_started(obj: &ObjRef, payload: Payload) -> Payload {
-        let call = obj.0.get().call.lock().unwrap().take();
-        let Some(Call::Native(body, arg)) = call else {
-            return Payload::Exc(Box::new(error::new_err("continulet has nothing to run")));
+        let (body, arg) = match started_body(obj, payload) {
+            Ok(started) => started,
+            Err(p) => return p,
         };
-        if let Err(e) = accept_first(&obj.0, deliver(payload)) {
-            return Payload::Exc(Box::new(e));
-        }
-        run_body(obj, body, arg.bind(obj.0.py()))
+        // (`arg` is owned here while the body runs: pystate `refs`, R3)
+        body(&obj.0, arg.bind(obj.0.py()))
     }
+    #[inline]
     fn run(obj: &ObjRef) -> Payload {
         let py = pystate::attached();
-        let call = obj.0.get().call.lock().unwrap().take();
-        match call {
+        match take_call(obj) {
             Some(Call::Python(callable, args, kwargs)) => run_python(obj, callable, args, kwargs),
             Some(Call::Native(body, arg)) => run_native(obj, body, arg.bind(py)),
-            None => Payload::Exc(Box::new(error::new_err("continulet has nothing to run"))),
+            None => nothing_to_run(),
         }
+    }
+}
+
+/// What a continulet's context is to run (taken: it runs once).
+#[inline(never)]
+fn take_call(obj: &ObjRef) -> Option<Call> {
+    obj.0.get().call.lock().unwrap().take()
+}
+
+#[cold]
+#[inline(never)]
+fn nothing_to_run() -> Payload {
+    Payload::Exc(Box::new(error::new_err("continulet has nothing to run")))
+}
+
+/// `Host::run_started`'s first steps: the native body to run and its argument, if the first
+/// switch in delivered what a just-started continulet accepts.
+#[inline(never)]
+fn started_body(obj: &ObjRef, payload: Payload) -> Result<(NativeBody, Py<PyAny>), Payload> {
+    let Some(Call::Native(body, arg)) = take_call(obj) else {
+        return Err(nothing_to_run());
+    };
+    match accept_first(&obj.0, deliver(payload)) {
+        Ok(()) => Ok((body, arg)),
+        Err(e) => Err(Payload::Exc(Box::new(e))),
     }
 }
 
@@ -274,31 +300,17 @@ fn start_payload(py: Python<'_>, called: pystate::Called) -> Payload {
 #[inline(never)]
 fn run_native(obj: &ObjRef, body: NativeBody, arg: &Bound<'_, PyAny>) -> Payload {
     if let Err(e) = first_switch_back(&obj.0) {
-        return Payload::Exc(Box::new(e));
+        return Payload::Exc(e);
     }
-    run_body(obj, body, arg)
-}
-
-/// A native body's run, as a payload.
-fn run_body(obj: &ObjRef, body: NativeBody, arg: &Bound<'_, PyAny>) -> Payload {
-    match body(&obj.0, arg) {
-        Ok(v) => Payload::Value(v),
-        Err(e) => Payload::Exc(Box::new(e)),
-    }
+    body(&obj.0, arg)
 }
 
 /// The hidden `start` frame's `switch(c)`: back to the creator, and the first value sent in
-/// must be None.
+/// must be None.  (Its frame stays below the body: the error is boxed, one word.)
 #[inline(never)]
-fn first_switch_back(c: &Bound<'_, Continulet>) -> PyResult<()> {
-    accept_first(
-        c,
-        deliver(Continulet::do_switch(
-            c,
-            Payload::Value(c.py().None()),
-            None,
-        )),
-    )
+fn first_switch_back(c: &Bound<'_, Continulet>) -> Result<(), Box<PyErr>> {
+    let first = Continulet::do_switch(c, Payload::Value(c.py().None()), None);
+    accept_first(c, deliver(first)).map_err(Box::new)
 }
 
 /// What the first switch into a just-started continulet delivered: an exception is raised at
@@ -352,7 +364,7 @@ pub(crate) fn start_and_deliver_hinted(
     match continuation::start_switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload)
     {
         Ok(p) => deliver(p),
-        Err(e) => Err(switch_error(e)),
+        Err(e) => Err(*switch_error(e)),
     }
 }
 
@@ -393,6 +405,13 @@ fn deliver(p: Payload) -> PyResult<Py<PyAny>> {
 }
 
 impl Payload {
+    /// The error of a failed cast, out of line (see [`Payload::of`]).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn cast_error(e: impl Into<PyErr>) -> Payload {
+        Payload::Exc(Box::new(e.into()))
+    }
+
     /// A Python result as a payload (two words, returned in registers: the functions on the
     /// path of a switch return payloads, not results, which are nine words that each caller
     /// would keep room for in a frame saved with the suspended context).
@@ -652,21 +671,25 @@ pub(crate) fn switch_payload_hinted(
 fn switch_payload(plan: &SwitchPlan, payload: Payload) -> Payload {
     match continuation::switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload) {
         Ok(p) => p,
-        Err((e, _)) => Payload::Exc(Box::new(switch_error(e))),
+        Err((e, _)) => Payload::Exc(switch_error(e)),
     }
 }
 
 /// The error of a switch that did not happen; the hint its caller gave, if any, is forgotten
 /// (a switch that happens consumes it).
 #[cold]
-fn switch_error(e: continuation::Error) -> PyErr {
+///
+/// Boxed, and out of line: the error's nine words stay out of the frames of a switch.
+#[inline(never)]
+#[allow(clippy::unnecessary_box_returns)] // boxed on purpose (see above)
+fn switch_error(e: continuation::Error) -> Box<PyErr> {
     pystate::clear_hint();
-    match e {
+    Box::new(match e {
         continuation::Error::NoMemory => {
             PyMemoryError::new_err("out of memory while switching continulets")
         }
         e => error::new_err(e.to_string()),
-    }
+    })
 }
 
 /// Build the exception `throw(type, value, tb)` raises, in the caller, before switching.
@@ -840,7 +863,7 @@ fn switch_fast<'py>(
 ) -> Payload {
     let slf = match slf.cast::<Continulet>() {
         Ok(c) => c,
-        Err(e) => return Payload::Exc(Box::new(e.into())),
+        Err(e) => return Payload::cast_error(e),
     };
     let value = value.map_or_else(|| slf.py().None(), |v| v.clone().unbind());
     Continulet::do_switch_called(slf, Payload::Value(value), to, end)

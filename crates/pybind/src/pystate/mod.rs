@@ -121,6 +121,7 @@ pub(crate) mod offsets {
 }
 
 use pyo3::prelude::{Bound, PyResult};
+use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyAny, Python};
 
 /// A GIL token for code that runs inside a continulet context.
@@ -341,9 +342,10 @@ impl Hint {
 }
 
 /// What a call at the bottom of a context returned: a new reference, or null with the
-/// exception set.  Made only by [`call_start`]; [`Called::into_result`] turns it into a result
-/// after the call, in a frame of its own, so that a context's bottom frames, which stay on its
-/// stack (and are copied with each of its switches) while its body runs, need no room for one.
+/// exception set.  Made only by [`call_start`] and [`call`]; [`Called::into_result`] and
+/// [`Called::into_payload`] turn it into a result after the call, in a frame of their own, so
+/// that a context's bottom frames, which stay on its stack (and are copied with each of its
+/// switches) while its body runs, need no room for one.
 #[must_use]
 pub(crate) struct Called(*mut ffi::PyObject);
 
@@ -351,10 +353,27 @@ impl Called {
     /// The call's result.
     #[inline(never)]
     pub(crate) fn into_result(self, py: Python<'_>) -> PyResult<pyo3::Py<PyAny>> {
-        // SAFETY: made by `call_start` from a vectorcall's result: a new reference, or null
-        // with an exception set.
+        // SAFETY: made by `call_start` or `call` from a call's result: a new reference, or
+        // null with an exception set.
         unsafe { Bound::from_owned_ptr_or_err(py, self.0) }.map(Bound::unbind)
     }
+
+    /// The call's result as a payload (two words: see `Payload::of`).
+    #[inline(never)]
+    pub(crate) fn into_payload(self, py: Python<'_>) -> crate::Payload {
+        crate::Payload::of(self.into_result(py))
+    }
+}
+
+/// `f(*args, **kwargs)` (`PyObject_Call`), its result left raw (see [`Called`]).
+pub(crate) fn call(
+    f: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> Called {
+    let kw = kwargs.map_or(ptr::null_mut(), Bound::as_ptr);
+    // SAFETY: a live callable, tuple and dict (or null), borrowed for the call.
+    Called(unsafe { ffi::PyObject_Call(f.as_ptr(), args.as_ptr(), kw) })
 }
 
 /// Call PyPy's hidden `start(c, func, args, kwds)` from the context that is starting, with

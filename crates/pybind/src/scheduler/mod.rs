@@ -1301,21 +1301,90 @@ pub(crate) fn tasklet_main(
     cont: &Bound<'_, PyAny>,
     t: &Bound<'_, PyAny>,
 ) -> PyResult<Obj> {
-    let r = refs(py)?;
-    let tb = t.cast::<TaskletBase>()?;
-    let err = match run_body(py, r, tb) {
-        Ok(()) => None,
-        Err(e) if e.is_instance(py, r.tasklet_exit.bind(py)) => None,
-        Err(e) => uncaught(py, r, &e)?,
-    };
-    tasklet_end(py, r, tb, cont, err)?;
-    Ok(py.None())
+    let _ = py;
+    crate::deliver(tasklet_body(cont, t))
 }
 
-// Not inlined (nor are `uncaught` and `tasklet_end`): what `tasklet_main` keeps on the C
-// stack while the body runs is saved and copied with every switch of the tasklet.
+/// [`tasklet_main`], as the native body of a tasklet's continulet.  Its frame and
+/// `run_body`'s stay on the tasklet's stack while its function runs (saved and copied with
+/// each of its switches): only calls here, returning two words each (see `Payload::of`).
+pub(crate) fn tasklet_body(cont: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> Payload {
+    let (r, tb) = match tasklet_of(t) {
+        Ok(found) => found,
+        Err(e) => return Payload::Exc(e),
+    };
+    let ran = run_body(t.py(), r, tb);
+    tasklet_finish(r, tb, cont, ran)
+}
+
+/// The scheduler's references and the tasklet (out of line, errors boxed).
 #[inline(never)]
-fn run_body(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> PyResult<()> {
+fn tasklet_of<'a, 'py>(
+    t: &'a Bound<'py, PyAny>,
+) -> Result<(&'a CoreRefs, &'a Bound<'py, TaskletBase>), Box<PyErr>> {
+    let r = refs(t.py()).map_err(Box::new)?;
+    let tb = t
+        .cast::<TaskletBase>()
+        .map_err(|e| Box::new(PyErr::from(e)))?;
+    Ok((r, tb))
+}
+
+/// After the tasklet's function: its error handled, the stack handed to the next tasklet.
+#[inline(never)]
+fn tasklet_finish(
+    r: &CoreRefs,
+    tb: &Bound<'_, TaskletBase>,
+    cont: &Bound<'_, PyAny>,
+    ran: Result<(), Box<PyErr>>,
+) -> Payload {
+    let py = tb.py();
+    let end = (|| {
+        let err = match ran {
+            Ok(()) => None,
+            Err(e) if e.is_instance(py, r.tasklet_exit.bind(py)) => None,
+            Err(e) => uncaught(py, r, &e)?,
+        };
+        tasklet_end(py, r, tb, cont, err)?;
+        Ok(py.None())
+    })();
+    Payload::of(end)
+}
+
+/// The tasklet's function, called.  Not inlined (nor are `uncaught` and `tasklet_end`): what
+/// it and `tasklet_body` keep on the C stack while the function runs is saved and copied with
+/// every switch of the tasklet; the error is boxed (one word).
+#[inline(never)]
+fn run_body(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> Result<(), Box<PyErr>> {
+    let (func, args, kwargs) = body_call(py, r, t).map_err(Box::new)?;
+    // R3 (pystate `refs`): while the function runs, this context's C stack owns one reference
+    // to each of these — the tasklet (the native body's argument, held by `Host::run_started`),
+    // the function, its argument tuple and keywords (here) — and nothing else but what the
+    // switch that suspends it records (the call borrows the arguments and keyword values).
+    // Told to the collector, so that a cycle through the tasklet's stack is found; forgotten
+    // before they are released.
+    let kw_ptr = kwargs.as_ref().map_or(std::ptr::null_mut(), Bound::as_ptr);
+    let record = pystate::StartRecord::current();
+    record.set([t.as_ptr(), func.as_ptr(), args.as_ptr(), kw_ptr]);
+    let result = match &kwargs {
+        None => pystate::call(func.bind(py), &args, None).into_payload(py),
+        Some(kw) => call_with_keywords(func.bind(py), &args, kw),
+    };
+    record.set(pystate::START_HELD_NONE);
+    match result {
+        Payload::Value(_) => Ok(()),
+        Payload::Exc(e) => Err(e),
+    }
+}
+
+/// What [`run_body`] calls: the function, its arguments and keywords (a copy of our own:
+/// nothing can change it while the function runs, so the call can borrow its values).
+#[inline(never)]
+#[allow(clippy::type_complexity)]
+fn body_call<'py>(
+    py: Python<'py>,
+    r: &CoreRefs,
+    t: &Bound<'py, TaskletBase>,
+) -> PyResult<(Obj, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
     claim(py, r, t)?;
     let (func, args, kwargs) = {
         let mut b = t.borrow_mut();
@@ -1344,22 +1413,7 @@ fn run_body(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> PyResul
         }
         None => None,
     };
-    // R3 (pystate `refs`): while the function runs, this context's C stack owns one reference
-    // to each of these — the tasklet (the native body's argument, held by `Host::run_started`),
-    // the function, its argument tuple and keywords (here) — and nothing else but what the
-    // switch that suspends it records (the call borrows the arguments and keyword values).
-    // Told to the collector, so that a cycle through the tasklet's stack is found; forgotten
-    // before they are released.
-    let kw_ptr = kwargs.as_ref().map_or(std::ptr::null_mut(), Bound::as_ptr);
-    let record = pystate::StartRecord::current();
-    record.set([t.as_ptr(), func.as_ptr(), args.as_ptr(), kw_ptr]);
-    let result = match &kwargs {
-        None => func.bind(py).call(&args, None),
-        Some(kw) => call_with_keywords(func.bind(py), &args, kw),
-    };
-    record.set(pystate::START_HELD_NONE);
-    result?;
-    Ok(())
+    Ok((func, args, kwargs))
 }
 
 /// A tasklet's function called with keywords, borrowed from `kw` (ours alone).  Out of line:
@@ -1369,8 +1423,9 @@ fn call_with_keywords<'py>(
     f: &Bound<'py, PyAny>,
     args: &Bound<'py, PyTuple>,
     kw: &Bound<'py, PyDict>,
-) -> PyResult<Bound<'py, PyAny>> {
-    pystate::call_kw_borrowed(f, args, kw).unwrap_or_else(|| f.call(args, Some(kw)))
+) -> Payload {
+    let result = pystate::call_kw_borrowed(f, args, kw).unwrap_or_else(|| f.call(args, Some(kw)));
+    Payload::of(result.map(Bound::unbind))
 }
 
 /// An exception escaped the tasklet: the error handler, or a bomb for the watchdog.
@@ -1568,7 +1623,7 @@ fn factory_main(fc: &Bound<'_, PyAny>, s: &Bound<'_, PyAny>) -> PyResult<Obj> {
 fn answer_factory_request(s: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = s.py();
     let t = s.getattr(intern!(py, "factory_io"))?;
-    let reply = match crate::new_native(&t, |c, t| tasklet_main(c.py(), c.as_any(), t)) {
+    let reply = match crate::new_native(&t, |c, t| tasklet_body(c.as_any(), t)) {
         Ok(c) => c.into_any(),
         Err(e) => e.into_value(py).into_bound(py).into_any(),
     };
@@ -1688,15 +1743,8 @@ fn set_tick_tracer(s: &Bound<'_, SchedBase>) {
 fn channel_of<'a, 'py>(slf: &'a Bound<'py, PyAny>) -> Result<&'a Bound<'py, ChannelBase>, Payload> {
     match CHANNEL.cast(slf) {
         Some(ch) => Ok(ch),
-        None => slf.cast::<ChannelBase>().map_err(not_a_channel),
+        None => slf.cast::<ChannelBase>().map_err(Payload::cast_error),
     }
-}
-
-/// The error of a raw channel method called on something else (out of line).
-#[cold]
-#[inline(never)]
-fn not_a_channel(e: pyo3::CastError<'_, '_>) -> Payload {
-    Payload::Exc(Box::new(e.into()))
 }
 
 /// `channel.receive()` in its common call shape, as a raw method (`pystate::fastcall`).
