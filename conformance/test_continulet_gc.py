@@ -305,6 +305,58 @@ def test_stackless_in_the_finally_of_a_garbage_continulet_changes_nothing():
     assert got == ["later"] and ch.balance == 0
 
 
+@only_on("cpython", "cpython-pure", reason=CPYTHON_UNWINDS)
+def test_tasklet_switches_in_the_finally_of_a_garbage_continulet_change_nothing():
+    # tasklet.run(), .switch(), .throw(), .raise_exception() and .kill() there are refused (at
+    # their switch: what they changed before it is undone, as for any switch that fails), and
+    # leave the queues, the blocked tasklet and the values waiting as they were.
+    import stackless
+
+    ch = stackless.channel()
+    got = []
+    blocked = stackless.tasklet(lambda: got.append(ch.receive()))()
+    stackless.run()
+    runnable = stackless.tasklet(lambda: got.append("ran"))()
+    assert ch.balance == -1 and blocked.blocked and runnable.scheduled
+    log = []
+
+    def state():
+        queue, t = [], stackless.current.next
+        while t is not stackless.current and len(queue) < 5:
+            queue.append(t)
+            t = t.next
+        return (ch.balance, blocked.blocked, blocked.scheduled, runnable.scheduled, queue,
+                stackless.getruncount(), stackless.current is stackless.getmain(),
+                runnable.tempval, blocked.tempval, list(got))
+
+    before = []
+
+    def body(c):
+        try:
+            c.switch()
+        finally:
+            before.append(state())
+            for attempt in (runnable.run, runnable.switch, lambda: runnable.throw(KeyError),
+                            lambda: runnable.raise_exception(KeyError, "x"), runnable.kill,
+                            blocked.kill, lambda: blocked.throw(KeyError)):
+                try:
+                    attempt()
+                except error as e:
+                    log.append(str(e))
+                before.append(state())
+
+    c = continulet(body)
+    c.switch()
+    del c
+    collect()
+    assert log == ["cannot switch while a garbage continulet is being unwound"] * 7
+    assert before == [before[0]] * 8
+    stackless.run()
+    assert got == ["ran"] and ch.balance == -1
+    ch.send("later")
+    assert got == ["ran", "later"] and ch.balance == 0
+
+
 @only_on("cpython", reason=CPYTHON_UNWINDS)
 def test_an_error_in_the_finally_of_a_garbage_continulet_is_unraisable():
     def body(c):

@@ -229,8 +229,12 @@ struct Msg<H: Host> {
 /// Never inlined: its temporaries must not take room in the frame that stays suspended on
 /// the stack during the switch (every byte of that frame is copied on every switch).
 #[inline(never)]
-fn post_switch<H: Host>(thread: ThreadToken, from: Option<tealet::Suspended>) -> H::Payload {
-    post_switch_with::<H>(thread, from, tealet::take_in_transit::<Msg<H>>())
+fn post_switch<H: Host>(
+    thread: ThreadToken,
+    from: Option<tealet::Suspended>,
+    transit: tealet::Transit,
+) -> H::Payload {
+    post_switch_with::<H>(thread, from, transit.take::<Msg<H>>())
 }
 
 /// [`post_switch`] with the message in hand.
@@ -416,12 +420,19 @@ pub fn switch<H: Host>(
     destination: &H::Obj,
     payload: H::Payload,
 ) -> Result<H::Payload, (Error, H::Payload)> {
-    let Some(handle) = prepare_switch::<H>(thread, origin, destination, payload) else {
-        return Err(not_switched::<H>(Error::AlreadyFinished));
+    let transit = tealet::Transit::current();
+    let Some(handle) = prepare_switch::<H>(thread, origin, destination, payload, transit) else {
+        return Err(not_switched::<H>(Error::AlreadyFinished, transit));
     };
-    match handle.switch_in_transit() {
-        Ok(from) => Ok(post_switch::<H>(thread, from)),
-        Err(target) => Err(switch_failed::<H>(thread, origin, destination, target)),
+    match handle.switch_in_transit(transit) {
+        Ok(from) => Ok(post_switch::<H>(thread, from, transit)),
+        Err(target) => Err(switch_failed::<H>(
+            thread,
+            origin,
+            destination,
+            target,
+            transit,
+        )),
     }
 }
 
@@ -437,6 +448,7 @@ fn prepare_switch<H: Host>(
     origin: &H::Obj,
     destination: &H::Obj,
     payload: H::Payload,
+    transit: tealet::Transit,
 ) -> Option<tealet::Suspended> {
     let msg = Msg::<H> {
         origin: origin.clone(),
@@ -447,7 +459,7 @@ fn prepare_switch<H: Host>(
         Stored::Pending(frame) => frame,
         other => {
             destination_slot.replace(other);
-            tealet::put_in_transit(msg);
+            transit.put(msg);
             return None;
         }
     };
@@ -458,15 +470,15 @@ fn prepare_switch<H: Host>(
     }
     let Frame { handle, state } = frame;
     H::park_and_restore(state);
-    tealet::put_in_transit(msg);
+    transit.put(msg);
     Some(handle)
 }
 
 /// The error of a switch that did not happen, with the payload back out of transit.
 #[cold]
 #[inline(never)]
-fn not_switched<H: Host>(e: Error) -> (Error, H::Payload) {
-    (e, tealet::take_in_transit::<Msg<H>>().payload)
+fn not_switched<H: Host>(e: Error, transit: tealet::Transit) -> (Error, H::Payload) {
+    (e, transit.take::<Msg<H>>().payload)
 }
 
 /// Nothing ran (no memory to save the stack): put everything back where it was.
@@ -477,6 +489,7 @@ fn switch_failed<H: Host>(
     origin: &H::Obj,
     destination: &H::Obj,
     target: tealet::Suspended,
+    transit: tealet::Transit,
 ) -> (Error, H::Payload) {
     let target_state = H::save_unswitched();
     let (origin_slot, destination_slot) = (H::slot(origin, thread), H::slot(destination, thread));
@@ -488,7 +501,7 @@ fn switch_failed<H: Host>(
         origin_slot.replace(old_origin);
     }
     H::restore(H::take_parked());
-    not_switched::<H>(Error::NoMemory)
+    not_switched::<H>(Error::NoMemory, transit)
 }
 
 /// `permute(*continulets)`: rotate the stored continuations (the host filtered out

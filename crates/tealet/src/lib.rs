@@ -587,24 +587,39 @@ fn abort_on_panic(payload: &(dyn std::any::Any + Send)) -> ! {
     ))
 }
 
-/// Put `value` in this thread's transit slot, for the next [`Suspended::switch_in_transit`].
-///
-/// # Panics
-///
-/// If a value is in transit already.
-pub fn put_in_transit<T: 'static>(value: T) {
-    // SAFETY: this thread's context outlives the thread's code (no destructor).
-    unsafe { &*ctx() }.transfer.put(value);
+/// This thread's slot for the value crossing a switch, looked up once (one thread-local
+/// access) for the parts of a switch ([`Suspended::switch_in_transit`]).  `!Send`.
+#[derive(Clone, Copy)]
+pub struct Transit {
+    ctx: *const ThreadCtx,
 }
 
-/// Take the value in this thread's transit slot (after [`Suspended::switch_in_transit`]).
-///
-/// # Panics
-///
-/// If no value is in transit, or one of another type (which is dropped).
-pub fn take_in_transit<T: 'static>() -> T {
-    // SAFETY: as in `put_in_transit`.
-    unsafe { &*ctx() }.transfer.take::<T>()
+impl Transit {
+    /// The running thread's.
+    pub fn current() -> Transit {
+        Transit { ctx: ctx() }
+    }
+
+    /// Put `value` in transit, for the next switch of this thread.
+    ///
+    /// # Panics
+    ///
+    /// If a value is in transit already.
+    pub fn put<T: 'static>(self, value: T) {
+        // SAFETY: this thread's context (a `Transit` stays on its thread: the raw pointer
+        // makes it `!Send`), which outlives the thread's code (no destructor).
+        unsafe { &*self.ctx }.transfer.put(value);
+    }
+
+    /// Take the value in transit (after [`Suspended::switch_in_transit`]).
+    ///
+    /// # Panics
+    ///
+    /// If no value is in transit, or one of another type (which is dropped).
+    pub fn take<T: 'static>(self) -> T {
+        // SAFETY: as in `put`.
+        unsafe { &*self.ctx }.transfer.take::<T>()
+    }
 }
 
 /// Start `run` now, on top of the current stack, with the handle of the current context.
@@ -657,15 +672,16 @@ impl Suspended {
     /// A [`SwitchError`] (with the target and value given back) if memory for saving the
     /// current stack ran out; nothing switched.
     pub fn switch<T: 'static>(self, value: T) -> Result<Resumed<T>, SwitchError<T>> {
-        put_in_transit(value);
-        match self.switch_in_transit() {
+        let transit = Transit::current();
+        transit.put(value);
+        match self.switch_in_transit(transit) {
             Ok(from) => Ok(Resumed {
                 from,
-                value: take_in_transit::<T>(),
+                value: transit.take::<T>(),
             }),
             Err(target) => Err(SwitchError {
                 target,
-                value: take_in_transit::<T>(),
+                value: transit.take::<T>(),
                 error: AllocError,
             }),
         }
@@ -673,8 +689,8 @@ impl Suspended {
 
     /// [`Suspended::switch`] in parts, for a caller whose frame stays on the suspended stack
     /// (every byte of it is copied with each switch) and so should not hold the value or the
-    /// result: the value to send was put in transit by [`put_in_transit`] and, either way,
-    /// the caller takes the value for it with [`take_in_transit`] afterwards.
+    /// result: the value to send was put in `transit` ([`Transit::put`]) and, either way, the
+    /// caller takes the value for it from there afterwards ([`Transit::take`]).
     ///
     /// Returns the context that resumed us (`None`: a tealet finished).
     ///
@@ -682,9 +698,9 @@ impl Suspended {
     ///
     /// The target, still suspended, if memory for saving the current stack ran out; nothing
     /// switched (the value sent is still in transit).
-    pub fn switch_in_transit(self) -> Result<Option<Suspended>, Suspended> {
-        // SAFETY: see `switch_raw`.
-        let c = unsafe { &*ctx() };
+    pub fn switch_in_transit(self, transit: Transit) -> Result<Option<Suspended>, Suspended> {
+        // SAFETY: a `Transit` holds this thread's context (it is `!Send`).
+        let c = unsafe { &*transit.ctx };
         let target = self.into_raw();
         // SAFETY: `target` is a live suspended slice of this thread, consumed here (I1, I2).
         match unsafe { switch_raw(c, target) } {
