@@ -326,11 +326,11 @@ fn switch_raw<'py>(
         Some(g) => g,
         None => match slf.cast::<GreenletBase>() {
             Ok(g) => g,
-            Err(e) => return Payload::cast_error(e),
+            Err(e) => return Payload::from_err(e),
         },
     };
-    let Ok(refs) = refs(py) else {
-        return Payload::of(refs(py).map(|_| py.None()));
+    let Some(refs) = REFS.get(py) else {
+        return Payload::from_err(not_connected());
     };
     if let Some((from, tc)) = fast_path_state(g) {
         let packed = value.map_or_else(
@@ -364,9 +364,14 @@ fn switch_raw_other(
 
 /// What greenlet_init connected.
 fn refs(py: Python<'_>) -> PyResult<&Refs> {
-    REFS.get(py).ok_or_else(|| {
-        pyo3::exceptions::PyRuntimeError::new_err("greenlet native path not initialized")
-    })
+    REFS.get(py).ok_or_else(not_connected)
+}
+
+/// The error of a native path used before greenlet_init connected it.
+#[cold]
+#[inline(never)]
+fn not_connected() -> PyErr {
+    pyo3::exceptions::PyRuntimeError::new_err("greenlet native path not initialized")
 }
 
 /// `switch` for every case but the common one: greenlet.py's `_deliver`.
@@ -741,9 +746,9 @@ fn prepare_run<'py>(
     );
     let (kwargs, ts) = (st.kwargs.map(|k| k.into_bound(py)), st.ts.into_bound(py));
     let steps = (|| {
-        crate::deliver(taken_over(refs, &ts, c, Payload::Value(py.None())))?; // `_after(ts, "switch")`
-                                                                              // The run attribute is released here, in the new greenlet, as the C greenlet's
-                                                                              // inner_bootstrap does: its __del__ may switch.
+        // `_after(ts, "switch")`; then the run attribute is released here, in the new
+        // greenlet, as the C greenlet's inner_bootstrap does: its __del__ may switch.
+        crate::deliver(taken_over(refs, &ts, c, Payload::Value(py.None())))?;
         let old = g.borrow_mut().run.take();
         drop(old); // G4
         Ok(())

@@ -236,10 +236,19 @@ fn take_call(obj: &ObjRef) -> Option<Call> {
     obj.0.get().call.lock().unwrap().take()
 }
 
+/// The error of a continulet started twice (or never given what to run).  Out of line, as
+/// every error of the frames that stay below a context's body.
 #[cold]
 #[inline(never)]
 fn nothing_to_run() -> Payload {
     Payload::Exc(Box::new(error::new_err("continulet has nothing to run")))
+}
+
+/// The error of a start before the module finished its import.
+#[cold]
+#[inline(never)]
+fn not_initialized() -> Payload {
+    Payload::Exc(Box::new(error::new_err("_continuation not initialized")))
 }
 
 /// `Host::run_started`'s first steps: the native body to run and its argument, if the first
@@ -267,7 +276,7 @@ fn run_python(
 ) -> Payload {
     let py = obj.0.py();
     let Some(start) = START.get(py) else {
-        return Payload::Exc(Box::new(error::new_err("_continuation not initialized")));
+        return not_initialized();
     };
     let kwargs: Py<PyAny> = kwargs.map_or_else(|| py.None(), Py::into_any);
     // PyPy's hidden bottom frame: `start(c, func, args, kwds)`, so that `_get_frame()`
@@ -405,10 +414,11 @@ fn deliver(p: Payload) -> PyResult<Py<PyAny>> {
 }
 
 impl Payload {
-    /// The error of a failed cast, out of line (see [`Payload::of`]).
+    /// An error (a failed cast, mostly) as a payload, boxed out of line (see
+    /// [`Payload::of`]).
     #[cold]
     #[inline(never)]
-    pub(crate) fn cast_error(e: impl Into<PyErr>) -> Payload {
+    pub(crate) fn from_err(e: impl Into<PyErr>) -> Payload {
         Payload::Exc(Box::new(e.into()))
     }
 
@@ -863,7 +873,7 @@ fn switch_fast<'py>(
 ) -> Payload {
     let slf = match slf.cast::<Continulet>() {
         Ok(c) => c,
-        Err(e) => return Payload::cast_error(e),
+        Err(e) => return Payload::from_err(e),
     };
     let value = value.map_or_else(|| slf.py().None(), |v| v.clone().unbind());
     Continulet::do_switch_called(slf, Payload::Value(value), to, end)

@@ -1296,12 +1296,7 @@ fn schedule_prepare<'py>(
 /// The bottom of every tasklet (`_core._tasklet_main`): run the function, then hand the stack
 /// to the next tasklet.
 #[pyfunction]
-pub(crate) fn tasklet_main(
-    py: Python<'_>,
-    cont: &Bound<'_, PyAny>,
-    t: &Bound<'_, PyAny>,
-) -> PyResult<Obj> {
-    let _ = py;
+pub(crate) fn tasklet_main(cont: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<Obj> {
     crate::deliver(tasklet_body(cont, t))
 }
 
@@ -1355,7 +1350,7 @@ fn tasklet_finish(
 /// every switch of the tasklet; the error is boxed (one word).
 #[inline(never)]
 fn run_body(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> Result<(), Box<PyErr>> {
-    let (func, args, kwargs) = body_call(py, r, t).map_err(Box::new)?;
+    let (func, args, kwargs) = body_call(py, r, t)?;
     // R3 (pystate `refs`): while the function runs, this context's C stack owns one reference
     // to each of these — the tasklet (the native body's argument, held by `Host::run_started`),
     // the function, its argument tuple and keywords (here) — and nothing else but what the
@@ -1384,36 +1379,39 @@ fn body_call<'py>(
     py: Python<'py>,
     r: &CoreRefs,
     t: &Bound<'py, TaskletBase>,
-) -> PyResult<(Obj, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
-    claim(py, r, t)?;
-    let (func, args, kwargs) = {
-        let mut b = t.borrow_mut();
-        (
-            b.func
-                .as_ref()
-                .map_or_else(|| py.None(), |f| f.clone_ref(py)),
-            b.args.take(),
-            b.kwargs.take(),
-        )
-    };
-    let args = match args {
-        Some(a) => a.into_bound(py).cast_into::<PyTuple>()?,
-        None => PyTuple::empty(py),
-    };
-    // Keywords: a copy of our own (nothing can change it while the function runs, so the
-    // call can borrow its values); the original goes now (its values are in the copy).
-    let kwargs = match kwargs {
-        Some(k) => {
-            let k = k.into_bound(py).cast_into::<PyDict>()?;
-            if k.is_empty() {
-                None
-            } else {
-                Some(k.copy()?)
+) -> Result<(Obj, Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>), Box<PyErr>> {
+    let steps = || -> PyResult<_> {
+        claim(py, r, t)?;
+        let (func, args, kwargs) = {
+            let mut b = t.borrow_mut();
+            (
+                b.func
+                    .as_ref()
+                    .map_or_else(|| py.None(), |f| f.clone_ref(py)),
+                b.args.take(),
+                b.kwargs.take(),
+            )
+        };
+        let args = match args {
+            Some(a) => a.into_bound(py).cast_into::<PyTuple>()?,
+            None => PyTuple::empty(py),
+        };
+        // Keywords: a copy of our own (nothing can change it while the function runs, so the
+        // call can borrow its values); the original goes now (its values are in the copy).
+        let kwargs = match kwargs {
+            Some(k) => {
+                let k = k.into_bound(py).cast_into::<PyDict>()?;
+                if k.is_empty() {
+                    None
+                } else {
+                    Some(k.copy()?)
+                }
             }
-        }
-        None => None,
+            None => None,
+        };
+        Ok((func, args, kwargs))
     };
-    Ok((func, args, kwargs))
+    steps().map_err(Box::new)
 }
 
 /// A tasklet's function called with keywords, borrowed from `kw` (ours alone).  Out of line:
@@ -1743,7 +1741,7 @@ fn set_tick_tracer(s: &Bound<'_, SchedBase>) {
 fn channel_of<'a, 'py>(slf: &'a Bound<'py, PyAny>) -> Result<&'a Bound<'py, ChannelBase>, Payload> {
     match CHANNEL.cast(slf) {
         Some(ch) => Ok(ch),
-        None => slf.cast::<ChannelBase>().map_err(Payload::cast_error),
+        None => slf.cast::<ChannelBase>().map_err(Payload::from_err),
     }
 }
 

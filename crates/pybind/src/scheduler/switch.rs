@@ -25,7 +25,7 @@ pub(crate) fn switch_to_hinted(
         next.cast_into::<Continulet>(),
     ) {
         (Ok(prev), Ok(next)) => Continulet::do_switch_hinted(prev, next, end, held),
-        (Err(e), _) | (_, Err(e)) => Payload::cast_error(e),
+        (Err(e), _) | (_, Err(e)) => Payload::from_err(e),
     }
 }
 
