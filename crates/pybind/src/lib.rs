@@ -865,7 +865,7 @@ impl Continulet {
 
 /// `switch(value=None, to=None)`, the raw method of `pystate::fastcall` (whose argument
 /// vector's end the collector may use), for the common call shapes.
-fn switch_fast<'py>(
+pub(crate) fn switch_fast<'py>(
     slf: &Bound<'py, PyAny>,
     value: Option<&Bound<'py, PyAny>>,
     to: Option<&Bound<'py, PyAny>>,
@@ -880,7 +880,7 @@ fn switch_fast<'py>(
 }
 
 /// `switch(*args, **kwargs)` for every other call shape: PyPy's argument errors.
-fn switch_slow<'py>(
+pub(crate) fn switch_slow<'py>(
     slf: &Bound<'py, PyAny>,
     args: &Bound<'py, PyTuple>,
     kwargs: Option<&Bound<'py, PyDict>>,
@@ -1377,7 +1377,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     let code = PyModule::from_code(py, START_SOURCE, c"<_continuation>", c"_continuation_start")?;
     let ty = py.get_type::<Continulet>();
-    pystate::fastcall::install_switch(&ty, switch_fast, switch_slow)?;
+    pystate::fastcall::install_switch(&ty)?;
     pystate::finalize::set_finalizer::<GarbageUnwinder>(&ty);
     let switch = ty.getattr("switch")?;
     let start = code.getattr("make")?.call1((switch,))?.unbind();

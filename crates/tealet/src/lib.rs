@@ -479,28 +479,21 @@ unsafe fn switch_raw(c: &ThreadCtx, target: *mut Slice) -> Result<*mut Slice, Al
 }
 
 #[inline(never)]
-unsafe fn spawn_raw(
-    boot: unsafe fn(*mut Slice, *mut u8) -> *mut Slice,
-    arg: *mut u8,
-) -> Result<*mut Slice, AllocError> {
+unsafe fn spawn_raw(c: &ThreadCtx, boot: BootFn, arg: *mut u8) -> Result<*mut Slice, AllocError> {
     let marker = 0u8;
-    // SAFETY: see `switch_raw`.
-    let c = unsafe { &*ctx() };
     let marker = black_box(ptr::from_ref(&marker).cast_mut());
     cover(c, marker);
     c.marker.set(marker);
     c.boot.set(Some(boot));
     c.boot_arg.set(arg);
     // SAFETY: called once per spawn from this frame, which lies above nothing but the stub.
-    unsafe { initial_stub() }
+    unsafe { initial_stub(c) }
 }
 
 /// Returns twice: first (null from the assembly, no failure) in the new tealet, which runs its
 /// bootstrap and never comes back here; then in the spawner when it is resumed.
 #[inline(never)]
-unsafe fn initial_stub() -> Result<*mut Slice, AllocError> {
-    // SAFETY: see `switch_raw`.
-    let c = unsafe { &*ctx() };
+unsafe fn initial_stub(c: &ThreadCtx) -> Result<*mut Slice, AllocError> {
     c.failed.set(false);
     // SAFETY: `initial_save_state` saves the frames below the marker and returns null, so the
     // assembly returns at once without moving the stack pointer.
@@ -511,8 +504,8 @@ unsafe fn initial_stub() -> Result<*mut Slice, AllocError> {
             ptr::from_ref(c).cast_mut().cast(),
         )
     };
-    // SAFETY: see `switch_raw`.
-    let c = unsafe { &*ctx() };
+    // `c` is still right (both times it returns): this frame is exactly as it was, on the
+    // same thread.
     if r.is_null() {
         if c.failed.get() {
             return Err(AllocError);
@@ -534,8 +527,6 @@ unsafe extern "C" fn run_new_tealet(c: *mut u8) -> ! {
     let source = c.source.get();
     // SAFETY: `boot` and its argument were set by `spawn_raw` for this very tealet.
     let next = unsafe { boot(source, c.boot_arg.get()) };
-    // SAFETY: see `switch_raw`.
-    let c = unsafe { &*ctx() };
     c.target.set(next);
     // SAFETY: `next` is a live suspended slice returned by `run` (I1); this stack is
     // finished and abandoned, nothing on it is used again.
@@ -551,6 +542,9 @@ unsafe extern "C" fn run_new_tealet(c: *mut u8) -> ! {
 
 /// The bootstrap frame of a new tealet: runs `run` with the spawner's handle, catches panics
 /// (I4), and hands back the slice to resume with the finishing value in transit.
+///
+/// (It looks up the thread's context again at the end rather than keep it: this frame stays
+/// below the body, on every suspended stack of the tealet.)
 unsafe fn boot<T: 'static, F: FnOnce(Suspended) -> (Suspended, T) + 'static>(
     source: *mut Slice,
     arg: *mut u8,
@@ -637,12 +631,14 @@ where
     F: FnOnce(Suspended) -> (Suspended, T) + 'static,
 {
     let mut slot: Option<F> = Some(run);
+    // SAFETY: see `switch_raw`.
+    let c = unsafe { &*ctx() };
     // SAFETY: `slot` lives in this frame, above the marker taken by `spawn_raw`, until the new
     // tealet takes it (before its first switch); `boot::<T, F>` matches the slot's type.
-    let res = unsafe { spawn_raw(boot::<T, F>, ptr::from_mut(&mut slot).cast()) };
+    let res = unsafe { spawn_raw(c, boot::<T, F>, ptr::from_mut(&mut slot).cast()) };
     let source = res?;
-    // SAFETY: see `switch_raw`.
-    let value = unsafe { (*ctx()).transfer.take::<T>() };
+    // `c` is still this thread's context (see `switch_raw`).
+    let value = c.transfer.take::<T>();
     Ok(Resumed {
         from: Suspended::from_raw(source),
         value,

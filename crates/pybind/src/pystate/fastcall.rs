@@ -29,23 +29,12 @@ use crate::Payload;
 /// One past the last argument of a fast call (see [`super::Hint`]).
 pub(crate) type ArgsEnd = *const *mut ffi::PyObject;
 
-/// `switch(self, value, to)` with arguments already matched.  Bodies return a [`Payload`]
-/// (two words, in registers), not a `PyResult`: see [`Payload::of`].
-pub(crate) type FastBody = for<'py> fn(
-    &Bound<'py, PyAny>,
-    Option<&Bound<'py, PyAny>>,
-    Option<&Bound<'py, PyAny>>,
-    ArgsEnd,
-) -> Payload;
-/// `switch(self, *args, **kwargs)` for every other call shape (argument errors, mostly).
-pub(crate) type SlowBody = for<'py> fn(
-    &Bound<'py, PyAny>,
-    &Bound<'py, PyTuple>,
-    Option<&Bound<'py, PyDict>>,
-    ArgsEnd,
-) -> Payload;
-
-static BODIES: OnceLock<(FastBody, SlowBody)> = OnceLock::new();
+// The bodies of `switch`, called directly (no function pointer to load per switch):
+// `crate::switch_fast(self, value, to, end)` with the arguments already matched, and
+// `crate::switch_slow(self, args, kwargs, end)` for every other call shape (argument errors,
+// mostly).  They return a [`Payload`] (two words, in registers), not a `PyResult`: see
+// [`Payload::of`].
+use crate::{switch_fast, switch_slow};
 
 /// Whether the string object `name` equals the ASCII `s`.
 ///
@@ -110,7 +99,6 @@ unsafe fn dispatch_slow(
     kwnames: *mut ffi::PyObject,
     nkw: usize,
 ) -> Payload {
-    let (_, slow) = *BODIES.get().expect("bodies installed with the method");
     // SAFETY: A1.
     let call = unsafe {
         let arg = |i: usize| Borrowed::from_ptr(py, *args.add(i));
@@ -132,7 +120,7 @@ unsafe fn dispatch_slow(
         Ok((positional, kwargs)) => {
             // SAFETY: A1.
             let (slf, end) = unsafe { (Borrowed::from_ptr(py, slf), args.add(npos + nkw)) };
-            slow(&slf, &positional, kwargs.as_ref(), end)
+            switch_slow(&slf, &positional, kwargs.as_ref(), end)
         }
         Err(e) => Payload::Exc(Box::new(e)),
     }
@@ -160,10 +148,9 @@ unsafe fn dispatch(
         let Some([value, to]) = match_common(args, npos, kwnames, nkw) else {
             return dispatch_slow(py, slf, args, npos, kwnames, nkw);
         };
-        let (fast, _) = *BODIES.get().expect("bodies installed with the method");
         let opt = |p: *mut ffi::PyObject| (!p.is_null()).then(|| Borrowed::from_ptr(py, p));
         let (value, to) = (opt(value), opt(to));
-        fast(
+        switch_fast(
             &Borrowed::from_ptr(py, slf),
             value.as_deref(),
             to.as_deref(),
@@ -192,13 +179,9 @@ unsafe fn switch_method(
     }
 }
 
-/// Make `switch` of `ty` the raw method running `fast` / `slow` (once per process).
-pub(crate) fn install_switch(
-    ty: &Bound<'_, PyType>,
-    fast: FastBody,
-    slow: SlowBody,
-) -> PyResult<()> {
-    let _ = BODIES.set((fast, slow));
+/// Make `switch` of `ty` the raw method running `crate::switch_fast` / `crate::switch_slow` (once
+/// per process).
+pub(crate) fn install_switch(ty: &Bound<'_, PyType>) -> PyResult<()> {
     let def = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: c"switch".as_ptr(),
         ml_meth: ffi::PyMethodDefPointer {
@@ -225,7 +208,7 @@ pub(crate) fn install_switch(
 
 /// `channel.receive()`, `channel.send(value)`, `greenlet.switch()` / `greenlet.switch(value)`
 /// with their argument matched (`value`: the one positional argument, if any).
-/// Returns a [`Payload`], as [`FastBody`].
+/// Returns a [`Payload`], as `switch`'s bodies.
 pub(crate) type RawBody =
     for<'py> fn(&Bound<'py, PyAny>, Option<&Bound<'py, PyAny>>, ArgsEnd) -> Payload;
 
