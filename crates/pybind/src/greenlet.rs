@@ -899,41 +899,33 @@ fn taken_over(
     cc: &Bound<'_, Continulet>,
     result: Payload,
 ) -> Payload {
-    Payload::of(after_transfer(refs, ts, cc, result))
-}
-
-/// The steps of [`taken_over`].
-#[inline]
-fn after_transfer(
-    refs: &Refs,
-    ts: &Bound<'_, ThreadStateBase>,
-    cc: &Bound<'_, Continulet>,
-    result: Payload,
-) -> PyResult<Obj> {
-    let py = ts.py();
-    match crate::deliver(result) {
-        Ok(v) => {
-            // G4: the origin may hold the last reference to the greenlet we came from,
-            // whose __del__ kills it, reading `ts`.
-            let origin = {
-                let mut b = ts.borrow_mut();
-                if needs_after(py, &b) {
-                    None
-                } else {
-                    Some(b.origin.take())
+    let steps = || -> PyResult<Obj> {
+        let py = ts.py();
+        match crate::deliver(result) {
+            Ok(v) => {
+                // G4: the origin may hold the last reference to the greenlet we came from,
+                // whose __del__ kills it, reading `ts`.
+                let origin = {
+                    let mut b = ts.borrow_mut();
+                    if needs_after(py, &b) {
+                        None
+                    } else {
+                        Some(b.origin.take())
+                    }
+                };
+                match origin {
+                    Some(origin) => origin.release_now(py),
+                    None => drop(refs.after.call1(py, (ts, intern!(py, "switch")))?),
                 }
-            };
-            match origin {
-                Some(origin) => origin.release_now(py),
-                None => drop(refs.after.call1(py, (ts, intern!(py, "switch")))?),
+                Ok(v)
             }
-            Ok(v)
+            Err(e) => {
+                refs.thrown_in.call1(py, (ts, cc))?;
+                Err(e)
+            }
         }
-        Err(e) => {
-            refs.thrown_in.call1(py, (ts, cc))?;
-            Err(e)
-        }
-    }
+    };
+    Payload::of(steps())
 }
 
 /// `ts.trace is not None or ts.deleteme`: the receiver must run the Python `_after`.

@@ -947,50 +947,34 @@ fn before_switch(
     prev: &Bound<'_, TaskletBase>,
     nxt: &Bound<'_, TaskletBase>,
 ) -> Result<(Obj, Obj), Box<PyErr>> {
-    before_switch_steps(py, r, s, prev, nxt).map_err(Box::new)
-}
-
-/// The steps of [`before_switch`].
-#[inline]
-fn before_switch_steps(
-    py: Python<'_>,
-    r: &CoreRefs,
-    s: &Bound<'_, SchedBase>,
-    prev: &Bound<'_, TaskletBase>,
-    nxt: &Bound<'_, TaskletBase>,
-) -> PyResult<(Obj, Obj)> {
-    set_current(s, nxt); // (its old values stay referenced: the caller holds `prev`)
-    let c = cont_of(py, r, s, nxt)?;
-    let pc = prev.borrow().cont.as_ref().map(|c| c.clone_ref(py));
-    let pc = pc.ok_or_else(|| {
-        pyo3::exceptions::PySystemError::new_err("running tasklet without continulet")
-    })?;
-    Ok((pc, c))
+    let steps = || -> PyResult<(Obj, Obj)> {
+        set_current(s, nxt); // (its old values stay referenced: the caller holds `prev`)
+        let c = cont_of(py, r, s, nxt)?;
+        let pc = prev.borrow().cont.as_ref().map(|c| c.clone_ref(py));
+        let pc = pc.ok_or_else(|| {
+            pyo3::exceptions::PySystemError::new_err("running tasklet without continulet")
+        })?;
+        Ok((pc, c))
+    };
+    steps().map_err(Box::new)
 }
 
 #[inline(never)]
 fn after_switch(py: Python<'_>, r: &CoreRefs, prev: &Bound<'_, TaskletBase>) -> Payload {
-    Payload::of(after_switch_steps(py, r, prev))
-}
-
-/// The steps of [`after_switch`].
-#[inline]
-fn after_switch_steps(
-    py: Python<'_>,
-    r: &CoreRefs,
-    prev: &Bound<'_, TaskletBase>,
-) -> PyResult<Obj> {
-    let s = current_sched(py, r)?;
-    if s.borrow().tracing {
-        let frame = py
-            .import(intern!(py, "sys"))?
-            .call_method0(intern!(py, "_getframe"))?;
-        r.core
-            .bind(py)
-            .call_method1(intern!(py, "_retrace"), (&s, frame))?;
-    }
-    drop(s);
-    claim(py, r, prev)
+    let steps = || -> PyResult<Obj> {
+        let s = current_sched(py, r)?;
+        if s.borrow().tracing {
+            let frame = py
+                .import(intern!(py, "sys"))?
+                .call_method0(intern!(py, "_getframe"))?;
+            r.core
+                .bind(py)
+                .call_method1(intern!(py, "_retrace"), (&s, frame))?;
+        }
+        drop(s);
+        claim(py, r, prev)
+    };
+    Payload::of(steps())
 }
 
 /// What a fast path decided before switching.
