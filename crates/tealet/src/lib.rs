@@ -54,6 +54,8 @@
 //!   context's stack is borrowed by another (a suspended stack may not be at its addresses).
 //! * **I4 no unwinding across a switch**: a panic escaping `run` is caught at the bootstrap frame
 //!   and aborts the process with a message; it never unwinds into another context's frames.
+//!   Nor does an unwinder walking the stack (a panic's backtrace, a debugger): a new tealet's
+//!   bottom frame (`arch::call_bottom`) says the stack ends there.
 //! * **I5 exact restore**: a context's stack bytes are back at their original addresses, with
 //!   its callee-saved registers, before any of its code runs again (`src/stack.rs`, S1-S3).
 //! * Destroying a suspended context frees its saved bytes without running the destructors of
