@@ -173,7 +173,14 @@ unsafe fn switch_method(
     kwnames: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
     // SAFETY: A1 - CPython calls us as a method.
-    match unsafe { dispatch(py, slf, args, nargs, kwnames) } {
+    into_method_result(unsafe { dispatch(py, slf, args, nargs, kwnames) })
+}
+
+/// A body's payload as what pyo3's trampoline returns for a method: a new reference, or the
+/// error to raise.
+#[inline]
+fn into_method_result(p: Payload) -> PyResult<*mut ffi::PyObject> {
+    match p {
         Payload::Value(v) => Ok(v.into_ptr()),
         Payload::Exc(e) => Err(*e),
     }
@@ -251,14 +258,8 @@ unsafe fn raw_dispatch(
         };
         if nkw == 0 && npos >= m.min_args && npos <= m.max_args {
             let value = (npos == 1).then(|| Borrowed::from_ptr(py, *args));
-            return match (m.body)(
-                &Borrowed::from_ptr(py, slf),
-                value.as_deref(),
-                args.add(npos),
-            ) {
-                Payload::Value(v) => Ok(v.into_ptr()),
-                Payload::Exc(e) => Err(*e),
-            };
+            let slf = Borrowed::from_ptr(py, slf);
+            return into_method_result((m.body)(&slf, value.as_deref(), args.add(npos)));
         }
         raw_dispatch_other(py, m, slf, args, npos, kwnames, nkw)
     }
