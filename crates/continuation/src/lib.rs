@@ -26,6 +26,9 @@
 //!   calling in (see `tealet::ThreadBound`), and every slot lookup of one operation reuses the
 //!   running thread's [`ThreadToken`] (one thread-local access per switch, not one per slot).
 //!
+//! * **C4** A [`Frame`] drops its tealet handle before its interpreter state: the host may
+//!   have lent the handle's saved stack memory that the state owns ([`Host::park_and_restore`]).
+//!
 //! No `unsafe` here: everything unsafe is in `tealet` (stacks) and the host (interpreter).
 
 #![forbid(unsafe_code)]
@@ -33,7 +36,7 @@
 use std::cell::RefCell;
 use std::fmt;
 
-pub use tealet::{AllocError, ThreadToken};
+pub use tealet::{AllocError, ThreadToken, Transit};
 
 /// The interpreter a continulet runs: how to save and reinstate its per-context state, and
 /// how to run a continulet's body.  Implemented by the Python binding.
@@ -62,8 +65,11 @@ pub trait Host: 'static {
     fn take_parked() -> Self::State;
     /// Reinstate a saved state (the resumed context's) into the interpreter.
     fn restore(state: Self::State);
-    /// [`Host::save_parked`] then [`Host::restore`]: the host may do both in one step.
-    fn park_and_restore(state: Self::State) {
+    /// [`Host::save_parked`] then [`Host::restore`]: the host may do both in one step.  The
+    /// stack switch follows at once, with `transit`: the host may lend the context being
+    /// suspended memory for its saved stack there ([`Transit::lend`]).
+    fn park_and_restore(state: Self::State, transit: Transit) {
+        let _ = transit;
         Self::save_parked();
         Self::restore(state);
     }
@@ -109,6 +115,7 @@ pub enum Stored<H: Host + ?Sized> {
 
 /// A suspended context: the tealet and the interpreter state to reinstate when resuming it.
 pub struct Frame<H: Host + ?Sized> {
+    // (Field order matters, C4: the handle is dropped first.)
     handle: tealet::Suspended,
     state: H::State,
 }
@@ -469,7 +476,7 @@ fn prepare_switch<H: Host>(
         destination_slot.replace(old_origin);
     }
     let Frame { handle, state } = frame;
-    H::park_and_restore(state);
+    H::park_and_restore(state, transit);
     transit.put(msg);
     Some(handle)
 }

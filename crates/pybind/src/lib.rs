@@ -175,8 +175,8 @@ impl Host for Bind {
     fn restore(state: pystate::PyState) {
         pystate::restore(state);
     }
-    fn park_and_restore(state: pystate::PyState) {
-        pystate::park_and_restore(state);
+    fn park_and_restore(state: pystate::PyState, transit: continuation::Transit) {
+        pystate::park_and_restore(state, transit);
     }
     #[inline]
     fn resumed_take_parked() -> pystate::PyState {

@@ -151,6 +151,9 @@ struct ThreadCtx {
     boot: Cell<Option<BootFn>>,
     boot_arg: Cell<*mut u8>,
     transfer: Transfer,
+    /// Memory lent for the saved stack of the context the next switch suspends
+    /// ([`Transit::lend`]); taken by that switch.
+    spare: Cell<Spare>,
     /// Recently freed slices, reused by the next switches (in the context itself, so a switch
     /// looks up one thread-local, not two).
     cache: SliceCache,
@@ -168,12 +171,27 @@ thread_local! {
             boot: Cell::new(None),
             boot_arg: Cell::new(ptr::null_mut()),
             transfer: Transfer::new(),
+            spare: Cell::new(Spare::NONE),
             cache: SliceCache {
                 slots: [const { Cell::new(ptr::null_mut()) }; CACHE_SLOTS],
                 len: Cell::new(0),
                 state: Cell::new(CacheState::Unarmed),
             },
         }
+    };
+}
+
+/// Memory lent by the owner of the context being suspended ([`Transit::lend`]).
+#[derive(Clone, Copy)]
+struct Spare {
+    at: NonNull<u8>,
+    len: usize,
+}
+
+impl Spare {
+    const NONE: Spare = Spare {
+        at: NonNull::dangling(),
+        len: 0,
     };
 }
 
@@ -362,10 +380,12 @@ unsafe extern "C" fn save_state(sp: *mut u8, ctx: *mut u8) -> *mut u8 {
     // from a live handle consumed by the caller (I1), and the chain invariants hold (S1-S3).
     unsafe {
         let ctx = &*ctx.cast::<ThreadCtx>();
+        let spare = ctx.spare.replace(Spare::NONE);
         let Ok(source) = new_slice(ctx, sp, ctx.current_stop.get()) else {
             ctx.failed.set(true);
             return ptr::null_mut();
         };
+        (*source).lend(spare.at.as_ptr(), spare.len);
         let chain = &mut *ctx.chain.get();
         chain.push(source);
         let target = ctx.target.get();
@@ -385,10 +405,12 @@ unsafe extern "C" fn initial_save_state(sp: *mut u8, ctx: *mut u8) -> *mut u8 {
     // SAFETY: as in `save_state`; `[sp, marker)` is the live frame of the spawning call chain.
     unsafe {
         let ctx = &*ctx.cast::<ThreadCtx>();
+        let spare = ctx.spare.replace(Spare::NONE);
         let Ok(source) = new_slice(ctx, sp, ctx.current_stop.get()) else {
             ctx.failed.set(true);
             return ptr::null_mut();
         };
+        (*source).lend(spare.at.as_ptr(), spare.len);
         // Save what the new tealet will overwrite right away: the frames below the marker.
         let saved = (*source).save_upto_checked(ctx.marker.get());
         if saved.is_err() {
@@ -408,6 +430,7 @@ unsafe extern "C" fn destroy_state(_sp: *mut u8, ctx: *mut u8) -> *mut u8 {
     unsafe {
         let ctx = &*ctx.cast::<ThreadCtx>();
         ctx.source.set(ptr::null_mut());
+        ctx.spare.set(Spare::NONE);
         let target = ctx.target.get();
         if (*ctx.chain.get())
             .clear_for(target, (*target).stop)
@@ -607,6 +630,23 @@ impl Transit {
         unsafe { &*self.ctx }.transfer.put(value);
     }
 
+    /// Lend `len` bytes at `at` to the context that this thread's next switch (or spawn)
+    /// suspends: its stack is saved there first, and only what does not fit goes to the
+    /// heap.  An interpreter lends the unused end of the context's own frame stack, memory
+    /// that would otherwise sit idle next to the heap copy.  The next switch takes the loan
+    /// whether it succeeds or not.
+    ///
+    /// # Safety
+    ///
+    /// `[at, at + len)` is writable memory that nothing else reads, writes or frees from now
+    /// until the context that the next switch of this thread suspends is resumed or its
+    /// [`Suspended`] handle is dropped; and that next switch is the one meant (lend right
+    /// before it).
+    pub unsafe fn lend(self, at: NonNull<u8>, len: usize) {
+        // SAFETY: as in `put`.
+        unsafe { &*self.ctx }.spare.set(Spare { at, len });
+    }
+
     /// Take the value in transit (after [`Suspended::switch_in_transit`]).
     ///
     /// # Panics
@@ -707,10 +747,17 @@ impl Suspended {
         }
     }
 
-    /// Bytes of this context's stack copied to the heap so far.
+    /// Bytes of this context's stack copied away so far (to the heap or lent memory).
     pub fn saved_bytes(&self) -> usize {
         // SAFETY: the handle owns a live slice (I1).
         unsafe { self.slice.as_ref() }.saved_len()
+    }
+
+    /// Of [`Suspended::saved_bytes`], those copied to the heap (the others went to memory
+    /// lent with [`Transit::lend`]).
+    pub fn heap_bytes(&self) -> usize {
+        // SAFETY: the handle owns a live slice (I1).
+        unsafe { self.slice.as_ref() }.heap_len()
     }
 
     /// Bytes of this context's whole stack slice (saved or still in place).

@@ -5,14 +5,24 @@
 //! # State
 //!
 //! A [`Slice`] describes one suspended context's stack, `[start, stop)`.  Its lowest
-//! `saved.len()` bytes have been copied to `saved`; the rest, `[start + saved.len(), stop)`, is
-//! still in place on the C stack.  Slices whose in-place part is not empty are linked into the
+//! `saved_len()` bytes have been copied away; the rest, `[start + saved_len(), stop)`, is still
+//! in place on the C stack.  Slices whose in-place part is not empty are linked into the
 //! thread's [`Chain`] through `prev`, ordered by increasing `stop` (the head has the lowest).
+//!
+//! Saved bytes go first to memory *lent* by the context's owner, if it lent some when the
+//! context was suspended ([`crate::Transit::lend`]: an interpreter lends the unused end of the
+//! context's own frame stack, which nobody touches while the context is suspended), and the
+//! rest to the slice's heap buffer: byte `start + i` is at `lent + i` for `i < lent_cap`, and at
+//! `heap[i - lent_cap]` beyond.
 //!
 //! # Invariants
 //!
-//! * **S1** `start <= start + saved.len() <= stop`; `saved` holds exactly the bytes that were at
-//!   `[start, start + saved.len())` when the context was suspended.
+//! * **S1** `start <= start + saved_len() <= stop`, where `saved_len() = lent_len + heap.len()`;
+//!   `lent_len == min(saved_len(), lent_cap)`; the saved bytes are exactly the bytes that were
+//!   at `[start, start + saved_len())` when the context was suspended.
+//! * **S4** The lent memory `[lent, lent + lent_cap)` is writable and used by nobody else for
+//!   as long as the slice is (the lender's promise); a recycled slice lends nothing until it
+//!   is given new memory.
 //! * **S2** A slice that is not fully saved is in the chain (`in_chain`), and the chain is sorted
 //!   by `stop`; a slice not in the chain has `prev == null`.
 //! * **S3** No running code writes to the in-place part of a slice in the chain: before a switch
@@ -44,7 +54,14 @@ impl std::error::Error for AllocError {}
 pub(crate) struct Slice {
     pub(crate) start: *mut u8,
     pub(crate) stop: *mut u8,
-    saved: Vec<u8>,
+    /// Memory lent for the lowest saved bytes (S4); dangling with `lent_cap == 0` if none
+    /// (never null: it is copied from with a count of 0).
+    lent: *mut u8,
+    lent_cap: usize,
+    /// Bytes saved at `lent` (S1).
+    lent_len: usize,
+    /// Saved bytes beyond the lent ones, from `start + lent_cap` up.
+    heap: Vec<u8>,
     prev: *mut Slice,
     in_chain: bool,
 }
@@ -62,7 +79,10 @@ impl Slice {
         let slice = Slice {
             start,
             stop,
-            saved: Vec::new(),
+            lent: ptr::dangling_mut(),
+            lent_cap: 0,
+            lent_len: 0,
+            heap: Vec::new(),
             prev: ptr::null_mut(),
             in_chain: false,
         };
@@ -71,7 +91,8 @@ impl Slice {
         Ok(raw)
     }
 
-    /// Reuse a slice that is no longer in use for `[start, stop)`, keeping its buffer's capacity.
+    /// Reuse a slice that is no longer in use for `[start, stop)`, keeping its heap buffer's
+    /// capacity (and lending it nothing).
     ///
     /// # Safety
     ///
@@ -82,14 +103,28 @@ impl Slice {
             debug_assert!(!(*slice).in_chain);
             (*slice).start = start;
             (*slice).stop = stop;
-            (*slice).saved.clear();
+            (*slice).lent = ptr::dangling_mut();
+            (*slice).lent_cap = 0;
+            (*slice).lent_len = 0;
+            (*slice).heap.clear();
             (*slice).prev = ptr::null_mut();
         }
     }
 
+    /// Save the lowest bytes of this slice to `[lent, lent + cap)` rather than to the heap.
+    ///
+    /// # Safety
+    ///
+    /// Nothing is saved yet, and the memory is as S4 says.
+    pub(crate) unsafe fn lend(&mut self, lent: *mut u8, cap: usize) {
+        debug_assert!(self.saved_len() == 0);
+        self.lent = lent;
+        self.lent_cap = cap;
+    }
+
     /// Capacity of the heap buffer, for the recycling policy.
     pub(crate) fn capacity(&self) -> usize {
-        self.saved.capacity()
+        self.heap.capacity()
     }
 
     /// Free a slice allocated by [`Slice::alloc`].
@@ -106,9 +141,14 @@ impl Slice {
         }
     }
 
-    /// Bytes copied to the heap so far.
+    /// Bytes saved so far (lent memory and heap).
     pub(crate) fn saved_len(&self) -> usize {
-        self.saved.len()
+        self.lent_len + self.heap.len()
+    }
+
+    /// Bytes saved to the heap so far (the others are in lent memory).
+    pub(crate) fn heap_len(&self) -> usize {
+        self.heap.len()
     }
 
     /// Bytes of the whole slice, `stop - start`.
@@ -118,10 +158,10 @@ impl Slice {
 
     /// Make room to have saved everything below `upto` (no copying).
     fn reserve_upto(&mut self, upto: *mut u8) -> Result<(), AllocError> {
-        let want = upto as usize - self.start as usize;
-        if want > self.saved.len() {
-            self.saved
-                .try_reserve_exact(want - self.saved.len())
+        let want = (upto as usize - self.start as usize).saturating_sub(self.lent_cap);
+        if want > self.heap.len() {
+            self.heap
+                .try_reserve_exact(want - self.heap.len())
                 .map_err(|_| AllocError)?;
         }
         Ok(())
@@ -147,14 +187,27 @@ impl Slice {
     /// `[start + saved_len, upto)` is readable and still holds this slice's bytes (S3).
     pub(crate) unsafe fn save_upto(&mut self, upto: *mut u8) {
         debug_assert!(upto <= self.stop);
-        let have = self.saved.len();
+        let mut have = self.saved_len();
         let want = upto as usize - self.start as usize;
+        if want <= have {
+            return;
+        }
+        if have < self.lent_cap {
+            let end = want.min(self.lent_cap);
+            // SAFETY: the source range is readable (contract); the destination is inside the
+            // lent memory (S4), which is not the stack.
+            unsafe {
+                ptr::copy_nonoverlapping(self.start.add(have), self.lent.add(have), end - have);
+            }
+            self.lent_len = end;
+            have = end;
+        }
         if want > have {
             // SAFETY: the caller guarantees the source range is readable; `extend_from_slice`
-            // copies it into `saved` (room was reserved, so no reallocation can fail here).
+            // copies it into `heap` (room was reserved, so no reallocation can fail here).
             unsafe {
                 let src = std::slice::from_raw_parts(self.start.add(have), want - have);
-                self.saved.extend_from_slice(src);
+                self.heap.extend_from_slice(src);
             }
         }
     }
@@ -166,16 +219,27 @@ impl Slice {
     /// That range is writable stack memory that nothing live uses any more (the context that
     /// owned it was switched away from, and the code doing the restore runs below `start`).
     pub(crate) unsafe fn restore(&self) {
-        // SAFETY: per the contract; `saved` and the stack never overlap (heap vs stack).
-        unsafe { ptr::copy_nonoverlapping(self.saved.as_ptr(), self.start, self.saved.len()) };
+        // SAFETY: per the contract; neither the lent memory (S4) nor the heap is the stack.
+        unsafe {
+            ptr::copy_nonoverlapping(self.lent, self.start, self.lent_len);
+            if !self.heap.is_empty() {
+                ptr::copy_nonoverlapping(
+                    self.heap.as_ptr(),
+                    self.start.add(self.lent_cap),
+                    self.heap.len(),
+                );
+            }
+        }
     }
 
     /// Where the byte at stack address `addr` of this suspended slice lives now.
     pub(crate) fn translate(&self, addr: *const u8) -> *const u8 {
-        let a = addr as usize;
-        let s = self.start as usize;
-        if a >= s && a < s + self.saved.len() {
-            self.saved[a - s..].as_ptr()
+        // (Below `start`, `i` wraps to a huge offset that neither branch takes.)
+        let i = (addr as usize).wrapping_sub(self.start as usize);
+        if i < self.lent_len {
+            self.lent.wrapping_add(i)
+        } else if i >= self.lent_cap && i - self.lent_cap < self.heap.len() {
+            self.heap.as_ptr().wrapping_add(i - self.lent_cap)
         } else {
             addr
         }

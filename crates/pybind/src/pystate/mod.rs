@@ -40,6 +40,14 @@
 //! * **P5** (3.12+) A suspended context's interpreter-frame chain holds only heap frames:
 //!   `save()` rewires the links that go through C-stack entry frames (whose bytes tealet has
 //!   moved away) and `restore()` puts them back (`py312.rs`, `py313.rs`).
+//! * **P8** (3.11+) A context started by a continulet that is suspended while running in its
+//!   root chunk lends the end of that chunk above its top frame, `[top, limit)`, to tealet for
+//!   its saved C stack ([`lend_chunk_end`]).  Nobody else touches that memory until the
+//!   context resumes: CPython pushes frames only for the running context, and everything that
+//!   reads a suspended context's frames reads below `top`.  The chunk outlives the loan: it is
+//!   freed only when the context finishes (running, so nothing is lent) or by its `PyState`'s
+//!   drop, which comes after the tealet handle's (`continuation::Frame` drops its handle
+//!   first, C4).
 
 pub(crate) mod cast;
 pub(crate) mod fastcall;
@@ -80,7 +88,17 @@ mod parked {
     }
 
     pub(crate) fn save_parked() {
+        park(super::save());
+    }
+
+    /// [`save_parked`], lending the context the end of its root chunk (P8).
+    pub(crate) fn save_parked_lending(transit: continuation::Transit) {
         let s = super::save();
+        s.lend_chunk_end(transit);
+        park(s);
+    }
+
+    fn park(s: super::PyState) {
         PARKED.with(|p| {
             let old = p.borrow_mut().replace(s);
             debug_assert!(old.is_none(), "a parked state was never taken");
@@ -94,12 +112,13 @@ mod parked {
     }
 }
 #[cfg(all(Py_3_10, not(all(Py_3_11, not(Py_3_12))), not(Py_3_14)))]
-pub(crate) use parked::{save_parked, take_parked};
+pub(crate) use parked::{save_parked, save_parked_lending, take_parked};
 
-/// `save_parked()` then `restore(s)` (3.11 does both with one thread-local lookup).
+/// `save_parked()` then `restore(s)` (3.11 does both with one thread-local lookup), lending
+/// the context switching away the end of its root chunk for the switch under way (P8).
 #[cfg(all(Py_3_10, not(all(Py_3_11, not(Py_3_12))), not(Py_3_14)))]
-pub(crate) fn park_and_restore(s: PyState) {
-    save_parked();
+pub(crate) fn park_and_restore(s: PyState, transit: continuation::Transit) {
+    save_parked_lending(transit);
     restore(s);
 }
 
@@ -508,6 +527,28 @@ pub(crate) fn set_context(ctx: *mut ffi::PyObject) {
 /// need more).
 #[cfg(Py_3_11)]
 pub(super) const ROOT_CHUNK_BYTES: usize = 2048;
+
+/// P8: lend the context being suspended, running in the data-stack `chunk` up to `top`, the
+/// end of that chunk, `[top, limit)`, for its saved C stack, if `chunk` is the context's own
+/// root chunk.  (Not CPython's 16 KiB chunks, which it maps page by page as they are used:
+/// their idle ends cost no memory, and writing there would.)
+#[cfg(Py_3_11)]
+#[inline]
+pub(super) fn lend_chunk_end(
+    root_chunk: Option<*mut u8>,
+    chunk: *mut u8,
+    top: *mut u8,
+    limit: *mut u8,
+    transit: continuation::Transit,
+) {
+    if root_chunk == Some(chunk) {
+        if let Some(at) = ptr::NonNull::new(top) {
+            // SAFETY: P8 - `[top, limit)` is the unused end of the suspended context's root
+            // chunk, untouched until the context resumes, freed only after its tealet handle.
+            unsafe { transit.lend(at, limit as usize - top as usize) };
+        }
+    }
+}
 
 /// How many free root chunks a thread keeps for its next new contexts (P6).
 #[cfg(Py_3_11)]

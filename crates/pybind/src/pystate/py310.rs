@@ -83,6 +83,12 @@ pub(crate) struct PyState {
     owned: Option<Owned>,
 }
 
+impl PyState {
+    /// P8 has nothing to lend on 3.10: its frames are heap objects, with no data stack.
+    #[allow(clippy::unused_self)]
+    pub(crate) fn lend_chunk_end(&self, _transit: continuation::Transit) {}
+}
+
 /// Capture the running context's state (before it is suspended).
 pub(crate) fn save() -> PyState {
     let ts = tstate();

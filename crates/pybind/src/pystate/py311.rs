@@ -99,11 +99,19 @@ pub(crate) fn take_parked() -> PyState {
         .expect("a state was parked before the switch")
 }
 
-/// `save_parked()` then `restore(s)`, with one thread-local lookup.
-pub(crate) fn park_and_restore(s: PyState) {
+/// `save_parked()` then `restore(s)`, with one thread-local lookup, lending the context
+/// switching away the end of its root chunk for the switch under way (P8).
+pub(crate) fn park_and_restore(s: PyState, transit: continuation::Transit) {
     TLS.with(|t| {
         let ts = tstate();
         let parked = save_in(t, ts);
+        super::lend_chunk_end(
+            parked.owned.as_ref().map(|o| o.root_chunk),
+            parked.chunk,
+            parked.top,
+            parked.limit,
+            transit,
+        );
         let old = t.parked.borrow_mut().replace(parked);
         debug_assert!(old.is_none(), "a parked state was never taken");
         restore_in(t, ts, s);

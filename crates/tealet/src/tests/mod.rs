@@ -119,3 +119,89 @@ fn failed_clear_leaves_the_target_linked_and_saved_slices_saved() {
         }
     }
 }
+
+#[test]
+fn lent_memory_takes_the_lowest_bytes_and_the_heap_the_rest() {
+    let mut mem = fake_stack(1000);
+    let base = mem.as_mut_ptr();
+    let mut lent = vec![0u8; 120];
+    let orig = fake_stack(1000);
+    // SAFETY: the slice lies inside `mem` and its loan inside `lent`, both outliving it.
+    unsafe {
+        let a = Slice::alloc(base.add(100), base.add(600)).unwrap();
+        (*a).lend(lent.as_mut_ptr(), lent.len());
+        let mut chain = Chain::new();
+        chain.push(a);
+        // A first partial save fits in the loan: nothing on the heap.
+        let t = Slice::alloc(base.add(10), base.add(180)).unwrap();
+        chain.clear_for(t, base.add(180)).unwrap();
+        assert_eq!((*a).saved_len(), 80);
+        assert_eq!((*a).heap_len(), 0);
+        assert_eq!(&lent[..80], &orig[100..180]);
+        // Saving further fills the loan, then spills to the heap.
+        let t2 = Slice::alloc(base.add(10), base.add(400)).unwrap();
+        chain.clear_for(t2, base.add(400)).unwrap();
+        assert_eq!((*a).saved_len(), 300);
+        assert_eq!((*a).heap_len(), 180);
+        assert_eq!(&lent[..], &orig[100..220]);
+        // Every saved byte is found where `translate` says, in the loan or on the heap.
+        for addr in [100, 150, 219, 220, 300, 399] {
+            assert_eq!(*(*a).translate(base.add(addr)), orig[addr], "byte {addr}");
+        }
+        assert_eq!(
+            (*a).translate(base.add(220)),
+            (*a).translate(base.add(221)).wrapping_sub(1)
+        );
+        assert!((*a).translate(base.add(150)) == lent.as_ptr().add(50));
+        // Not saved yet, or not ours: still in place.
+        assert_eq!((*a).translate(base.add(400)), base.add(400).cast_const());
+        assert_eq!((*a).translate(base.add(50)), base.add(50).cast_const());
+        // Restoring puts both parts back at their addresses.
+        for x in &mut mem[..] {
+            *x = 0xEE;
+        }
+        chain.unlink(a);
+        (*a).restore();
+        assert_eq!(&mem[100..400], &orig[100..400]);
+        assert!(mem[400..].iter().all(|&x| x == 0xEE));
+        // A recycled slice lends nothing: everything goes to its heap buffer.
+        Slice::reset(a, base.add(100), base.add(300));
+        let t3 = Slice::alloc(base.add(10), base.add(300)).unwrap();
+        let mut chain = Chain::new();
+        chain.push(a);
+        chain.clear_for(t3, base.add(300)).unwrap();
+        assert_eq!((*a).heap_len(), 200);
+        for s in [a, t, t2, t3] {
+            Slice::free(s);
+        }
+    }
+}
+
+#[test]
+fn a_loan_larger_than_the_slice_keeps_everything_off_the_heap() {
+    let mut mem = fake_stack(512);
+    let base = mem.as_mut_ptr();
+    let orig = fake_stack(512);
+    let mut lent = vec![0u8; 4096];
+    // SAFETY: as above.
+    unsafe {
+        let a = Slice::alloc(base.add(64), base.add(448)).unwrap();
+        (*a).lend(lent.as_mut_ptr(), lent.len());
+        let mut chain = Chain::new();
+        chain.push(a);
+        let t = Slice::alloc(base.add(0), base.add(512)).unwrap();
+        chain.clear_for(t, base.add(512)).unwrap();
+        assert_eq!(
+            ((*a).saved_len(), (*a).heap_len(), (*a).capacity()),
+            (384, 0, 0)
+        );
+        for x in &mut mem[..] {
+            *x = 0;
+        }
+        (*a).restore();
+        assert_eq!(&mem[64..448], &orig[64..448]);
+        assert!(lent[384..].iter().all(|&x| x == 0), "wrote past the slice");
+        Slice::free(a);
+        Slice::free(t);
+    }
+}
