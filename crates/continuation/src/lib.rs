@@ -427,7 +427,7 @@ pub fn switch<H: Host>(
     destination: &H::Obj,
     payload: H::Payload,
 ) -> Result<H::Payload, (Error, H::Payload)> {
-    let transit = tealet::Transit::current();
+    let transit = tealet::Transit::of(thread);
     let Some(handle) = prepare_switch::<H>(thread, origin, destination, payload, transit) else {
         return Err(not_switched::<H>(Error::AlreadyFinished, transit));
     };

@@ -151,6 +151,8 @@ struct ThreadCtx {
     boot: Cell<Option<BootFn>>,
     boot_arg: Cell<*mut u8>,
     transfer: Transfer,
+    /// This thread's [`ThreadToken`] value, 0 until first asked for (`thread_bound`, T1).
+    token: Cell<u64>,
     /// Memory lent for the saved stack of the context the next switch suspends
     /// ([`Transit::lend`]); taken by that switch.
     spare: Cell<Spare>,
@@ -171,6 +173,7 @@ thread_local! {
             boot: Cell::new(None),
             boot_arg: Cell::new(ptr::null_mut()),
             transfer: Transfer::new(),
+            token: Cell::new(0),
             spare: Cell::new(Spare::NONE),
             cache: SliceCache {
                 slots: [const { Cell::new(ptr::null_mut()) }; CACHE_SLOTS],
@@ -281,16 +284,21 @@ impl SliceCache {
     }
 }
 
-/// A slice for `[start, stop)`: recycled if the cache has one, else freshly allocated.
+/// A slice for `[start, stop)` of the context being suspended, with the memory it was lent
+/// (taken: a loan is for one switch): recycled if the cache has one, else freshly allocated.
 #[inline]
 fn new_slice(c: &ThreadCtx, start: *mut u8, stop: *mut u8) -> Result<*mut Slice, AllocError> {
-    match c.cache.pop() {
-        Some(s) => {
-            // SAFETY: the cache owned `s`, out of any chain; now we do.
-            unsafe { Slice::reset(s, start, stop) };
-            Ok(s)
-        }
-        None => Slice::alloc(start, stop),
+    let spare = c.spare.replace(Spare::NONE);
+    if let Some(s) = c.cache.pop() {
+        // SAFETY: the cache owned `s`, out of any chain; now we do.  The loan is as S4 says
+        // (the lender's promise, `Transit::lend`).
+        unsafe { Slice::reset(s, start, stop, spare.at.as_ptr(), spare.len) };
+        Ok(s)
+    } else {
+        let s = Slice::alloc(start, stop)?;
+        // SAFETY: as above; nothing is saved in a new slice.
+        unsafe { (*s).lend(spare.at.as_ptr(), spare.len) };
+        Ok(s)
     }
 }
 
@@ -380,12 +388,10 @@ unsafe extern "C" fn save_state(sp: *mut u8, ctx: *mut u8) -> *mut u8 {
     // from a live handle consumed by the caller (I1), and the chain invariants hold (S1-S3).
     unsafe {
         let ctx = &*ctx.cast::<ThreadCtx>();
-        let spare = ctx.spare.replace(Spare::NONE);
         let Ok(source) = new_slice(ctx, sp, ctx.current_stop.get()) else {
             ctx.failed.set(true);
             return ptr::null_mut();
         };
-        (*source).lend(spare.at.as_ptr(), spare.len);
         let chain = &mut *ctx.chain.get();
         chain.push(source);
         let target = ctx.target.get();
@@ -405,12 +411,10 @@ unsafe extern "C" fn initial_save_state(sp: *mut u8, ctx: *mut u8) -> *mut u8 {
     // SAFETY: as in `save_state`; `[sp, marker)` is the live frame of the spawning call chain.
     unsafe {
         let ctx = &*ctx.cast::<ThreadCtx>();
-        let spare = ctx.spare.replace(Spare::NONE);
         let Ok(source) = new_slice(ctx, sp, ctx.current_stop.get()) else {
             ctx.failed.set(true);
             return ptr::null_mut();
         };
-        (*source).lend(spare.at.as_ptr(), spare.len);
         // Save what the new tealet will overwrite right away: the frames below the marker.
         let saved = (*source).save_upto_checked(ctx.marker.get());
         if saved.is_err() {
@@ -617,6 +621,11 @@ impl Transit {
     /// The running thread's.
     pub fn current() -> Transit {
         Transit { ctx: ctx() }
+    }
+
+    /// The running thread's, from its token (no thread-local lookup).
+    pub fn of(thread: ThreadToken) -> Transit {
+        Transit { ctx: thread.ctx }
     }
 
     /// Put `value` in transit, for the next switch of this thread.

@@ -92,19 +92,26 @@ impl Slice {
     }
 
     /// Reuse a slice that is no longer in use for `[start, stop)`, keeping its heap buffer's
-    /// capacity (and lending it nothing).
+    /// capacity, with `lent_cap` bytes lent at `lent` (S4; `dangling` and 0: none).
     ///
     /// # Safety
     ///
-    /// `slice` came from [`Slice::alloc`], is not in a chain and is owned by the caller.
-    pub(crate) unsafe fn reset(slice: *mut Slice, start: *mut u8, stop: *mut u8) {
+    /// `slice` came from [`Slice::alloc`], is not in a chain and is owned by the caller; the
+    /// loan is as S4 says.
+    pub(crate) unsafe fn reset(
+        slice: *mut Slice,
+        start: *mut u8,
+        stop: *mut u8,
+        lent: *mut u8,
+        lent_cap: usize,
+    ) {
         // SAFETY: per the contract.
         unsafe {
             debug_assert!(!(*slice).in_chain);
             (*slice).start = start;
             (*slice).stop = stop;
-            (*slice).lent = ptr::dangling_mut();
-            (*slice).lent_cap = 0;
+            (*slice).lent = lent;
+            (*slice).lent_cap = lent_cap;
             (*slice).lent_len = 0;
             (*slice).heap.clear();
             (*slice).prev = ptr::null_mut();
@@ -187,28 +194,49 @@ impl Slice {
     /// `[start + saved_len, upto)` is readable and still holds this slice's bytes (S3).
     pub(crate) unsafe fn save_upto(&mut self, upto: *mut u8) {
         debug_assert!(upto <= self.stop);
-        let mut have = self.saved_len();
+        let have = self.saved_len();
         let want = upto as usize - self.start as usize;
         if want <= have {
             return;
         }
-        if have < self.lent_cap {
-            let end = want.min(self.lent_cap);
+        if want <= self.lent_cap {
+            // All of it fits in the loan (the usual case for a context that lent memory).
             // SAFETY: the source range is readable (contract); the destination is inside the
             // lent memory (S4), which is not the stack.
             unsafe {
-                ptr::copy_nonoverlapping(self.start.add(have), self.lent.add(have), end - have);
+                ptr::copy_nonoverlapping(self.start.add(have), self.lent.add(have), want - have);
             }
-            self.lent_len = end;
-            have = end;
+            self.lent_len = want;
+        } else {
+            // SAFETY: per the contract.
+            unsafe { self.save_spilling(have, want) };
         }
-        if want > have {
-            // SAFETY: the caller guarantees the source range is readable; `extend_from_slice`
-            // copies it into `heap` (room was reserved, so no reallocation can fail here).
+    }
+
+    /// [`Slice::save_upto`] of `[have, want)` when the loan (if any) cannot hold it all:
+    /// fill the loan, then the heap.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Slice::save_upto`].
+    unsafe fn save_spilling(&mut self, mut have: usize, want: usize) {
+        if have < self.lent_cap {
+            // SAFETY: as in `save_upto`.
             unsafe {
-                let src = std::slice::from_raw_parts(self.start.add(have), want - have);
-                self.heap.extend_from_slice(src);
+                ptr::copy_nonoverlapping(
+                    self.start.add(have),
+                    self.lent.add(have),
+                    self.lent_cap - have,
+                );
             }
+            self.lent_len = self.lent_cap;
+            have = self.lent_cap;
+        }
+        // SAFETY: the caller guarantees the source range is readable; `extend_from_slice`
+        // copies it into `heap` (room was reserved, so no reallocation can fail here).
+        unsafe {
+            let src = std::slice::from_raw_parts(self.start.add(have), want - have);
+            self.heap.extend_from_slice(src);
         }
     }
 
@@ -220,8 +248,11 @@ impl Slice {
     /// owned it was switched away from, and the code doing the restore runs below `start`).
     pub(crate) unsafe fn restore(&self) {
         // SAFETY: per the contract; neither the lent memory (S4) nor the heap is the stack.
+        // (Each copy is skipped when empty: a slice is usually all lent or all on the heap.)
         unsafe {
-            ptr::copy_nonoverlapping(self.lent, self.start, self.lent_len);
+            if self.lent_len != 0 {
+                ptr::copy_nonoverlapping(self.lent, self.start, self.lent_len);
+            }
             if !self.heap.is_empty() {
                 ptr::copy_nonoverlapping(
                     self.heap.as_ptr(),

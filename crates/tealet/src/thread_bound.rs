@@ -10,54 +10,55 @@
 //!
 //! * **T1** Every thread gets a token from a global counter the first time it asks; tokens are
 //!   never reused, so a value of a thread that has exited is never taken for the value of a
-//!   new thread.
+//!   new thread.  A token is never 0.
 //! * **T2** The inner value is only touched (borrowed or dropped) on the owner thread.  Dropped
 //!   elsewhere, it is leaked instead (and counted by [`ThreadBound::leaked_count`]).  The one
 //!   exception is [`ThreadBound::get_unchecked`]: a borrow from another thread by a caller that
 //!   rules out every concurrent use by other means (pybind: the interpreter lock, for reads).
 
-use std::cell::Cell;
-use std::marker::PhantomData;
+use crate::{ctx, ThreadCtx};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 static LEAKED: AtomicU64 = AtomicU64::new(0);
 
-thread_local! {
-    static TOKEN: Cell<u64> = const { Cell::new(0) };
+/// The token of the thread whose switching context `ctx` is, given on first request (T1).
+fn token_of(ctx: &ThreadCtx) -> u64 {
+    let mut v = ctx.token.get();
+    if v == 0 {
+        v = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        ctx.token.set(v);
+    }
+    v
 }
 
-/// This thread's token (T1): unique for the life of the process.  `0` only while the thread's
-/// thread-locals are being destroyed and it never asked before.
+/// This thread's token (T1): unique for the life of the process, never 0.  (It lives in
+/// the thread's switching context, which has no destructor: it can be asked for even while
+/// the thread's other thread-locals are being destroyed.)
 pub fn current_thread_token() -> u64 {
-    TOKEN
-        .try_with(|t| {
-            let mut v = t.get();
-            if v == 0 {
-                v = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
-                t.set(v);
-            }
-            v
-        })
-        .unwrap_or(0)
+    // SAFETY: this thread's context, which outlives the thread's code (no destructor).
+    token_of(unsafe { &*ctx() })
 }
 
-/// Proof, for the code holding it, that it runs on the thread it was made on: one token
-/// lookup (a thread-local access) reused for several [`ThreadBound::get_on`] checks.  `!Send`
-/// and `!Sync`, so it cannot reach another thread.
+/// Proof, for the code holding it, that it runs on the thread it was made on: one
+/// thread-local lookup reused for several [`ThreadBound::get_on`] checks, and for the
+/// thread's switching context ([`crate::Transit::of`]).  `!Send` and `!Sync` (it holds a raw
+/// pointer), so it cannot reach another thread.
 #[derive(Clone, Copy, Debug)]
 pub struct ThreadToken {
     token: u64,
-    _not_send: PhantomData<*mut ()>,
+    pub(crate) ctx: *const ThreadCtx,
 }
 
 impl ThreadToken {
     /// The running thread's token.
     pub fn current() -> ThreadToken {
+        let ctx = ctx();
         ThreadToken {
-            token: current_thread_token(),
-            _not_send: PhantomData,
+            // SAFETY: as in `current_thread_token`.
+            token: token_of(unsafe { &*ctx }),
+            ctx,
         }
     }
 }

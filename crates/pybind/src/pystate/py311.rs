@@ -62,6 +62,10 @@ struct PerThread {
     parked: RefCell<Option<PyState>>,
     /// What the raw `switch` under way told about the references it leaves on the stack.
     hint: Cell<Hint>,
+    /// The cframe `park_and_restore` reinstated: the thread state's again on the resumed
+    /// side of that switch (no Python code runs in between), so `resumed_take_parked` need
+    /// not ask for the thread state.
+    resumed_cframe: Cell<*mut u8>,
     /// Contexts of this thread started by a continulet and not yet finished or destroyed
     /// (`live_contexts`, P7): counted in `enter_new`, `leave_finished` and `PyState`'s drop.
     live: Cell<usize>,
@@ -74,6 +78,7 @@ thread_local! {
             use_tracing: Cell::new(0),
             parked: RefCell::new(None),
             hint: Cell::new(Hint::NONE),
+            resumed_cframe: Cell::new(ptr::null_mut()),
             live: Cell::new(0),
         }
     };
@@ -114,6 +119,7 @@ pub(crate) fn park_and_restore(s: PyState, transit: continuation::Transit) {
         );
         let old = t.parked.borrow_mut().replace(parked);
         debug_assert!(old.is_none(), "a parked state was never taken");
+        t.resumed_cframe.set(s.cframe);
         restore_in(t, ts, s);
     });
 }
@@ -122,7 +128,7 @@ pub(crate) fn park_and_restore(s: PyState, transit: continuation::Transit) {
 #[inline]
 pub(crate) fn resumed_take_parked() -> PyState {
     TLS.with(|t| {
-        resumed_in(t);
+        set_use_tracing(t, t.resumed_cframe.get());
         t.parked.borrow_mut().take()
     })
     .expect("a state was parked before the switch")
@@ -199,6 +205,8 @@ pub(crate) fn restore(s: PyState) {
     TLS.with(|t| restore_in(t, tstate(), s));
 }
 
+#[inline(always)] // (on every switch: a call would move the whole state by value)
+#[allow(clippy::inline_always)]
 fn restore_in(t: &PerThread, ts: *mut u8, mut s: PyState) {
     // SAFETY: `ts` is the live thread state; offsets from the real headers; only pointer
     // values are stored (P2).
@@ -242,12 +250,15 @@ pub(crate) fn resumed() {
 }
 
 fn resumed_in(t: &PerThread) {
-    let ts = tstate();
+    // SAFETY: live thread state.
+    set_use_tracing(t, unsafe { *at::<*mut u8>(tstate(), off::TS_CFRAME) });
+}
+
+/// `resumed()` with the thread state's cframe in hand.
+#[inline]
+fn set_use_tracing(t: &PerThread, cframe: *mut u8) {
     // SAFETY: the stack is back in place, so the thread state's cframe is valid again.
-    unsafe {
-        let cframe = *at::<*mut u8>(ts, off::TS_CFRAME);
-        *at::<u8>(cframe, off::CFRAME_USE_TRACING) = t.use_tracing.get();
-    }
+    unsafe { *at::<u8>(cframe, off::CFRAME_USE_TRACING) = t.use_tracing.get() };
 }
 
 /// Give the interpreter a fresh state for a starting context: its own cframe (no current

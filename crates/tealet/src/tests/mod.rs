@@ -164,8 +164,8 @@ fn lent_memory_takes_the_lowest_bytes_and_the_heap_the_rest() {
         (*a).restore();
         assert_eq!(&mem[100..400], &orig[100..400]);
         assert!(mem[400..].iter().all(|&x| x == 0xEE));
-        // A recycled slice lends nothing: everything goes to its heap buffer.
-        Slice::reset(a, base.add(100), base.add(300));
+        // Recycled without a loan: everything goes to its heap buffer.
+        Slice::reset(a, base.add(100), base.add(300), std::ptr::dangling_mut(), 0);
         let t3 = Slice::alloc(base.add(10), base.add(300)).unwrap();
         let mut chain = Chain::new();
         chain.push(a);
