@@ -1033,6 +1033,46 @@ def test_stress_random_switches_against_model(seed):
     assert [c.is_pending() for c in conts] == [model.slots[t] != FIN for t in range(n)]
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_stress_switches_at_random_python_and_c_depths(seed):
+    # Each task goes down to the depth it is told, through Python calls and (via_c) C calls,
+    # suspends at the bottom, and on the next order climbs back checking its locals.  The
+    # saved stacks of many contexts of many sizes must come back intact: saved whole or in
+    # part, lazily by later switches, beside their frames (CPython: in the free end of the
+    # context's root data-stack chunk) or not (deep ones run in CPython's own chunks).
+    rnd = random.Random(seed)
+
+    def down(c, tag, depth, via_c, k):
+        mark = [tag, k, depth * 7 + tag]
+        if k == 0:
+            order = c.switch(("bottom", tag, depth))
+        elif via_c and k % 3 == 0:
+            order = list(map(lambda kk: down(c, tag, depth, via_c, kk), [k - 1]))[0]
+        else:
+            order = down(c, tag, depth, via_c, k - 1)
+        assert mark == [tag, k, depth * 7 + tag]
+        return order
+
+    def task(c, tag):
+        order = c.switch(("ready", tag))
+        while order is not None:
+            depth, via_c = order
+            order = down(c, tag, depth, via_c, depth)
+        return ("done", tag)
+
+    n = 30
+    conts = [continulet(task, t) for t in range(n)]
+    for t, c in enumerate(conts):
+        assert c.switch() == ("ready", t)
+    for _ in range(3000):
+        t = rnd.randrange(n)
+        depth = rnd.choice([0, 1, 3, 10, 40, 150])
+        assert conts[t].switch((depth, rnd.random() < 0.5)) == ("bottom", t, depth)
+    for t, c in enumerate(conts):
+        assert c.switch(None) == ("done", t)
+    assert not any(c.is_pending() for c in conts)
+
+
 def test_stress_many_fresh_and_finished():
     cs = [continulet(lambda c, i: c.switch(i) * 2, i) for i in range(5000)]
     assert [c.switch() for c in cs] == list(range(5000))

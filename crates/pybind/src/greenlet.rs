@@ -633,11 +633,11 @@ fn start_native(
     let unclaimed = STARTING.with(|s| s.borrow_mut().replace(starting));
     drop(unclaimed); // G4 (none is left over: every start takes its own back)
     let result = match Continulet::check_switch_to(&cc, Some(tc)) {
-        Ok(Some(plan)) => {
+        Ok(Some(ref plan)) => {
             // G2, G7; G6: the body took what STARTING held, unless the start failed before
-            // it ran.
-            let kept = keep_unless_origin(cc, &plan);
-            let result = crate::start_and_deliver_hinted(&plan, py.None(), end, ts.as_ptr());
+            // it ran.  (The plan is matched in place: a copy would take room in this frame.)
+            let kept = keep_unless_origin(cc, plan);
+            let result = crate::start_and_deliver_hinted(plan, py.None(), end, ts.as_ptr());
             let unclaimed = STARTING.with(|s| s.borrow_mut().take());
             drop(unclaimed); // G4
             let origin = kept.as_ref().unwrap_or(&plan.origin.0);
@@ -852,10 +852,11 @@ fn transfer<'py>(
     // `cc.switch(value, to=tc)`, with PyPy's checks (an uninitialized continulet, a main
     // greenlet's, counts as "no `to`" / "switch to `to`": greenlet.py's I1).
     match Continulet::check_switch_to(&cc, Some(tc)) {
-        Ok(Some(plan)) => {
-            let kept = keep_unless_origin(cc, &plan); // G7
+        Ok(Some(ref plan)) => {
+            // (Matched in place: a copy of the plan would take room in this frame.)
+            let kept = keep_unless_origin(cc, plan); // G7
             let payload = Payload::Value(value);
-            let result = crate::switch_payload_hinted(&plan, payload, end, ts.as_ptr()); // G2
+            let result = crate::switch_payload_hinted(plan, payload, end, ts.as_ptr()); // G2
             taken_over(refs, &ts, kept.as_ref().unwrap_or(&plan.origin.0), result)
         }
         Ok(None) => taken_over(refs, &ts, &cc, Payload::Value(value)),

@@ -514,7 +514,7 @@ impl Continulet {
         // arguments end): no hinting frame on the stack of a context suspended here (the
         // scheduler's switches), so fewer bytes per switch.
         match Self::check_switch(slf, to) {
-            Ok(Some(plan)) => switch_payload(&plan, payload),
+            Ok(Some(ref plan)) => switch_payload(plan, payload),
             Ok(None) => payload,
             Err(e) => Payload::Exc(e),
         }
@@ -534,7 +534,8 @@ impl Continulet {
         match Self::check_switch(slf, to) {
             // The plan's two references stay on this stack while it is suspended: the
             // collector is told, with where the arguments end (pystate `refs`, R2-R3).
-            Ok(Some(plan)) => switch_payload_hinted(&plan, payload, end, std::ptr::null_mut()),
+            // (Matched in place: a copy of the plan would take room in this frame.)
+            Ok(Some(ref plan)) => switch_payload_hinted(plan, payload, end, std::ptr::null_mut()),
             Ok(None) => payload,
             Err(e) => Payload::Exc(e),
         }
@@ -556,7 +557,7 @@ impl Continulet {
         let checked = Self::check_switch_to(&slf, Some(to));
         drop(slf); // the plan's origin holds it
         match checked {
-            Ok(Some(plan)) => switch_payload_hinted(&plan, payload, end, held),
+            Ok(Some(ref plan)) => switch_payload_hinted(plan, payload, end, held),
             Ok(None) => payload,
             Err(e) => Payload::Exc(e),
         }

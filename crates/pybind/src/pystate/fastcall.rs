@@ -126,10 +126,14 @@ unsafe fn dispatch_slow(
     }
 }
 
-/// Match the call and run a body.
+/// Match the call and run a body.  Positional calls (`switch()`, `switch(v)`,
+/// `switch(v, to)`) are matched here; calls with keywords out of line
+/// ([`dispatch_keywords`]), so that the matching loop's registers and temporaries are not
+/// part of this frame, which stays on the stack of the suspended context.
 ///
 /// # Safety
 /// A1.
+#[inline]
 unsafe fn dispatch(
     py: Python<'_>,
     slf: *mut ffi::PyObject,
@@ -137,9 +141,38 @@ unsafe fn dispatch(
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> Payload {
+    let npos = usize::try_from(nargs).unwrap_or(0);
+    if !kwnames.is_null() || npos > 2 {
+        // SAFETY: A1.
+        return unsafe { dispatch_keywords(py, slf, args, npos, kwnames) };
+    }
     // SAFETY: A1 - every pointer read is part of the call's borrowed argument vector.
     unsafe {
-        let npos = usize::try_from(nargs).unwrap_or(0);
+        let arg = |i: usize| (i < npos).then(|| Borrowed::from_ptr(py, *args.add(i)));
+        let (value, to) = (arg(0), arg(1));
+        switch_fast(
+            &Borrowed::from_ptr(py, slf),
+            value.as_deref(),
+            to.as_deref(),
+            args.add(npos),
+        )
+    }
+}
+
+/// [`dispatch`] of a call with keywords (or too many arguments).
+///
+/// # Safety
+/// A1.
+#[inline(never)]
+unsafe fn dispatch_keywords(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    npos: usize,
+    kwnames: *mut ffi::PyObject,
+) -> Payload {
+    // SAFETY: A1 - every pointer read is part of the call's borrowed argument vector.
+    unsafe {
         let nkw = if kwnames.is_null() {
             0
         } else {
