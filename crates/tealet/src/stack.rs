@@ -194,8 +194,22 @@ impl Slice {
     /// `[start + saved_len, upto)` is readable and still holds this slice's bytes (S3).
     pub(crate) unsafe fn save_upto(&mut self, upto: *mut u8) {
         debug_assert!(upto <= self.stop);
-        let have = self.saved_len();
         let want = upto as usize - self.start as usize;
+        if self.lent_cap == 0 {
+            // Nothing lent: all of it on the heap.
+            let have = self.heap.len();
+            if want > have {
+                // SAFETY: the caller guarantees the source range is readable;
+                // `extend_from_slice` copies it into `heap` (room was reserved, so no
+                // reallocation can fail here).
+                unsafe {
+                    let src = std::slice::from_raw_parts(self.start.add(have), want - have);
+                    self.heap.extend_from_slice(src);
+                }
+            }
+            return;
+        }
+        let have = self.saved_len();
         if want <= have {
             return;
         }
@@ -213,12 +227,13 @@ impl Slice {
         }
     }
 
-    /// [`Slice::save_upto`] of `[have, want)` when the loan (if any) cannot hold it all:
-    /// fill the loan, then the heap.
+    /// [`Slice::save_upto`] of `[have, want)` when the loan cannot hold it all: fill the
+    /// loan, then the heap.
     ///
     /// # Safety
     ///
     /// As for [`Slice::save_upto`].
+    #[cold]
     unsafe fn save_spilling(&mut self, mut have: usize, want: usize) {
         if have < self.lent_cap {
             // SAFETY: as in `save_upto`.
