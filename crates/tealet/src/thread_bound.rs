@@ -43,11 +43,11 @@ pub fn current_thread_token() -> u64 {
 
 /// Proof, for the code holding it, that it runs on the thread it was made on: one
 /// thread-local lookup reused for several [`ThreadBound::get_on`] checks, and for the
-/// thread's switching context ([`crate::Transit::of`]).  `!Send` and `!Sync` (it holds a raw
-/// pointer), so it cannot reach another thread.
+/// thread's switching context ([`crate::Transit::of`]).  One word: the context, whose token
+/// was given when the `ThreadToken` was made.  `!Send` and `!Sync` (it holds a raw pointer),
+/// so it cannot reach another thread.
 #[derive(Clone, Copy, Debug)]
 pub struct ThreadToken {
-    token: u64,
     pub(crate) ctx: *const ThreadCtx,
 }
 
@@ -55,11 +55,17 @@ impl ThreadToken {
     /// The running thread's token.
     pub fn current() -> ThreadToken {
         let ctx = ctx();
-        ThreadToken {
-            // SAFETY: as in `current_thread_token`.
-            token: token_of(unsafe { &*ctx }),
-            ctx,
-        }
+        // SAFETY: as in `current_thread_token`.
+        token_of(unsafe { &*ctx });
+        ThreadToken { ctx }
+    }
+
+    /// Its value (T1).
+    #[inline]
+    fn value(self) -> u64 {
+        // SAFETY: this thread's context (a `ThreadToken` stays on its thread), which outlives
+        // the thread's code; its token was given by `current`.
+        unsafe { &*self.ctx }.token.get()
     }
 }
 
@@ -105,7 +111,7 @@ impl<T> ThreadBound<T> {
 
     /// [`ThreadBound::get`] with the running thread's token already in hand.
     pub fn get_on(&self, thread: ThreadToken) -> Option<&T> {
-        if self.owner == thread.token && thread.token != 0 {
+        if self.owner == thread.value() {
             Some(&self.value)
         } else {
             None
