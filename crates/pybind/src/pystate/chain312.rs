@@ -172,6 +172,19 @@ pub(crate) fn visit_refs<E>(
     }
 }
 
+impl PyState {
+    /// P8: lend the end of the context's root chunk for the switch under way.
+    pub(crate) fn lend_chunk_end(&self, transit: continuation::Transit) {
+        super::super::lend_chunk_end(
+            self.owned.as_ref().map(|o| o.root_chunk),
+            self.chunk,
+            self.top,
+            self.limit,
+            transit,
+        );
+    }
+}
+
 /// The frame chain of the suspended context `s` (its resources `o`) as `refs` reads it.
 fn frame_chain<'a>(
     s: &PyState,

@@ -107,19 +107,6 @@ pub(crate) struct PyState {
     owned: Option<Owned>,
 }
 
-impl PyState {
-    /// P8: lend the end of the context's root chunk for the switch under way.
-    pub(crate) fn lend_chunk_end(&self, transit: continuation::Transit) {
-        super::lend_chunk_end(
-            self.owned.as_ref().map(|o| o.root_chunk),
-            self.chunk,
-            self.top,
-            self.limit,
-            transit,
-        );
-    }
-}
-
 /// `_PyFrame_IsIncomplete`, plus "entry frame on the C stack" (3.12's own test relies on the
 /// trampoline code's first traceable instruction to say so).
 ///

@@ -105,19 +105,6 @@ pub(crate) struct PyState {
     owned: Option<Owned>,
 }
 
-impl PyState {
-    /// P8: lend the end of the context's root chunk for the switch under way.
-    pub(crate) fn lend_chunk_end(&self, transit: continuation::Transit) {
-        super::lend_chunk_end(
-            self.owned.as_ref().map(|o| o.root_chunk),
-            self.chunk,
-            self.top,
-            self.limit,
-            transit,
-        );
-    }
-}
-
 /// `_PyFrame_IsIncomplete` (3.13 tests for entry frames on the C stack first, as we do).
 ///
 /// # Safety
