@@ -108,3 +108,69 @@ fn a_loan_is_taken_by_the_next_switch_only() {
     assert!(r.from.is_none());
     assert_eq!(r.value, 3);
 }
+
+thread_local! {
+    static MAIN: std::cell::RefCell<Option<Suspended>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Recurse `depth` frames (each with a 256-byte array), then spawn a tealet there that drops
+/// the handle of the context it was spawned from (`a`, whose stack below the spawn point was
+/// saved into its loan, and whose frames above it are still in place), snapshots the loan and
+/// finishes back to main.
+#[inline(never)]
+fn spawn_dropper(depth: u32, loan: NonNull<u8>, len: usize) -> Vec<u8> {
+    let pad = [u64::from(depth); 32];
+    if depth > 0 {
+        let v = spawn_dropper(depth - 1, loan, len);
+        assert_eq!(std::hint::black_box(pad)[7], u64::from(depth));
+        return v;
+    }
+    // SAFETY: the loan belongs to main's `Vec`, untouched until this context is resumed or
+    // dropped (it is dropped below, by the tealet spawned here).
+    unsafe { Transit::current().lend(loan, len) };
+    let r = spawn(move |a: Suspended| {
+        assert!(
+            a.saved_bytes() > 0,
+            "the frames below the spawn point were saved"
+        );
+        assert!(
+            a.saved_bytes() < a.stack_size(),
+            "its upper frames are still in place"
+        );
+        assert_eq!(a.heap_bytes(), 0, "all of it went into the loan");
+        drop(a);
+        // SAFETY: the loan is main's `Vec`, alive; nothing writes it now that `a` is gone.
+        let snapshot = unsafe { std::slice::from_raw_parts(loan.as_ptr(), len) }.to_vec();
+        (MAIN.with(|m| m.borrow_mut().take()).unwrap(), snapshot)
+    });
+    match r {
+        Ok(_) => unreachable!("the context that spawned it was dropped: never resumed"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn a_dropped_context_leaves_its_loan_alone() {
+    let mut loan = vec![0u8; 64 * 1024];
+    let at = NonNull::new(loan.as_mut_ptr()).unwrap();
+    let len = loan.len();
+    let r = spawn(move |main: Suspended| {
+        MAIN.with(|m| *m.borrow_mut() = Some(main));
+        let snapshot = spawn_dropper(20, at, len);
+        unreachable!("never resumed: {}", snapshot.len())
+    })
+    .unwrap();
+    // The dropper finished to us: its last switch saved every slice still in the chain below
+    // our stack.  Had the dropped context stayed linked, its in-place frames would have gone
+    // into the loan then.
+    assert!(r.from.is_none());
+    let snapshot: Vec<u8> = r.value;
+    assert!(
+        snapshot.iter().any(|&b| b != 0),
+        "the loan holds the saved bytes"
+    );
+    assert!(
+        loan == snapshot,
+        "the loan changed after its context was dropped"
+    );
+}
