@@ -8,8 +8,10 @@ Names the programs use (see progs.py): ``P`` (trace), ``S`` (show a value: objec
 registry name, never an address), ``X`` (show an exception), ``F`` (show ``_get_frame()``),
 ``R`` (registry name -> object), ``K`` (keep: every object created stays alive until the end of
 the program unless dropped with ``D``), ``D`` (drop a name, then collect), ``Boom``, ``collect``.
-After the program, still-suspended continulets are finished by throwing ``_Cleanup`` into them
-and greenlets by ``throw()``, with the trace off (on CPython a suspended continulet that becomes
+After the program, still-suspended continulets are finished by throwing ``_Cleanup`` into them,
+greenlets by ``throw()``, tasklets by ``kill()`` (also those blocked on its channels, kept or
+not: one left to a later collection would run in another program's time, with this program's
+names gone), with the trace off (on CPython a suspended continulet that becomes
 garbage would be leaked: ARCHITECTURE.md known gap).
 """
 import gc
@@ -110,7 +112,16 @@ def _cleanup(keep):
     for obj in reversed(keep):
         for _ in range(100):
             if type(obj).__name__ == "channel":
-                break
+                # A tasklet blocked on it (one the program dropped, say) is killed now, not
+                # by a later collection in another program, when this namespace is gone.
+                blocked = getattr(obj, "queue", None)
+                if blocked is None:
+                    break
+                try:
+                    blocked.kill()
+                except BaseException:
+                    pass
+                continue
             if type(obj).__name__ == "tasklet":
                 if not obj.alive:
                     break
