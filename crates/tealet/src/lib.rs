@@ -745,6 +745,7 @@ impl Suspended {
     ///
     /// The target, still suspended, if memory for saving the current stack ran out; nothing
     /// switched (the value sent is still in transit).
+    #[inline]
     pub fn switch_in_transit(self, transit: Transit) -> Result<Option<Suspended>, Suspended> {
         // SAFETY: a `Transit` holds this thread's context (it is `!Send`).
         let c = unsafe { &*transit.ctx };

@@ -3,19 +3,29 @@
 //! pyo3 parses fast-call arguments itself and does not say where they lie.  The collector
 //! needs that: called by a CALL instruction, a method's argument vector is the top of the
 //! calling frame's value stack, so its end tells how deep that (suspended) frame's stack is
-//! (`refs`, R2).  [`install_switch`] puts a method descriptor of [`switch_method`] (under pyo3's trampoline) in the class
+//! (`refs`, R2).  [`install_switch`] puts a method descriptor of [`switch_entry`] in the class
 //! as `switch`; it matches `switch(value=None, to=None)` itself in the common shapes and hands
 //! everything else, as a tuple and a dict, to a body that words argument errors as PyPy does.
 //! [`install_raw_method`] does the same for the native stackless channel's `receive()` and
 //! `send(value)` (a tasklet blocks in them) and the native greenlet's `switch()` /
 //! `switch(value)`, other call shapes going to the pyo3 method it replaced.
 //!
+//! These methods are entered without pyo3's trampoline: its two frames (304 bytes) would be
+//! saved with every context suspended in them.  [`method_entry`] does what it does in the
+//! entry's own frame (80 bytes for `switch`).
+//!
 //! # Invariants
 //!
 //! * **A1** The method runs as CPython calls a method: GIL held, `slf` an instance of the
 //!   class (the method descriptor checked it), `args[..nargs + len(kwnames)]` borrowed for the
-//!   duration of the call.  pyo3's trampoline wraps it, so a Rust panic never unwinds into
-//!   CPython.
+//!   duration of the call.
+//! * **A2** Its body runs as under pyo3's trampoline: attached for pyo3 (pyo3's per-thread
+//!   count raised, so a `Py` dropped inside is released at once, not deferred to pyo3's pool),
+//!   and a Rust panic never unwinds into CPython (it is raised as `PanicException`).  A context
+//!   suspended in the method keeps its raise of the count until it returns, as under pyo3's
+//!   trampoline; so while any context of the thread is suspended in one, the count is above
+//!   zero and the next entry takes pyo3's fast path (with none, `Python::attach` asks the
+//!   interpreter, `PyGILState_Ensure`: the GIL is ours already, A1).
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -192,31 +202,73 @@ unsafe fn dispatch_keywords(
     }
 }
 
-/// The method's body under pyo3's own trampoline (`impl_::trampoline`, as pyo3's generated
-/// methods use: it marks the thread attached for pyo3 — so a `Py` dropped inside is released
-/// at once, not deferred to pyo3's pool — and turns a panic into a Python exception).
+/// What CPython calls for `switch`: [`dispatch`] under [`method_entry`].
 ///
 /// # Safety
 /// A1.
-unsafe fn switch_method(
-    py: Python<'_>,
+unsafe extern "C" fn switch_entry(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
+) -> *mut ffi::PyObject {
     // SAFETY: A1 - CPython calls us as a method.
-    into_method_result(unsafe { dispatch(py, slf, args, nargs, kwnames) })
+    unsafe { method_entry(|py| dispatch(py, slf, args, nargs, kwnames)) }
 }
 
-/// A body's payload as what pyo3's trampoline returns for a method: a new reference, or the
-/// error to raise.
-#[inline]
-fn into_method_result(p: Payload) -> PyResult<*mut ffi::PyObject> {
+/// Run a raw method's body as pyo3's trampoline runs a method's (A2): attached for pyo3 (so a
+/// `Py` dropped inside is released at once, not deferred to pyo3's pool), a Rust panic turned
+/// into `PanicException`, the payload turned into a new reference or a raised error.
+///
+/// Not pyo3's own trampoline: its two frames (304 bytes) would stay on the stack of every
+/// context suspended in the method, saved with it; this one is inlined into the entry.
+///
+/// # Safety
+/// A1.
+#[inline(always)]
+#[allow(clippy::inline_always)] // its frame is the entry's: saved with every suspended context
+unsafe fn method_entry(body: impl for<'py> FnOnce(Python<'py>) -> Payload) -> *mut ffi::PyObject {
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Python::attach(|py| into_method_result(py, body(py)))
+    }));
+    caught.unwrap_or_else(|panic| {
+        // SAFETY: A1 - the GIL is held for the whole call.
+        let py = unsafe { Python::assume_attached() };
+        Python::attach(|_| panic_error(&*panic).restore(py));
+        std::ptr::null_mut()
+    })
+}
+
+/// The `PanicException` for a Rust panic caught at the method boundary, with its message.
+#[cold]
+#[inline(never)]
+fn panic_error(panic: &(dyn std::any::Any + Send)) -> PyErr {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic in a native method".to_owned());
+    pyo3::panic::PanicException::new_err(msg)
+}
+
+/// A body's payload as a method returns it: a new reference, or null with the error raised.
+#[inline(always)]
+#[allow(clippy::inline_always)] // part of the entry's frame (see `method_entry`)
+fn into_method_result(py: Python<'_>, p: Payload) -> *mut ffi::PyObject {
     match p {
-        Payload::Value(v) => Ok(v.into_ptr()),
-        Payload::Exc(e) => Err(*e),
+        Payload::Value(v) => v.into_ptr(),
+        Payload::Exc(e) => raise(py, e),
     }
+}
+
+/// Raise `e`; null, as a method returns then.  Out of line: the error's words stay out of the
+/// entry's frame.
+#[cold]
+#[inline(never)]
+#[allow(clippy::boxed_local)] // one word from the caller's frame; freed here
+fn raise(py: Python<'_>, e: Box<PyErr>) -> *mut ffi::PyObject {
+    e.restore(py);
+    std::ptr::null_mut()
 }
 
 /// Make `switch` of `ty` the raw method running `crate::switch_fast` / `crate::switch_slow` (once
@@ -225,10 +277,7 @@ pub(crate) fn install_switch(ty: &Bound<'_, PyType>) -> PyResult<()> {
     let def = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: c"switch".as_ptr(),
         ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFastWithKeywords: pyo3::impl_::trampoline::get_trampoline_function!(
-                fastcall_cfunction_with_keywords,
-                switch_method
-            ),
+            PyCFunctionFastWithKeywords: switch_entry,
         },
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         ml_doc: std::ptr::null::<c_char>(),
@@ -280,7 +329,7 @@ unsafe fn raw_dispatch(
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
-) -> PyResult<*mut ffi::PyObject> {
+) -> Payload {
     // SAFETY: A1 - every pointer read is part of the call's borrowed argument vector.
     unsafe {
         let npos = usize::try_from(nargs).unwrap_or(0);
@@ -292,7 +341,7 @@ unsafe fn raw_dispatch(
         if nkw == 0 && npos >= m.min_args && npos <= m.max_args {
             let value = (npos == 1).then(|| Borrowed::from_ptr(py, *args));
             let slf = Borrowed::from_ptr(py, slf);
-            return into_method_result((m.body)(&slf, value.as_deref(), args.add(npos)));
+            return (m.body)(&slf, value.as_deref(), args.add(npos));
         }
         raw_dispatch_other(py, m, slf, args, npos, kwnames, nkw)
     }
@@ -313,33 +362,39 @@ unsafe fn raw_dispatch_other(
     npos: usize,
     kwnames: *mut ffi::PyObject,
     nkw: usize,
-) -> PyResult<*mut ffi::PyObject> {
+) -> Payload {
     // SAFETY: A1 - every pointer read is part of the call's borrowed argument vector.
     unsafe {
         let mut all = Vec::with_capacity(1 + npos + nkw);
         all.push(slf);
         all.extend((0..npos + nkw).map(|i| *args.add(i)));
         let r = ffi::PyObject_Vectorcall(m.replaced.as_ptr(), all.as_ptr(), npos + 1, kwnames);
-        Bound::from_owned_ptr_or_err(py, r).map(Bound::into_ptr)
+        match Bound::from_owned_ptr_or_err(py, r) {
+            Ok(v) => Payload::Value(v.unbind()),
+            Err(e) => Payload::Exc(Box::new(e)),
+        }
     }
 }
 
-/// The method function of a raw method whose [`RawMethodDef`] is in `$cell`, under pyo3's
-/// trampoline (as [`switch_method`]).
+/// The entry of a raw method whose [`RawMethodDef`] is in `$cell`, under [`method_entry`]
+/// (as [`switch_entry`]).
 macro_rules! raw_method {
     ($name:ident, $cell:ident) => {
         /// # Safety
         /// A1.
-        unsafe fn $name(
-            py: Python<'_>,
+        unsafe extern "C" fn $name(
             slf: *mut ffi::PyObject,
             args: *const *mut ffi::PyObject,
             nargs: ffi::Py_ssize_t,
             kwnames: *mut ffi::PyObject,
-        ) -> PyResult<*mut ffi::PyObject> {
-            let m = $cell.get().expect("installed with the method");
+        ) -> *mut ffi::PyObject {
             // SAFETY: A1 - CPython calls us as a method.
-            unsafe { raw_dispatch(py, m, slf, args, nargs, kwnames) }
+            unsafe {
+                method_entry(|py| {
+                    let m = $cell.get().expect("installed with the method");
+                    raw_dispatch(py, m, slf, args, nargs, kwnames)
+                })
+            }
         }
     };
 }
@@ -375,20 +430,14 @@ pub(crate) fn install_raw_method(
             c"receive($self)\n--\n\nReceive a value; blocks until a sender provides one.",
             (0, 0),
             &RECEIVE,
-            pyo3::impl_::trampoline::get_trampoline_function!(
-                fastcall_cfunction_with_keywords,
-                receive_method
-            ) as ffi::PyCFunctionFastWithKeywords,
+            receive_method as ffi::PyCFunctionFastWithKeywords,
         ),
         RawMethod::Send => (
             c"send",
             c"send($self, value)\n--\n\nSend a value; blocks until a receiver takes it.",
             (1, 1),
             &SEND,
-            pyo3::impl_::trampoline::get_trampoline_function!(
-                fastcall_cfunction_with_keywords,
-                send_method
-            ) as ffi::PyCFunctionFastWithKeywords,
+            send_method as ffi::PyCFunctionFastWithKeywords,
         ),
         RawMethod::GreenletSwitch => (
             c"switch",
@@ -397,10 +446,7 @@ pub(crate) fn install_raw_method(
               yet.  Returns the value passed when switching back.",
             (0, 1),
             &GREENLET_SWITCH,
-            pyo3::impl_::trampoline::get_trampoline_function!(
-                fastcall_cfunction_with_keywords,
-                greenlet_switch_method
-            ) as ffi::PyCFunctionFastWithKeywords,
+            greenlet_switch_method as ffi::PyCFunctionFastWithKeywords,
         ),
     };
     let replaced = ty.getattr(name.to_str().unwrap_or_default())?;

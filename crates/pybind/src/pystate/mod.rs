@@ -399,8 +399,10 @@ pub(crate) fn call(
 /// borrowed arguments (no argument tuple, so the caller's own references are all this frame
 /// holds).  While the call runs, the starting context records `func`, `args` and `kwds` as
 /// held by its C stack (`refs`, R3): the caller owns one reference to each for the duration.
-/// Not inlined, and a frame of a few words: it stays below the body while it runs.
-#[inline(never)]
+/// Inlined into its caller: a frame of its own (64 bytes) would stay below the body while it
+/// runs, saved with each of the context's switches.
+#[inline(always)]
+#[allow(clippy::inline_always)] // measured: 64 bytes less saved per suspended continulet
 pub(crate) fn call_start(start: &Bound<'_, PyAny>, args: &[&Bound<'_, PyAny>; 4]) -> Called {
     let record = StartRecord::current();
     record.set([
