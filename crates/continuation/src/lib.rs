@@ -414,19 +414,21 @@ fn finish_context<H: Host>(
 /// Returns what is delivered back to us later.
 ///
 /// The message crosses in tealet's transit slot, and every step but the switch is out of
-/// line: this frame, suspended with the context, holds little more than its arguments.
+/// line; what is left is inlined into the host's switching frame (a frame of its own, 48
+/// bytes, stayed on every suspended stack), where it needs little more than its arguments.
 ///
 /// # Errors
 ///
-/// On failure ([`Error::AlreadyFinished`], [`Error::NoMemory`]) nothing happened and the
-/// payload is handed back.
-#[inline(never)]
+/// On failure ([`Error::AlreadyFinished`], [`Error::NoMemory`]) nothing happened; the
+/// payload is dropped.  (Not handed back: that made the result a word larger, in the
+/// caller's frame, which stays on the suspended stack.)
+#[inline]
 pub fn switch<H: Host>(
     thread: ThreadToken,
     origin: &H::Obj,
     destination: &H::Obj,
     payload: H::Payload,
-) -> Result<H::Payload, (Error, H::Payload)> {
+) -> Result<H::Payload, Error> {
     let transit = tealet::Transit::of(thread);
     let Some(handle) = prepare_switch::<H>(thread, origin, destination, payload, transit) else {
         return Err(not_switched::<H>(Error::AlreadyFinished, transit));
@@ -481,11 +483,12 @@ fn prepare_switch<H: Host>(
     Some(handle)
 }
 
-/// The error of a switch that did not happen, with the payload back out of transit.
+/// The error of a switch that did not happen; the payload, back out of transit, is dropped.
 #[cold]
 #[inline(never)]
-fn not_switched<H: Host>(e: Error, transit: tealet::Transit) -> (Error, H::Payload) {
-    (e, transit.take::<Msg<H>>().payload)
+fn not_switched<H: Host>(e: Error, transit: tealet::Transit) -> Error {
+    drop(transit.take::<Msg<H>>());
+    e
 }
 
 /// Nothing ran (no memory to save the stack): put everything back where it was.
@@ -497,7 +500,7 @@ fn switch_failed<H: Host>(
     destination: &H::Obj,
     target: tealet::Suspended,
     transit: tealet::Transit,
-) -> (Error, H::Payload) {
+) -> Error {
     let target_state = H::save_unswitched();
     let (origin_slot, destination_slot) = (H::slot(origin, thread), H::slot(destination, thread));
     let old_origin = destination_slot.replace(Stored::Pending(Frame {

@@ -682,7 +682,7 @@ pub(crate) fn switch_payload_hinted(
 fn switch_payload(plan: &SwitchPlan, payload: Payload) -> Payload {
     match continuation::switch::<Bind>(plan.thread, &plan.origin, &plan.destination, payload) {
         Ok(p) => p,
-        Err((e, _)) => Payload::Exc(switch_error(e)),
+        Err(e) => Payload::Exc(switch_error(e)),
     }
 }
 
@@ -867,22 +867,18 @@ impl Continulet {
 /// `switch(value=None, to=None)`, the raw method of `pystate::fastcall` (whose argument
 /// vector's end the collector may use), for the common call shapes.
 pub(crate) fn switch_fast<'py>(
-    slf: &Bound<'py, PyAny>,
+    slf: &Bound<'py, Continulet>,
     value: Option<&Bound<'py, PyAny>>,
     to: Option<&Bound<'py, PyAny>>,
     end: pystate::fastcall::ArgsEnd,
 ) -> Payload {
-    let slf = match slf.cast::<Continulet>() {
-        Ok(c) => c,
-        Err(e) => return Payload::from_err(e),
-    };
     let value = value.map_or_else(|| slf.py().None(), |v| v.clone().unbind());
     Continulet::do_switch_called(slf, Payload::Value(value), to, end)
 }
 
 /// `switch(*args, **kwargs)` for every other call shape: PyPy's argument errors.
 pub(crate) fn switch_slow<'py>(
-    slf: &Bound<'py, PyAny>,
+    slf: &Bound<'py, Continulet>,
     args: &Bound<'py, PyTuple>,
     kwargs: Option<&Bound<'py, PyDict>>,
     end: pystate::fastcall::ArgsEnd,

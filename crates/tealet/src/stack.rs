@@ -50,6 +50,9 @@ impl std::fmt::Display for AllocError {
 
 impl std::error::Error for AllocError {}
 
+/// The most of a loan a slice uses (a larger loan is used in part, which S4 allows).
+pub(crate) const MAX_LOAN: usize = u16::MAX as usize;
+
 /// One suspended stack (see the module docs).
 pub(crate) struct Slice {
     pub(crate) start: *mut u8,
@@ -57,13 +60,21 @@ pub(crate) struct Slice {
     /// Memory lent for the lowest saved bytes (S4); dangling with `lent_cap == 0` if none
     /// (never null: it is copied from with a count of 0).
     lent: *mut u8,
-    lent_cap: usize,
+    /// At most [`MAX_LOAN`] bytes of a loan are used: two bytes each for the loan's size and
+    /// its use, and the flag beside them, keep a slice at 64 bytes (with every suspended
+    /// context; the heap rounds 72 up to 80).
+    lent_cap: u16,
     /// Bytes saved at `lent` (S1).
-    lent_len: usize,
+    lent_len: u16,
     /// Saved bytes beyond the lent ones, from `start + lent_cap` up.
     heap: Vec<u8>,
     prev: *mut Slice,
     in_chain: bool,
+}
+
+/// A loan's size as a slice keeps it: at most [`MAX_LOAN`].
+fn loan_size(len: usize) -> u16 {
+    len.min(MAX_LOAN) as u16
 }
 
 impl Slice {
@@ -111,7 +122,7 @@ impl Slice {
             (*slice).start = start;
             (*slice).stop = stop;
             (*slice).lent = lent;
-            (*slice).lent_cap = lent_cap;
+            (*slice).lent_cap = loan_size(lent_cap);
             (*slice).lent_len = 0;
             (*slice).heap.clear();
             (*slice).prev = ptr::null_mut();
@@ -126,7 +137,17 @@ impl Slice {
     pub(crate) unsafe fn lend(&mut self, lent: *mut u8, cap: usize) {
         debug_assert!(self.saved_len() == 0);
         self.lent = lent;
-        self.lent_cap = cap;
+        self.lent_cap = loan_size(cap);
+    }
+
+    /// Bytes lent (S4).
+    fn lent_cap(&self) -> usize {
+        usize::from(self.lent_cap)
+    }
+
+    /// Bytes saved in the lent memory (S1).
+    fn lent_len(&self) -> usize {
+        usize::from(self.lent_len)
     }
 
     /// Capacity of the heap buffer, for the recycling policy.
@@ -150,7 +171,7 @@ impl Slice {
 
     /// Bytes saved so far (lent memory and heap).
     pub(crate) fn saved_len(&self) -> usize {
-        self.lent_len + self.heap.len()
+        self.lent_len() + self.heap.len()
     }
 
     /// Bytes saved to the heap so far (the others are in lent memory).
@@ -165,7 +186,7 @@ impl Slice {
 
     /// Make room to have saved everything below `upto` (no copying).
     fn reserve_upto(&mut self, upto: *mut u8) -> Result<(), AllocError> {
-        let want = (upto as usize - self.start as usize).saturating_sub(self.lent_cap);
+        let want = (upto as usize - self.start as usize).saturating_sub(self.lent_cap());
         if want > self.heap.len() {
             self.heap
                 .try_reserve_exact(want - self.heap.len())
@@ -213,14 +234,14 @@ impl Slice {
         if want <= have {
             return;
         }
-        if want <= self.lent_cap {
+        if want <= self.lent_cap() {
             // All of it fits in the loan (the usual case for a context that lent memory).
             // SAFETY: the source range is readable (contract); the destination is inside the
             // lent memory (S4), which is not the stack.
             unsafe {
                 ptr::copy_nonoverlapping(self.start.add(have), self.lent.add(have), want - have);
             }
-            self.lent_len = want;
+            self.lent_len = want as u16; // want <= lent_cap
         } else {
             // SAFETY: per the contract.
             unsafe { self.save_spilling(have, want) };
@@ -235,17 +256,17 @@ impl Slice {
     /// As for [`Slice::save_upto`].
     #[cold]
     unsafe fn save_spilling(&mut self, mut have: usize, want: usize) {
-        if have < self.lent_cap {
+        if have < self.lent_cap() {
             // SAFETY: as in `save_upto`.
             unsafe {
                 ptr::copy_nonoverlapping(
                     self.start.add(have),
                     self.lent.add(have),
-                    self.lent_cap - have,
+                    self.lent_cap() - have,
                 );
             }
             self.lent_len = self.lent_cap;
-            have = self.lent_cap;
+            have = self.lent_cap();
         }
         // SAFETY: the caller guarantees the source range is readable; `extend_from_slice`
         // copies it into `heap` (room was reserved, so no reallocation can fail here).
@@ -266,12 +287,12 @@ impl Slice {
         // (Each copy is skipped when empty: a slice is usually all lent or all on the heap.)
         unsafe {
             if self.lent_len != 0 {
-                ptr::copy_nonoverlapping(self.lent, self.start, self.lent_len);
+                ptr::copy_nonoverlapping(self.lent, self.start, self.lent_len());
             }
             if !self.heap.is_empty() {
                 ptr::copy_nonoverlapping(
                     self.heap.as_ptr(),
-                    self.start.add(self.lent_cap),
+                    self.start.add(self.lent_cap()),
                     self.heap.len(),
                 );
             }
@@ -282,10 +303,10 @@ impl Slice {
     pub(crate) fn translate(&self, addr: *const u8) -> *const u8 {
         // (Below `start`, `i` wraps to a huge offset that neither branch takes.)
         let i = (addr as usize).wrapping_sub(self.start as usize);
-        if i < self.lent_len {
+        if i < self.lent_len() {
             self.lent.wrapping_add(i)
-        } else if i >= self.lent_cap && i - self.lent_cap < self.heap.len() {
-            self.heap.as_ptr().wrapping_add(i - self.lent_cap)
+        } else if i >= self.lent_cap() && i - self.lent_cap() < self.heap.len() {
+            self.heap.as_ptr().wrapping_add(i - self.lent_cap())
         } else {
             addr
         }

@@ -93,6 +93,20 @@ unsafe fn match_common(
     Some(slots)
 }
 
+/// `switch`'s `self`, known to be a continulet: the method descriptor checked it (A1).
+///
+/// # Safety
+/// A1.
+#[inline(always)]
+#[allow(clippy::inline_always)] // a pointer cast
+unsafe fn continulet<'a>(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+) -> Borrowed<'a, '_, crate::Continulet> {
+    // SAFETY: A1 - a live instance of the class, borrowed for the call.
+    unsafe { Borrowed::from_ptr(py, slf).cast_unchecked() }
+}
+
 /// Any other call shape: the positional arguments as a tuple and the keywords as a dict, for
 /// the body that words argument errors as PyPy does.  Out of line: its temporaries stay out
 /// of the frames suspended during a common switch.
@@ -129,7 +143,7 @@ unsafe fn dispatch_slow(
     match call {
         Ok((positional, kwargs)) => {
             // SAFETY: A1.
-            let (slf, end) = unsafe { (Borrowed::from_ptr(py, slf), args.add(npos + nkw)) };
+            let (slf, end) = unsafe { (continulet(py, slf), args.add(npos + nkw)) };
             switch_slow(&slf, &positional, kwargs.as_ref(), end)
         }
         Err(e) => Payload::Exc(Box::new(e)),
@@ -161,7 +175,7 @@ unsafe fn dispatch(
         let arg = |i: usize| (i < npos).then(|| Borrowed::from_ptr(py, *args.add(i)));
         let (value, to) = (arg(0), arg(1));
         switch_fast(
-            &Borrowed::from_ptr(py, slf),
+            &continulet(py, slf),
             value.as_deref(),
             to.as_deref(),
             args.add(npos),
@@ -194,7 +208,7 @@ unsafe fn dispatch_keywords(
         let opt = |p: *mut ffi::PyObject| (!p.is_null()).then(|| Borrowed::from_ptr(py, p));
         let (value, to) = (opt(value), opt(to));
         switch_fast(
-            &Borrowed::from_ptr(py, slf),
+            &continulet(py, slf),
             value.as_deref(),
             to.as_deref(),
             args.add(npos + nkw),

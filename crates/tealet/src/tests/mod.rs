@@ -1,6 +1,6 @@
 //! White-box tests of the slice bookkeeping, over a `Vec<u8>` posing as a stack.
 
-use crate::stack::{Chain, Slice};
+use crate::stack::{Chain, Slice, MAX_LOAN};
 
 fn fake_stack(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
@@ -204,4 +204,40 @@ fn a_loan_larger_than_the_slice_keeps_everything_off_the_heap() {
         Slice::free(a);
         Slice::free(t);
     }
+}
+
+#[test]
+fn a_loan_over_max_loan_is_used_in_part() {
+    let size = MAX_LOAN + 1000;
+    let mut mem = fake_stack(size + 64);
+    let base = mem.as_mut_ptr();
+    let orig = fake_stack(size + 64);
+    let mut lent = vec![0u8; size + 4096];
+    // SAFETY: as above.
+    unsafe {
+        let a = Slice::alloc(base.add(64), base.add(64 + size)).unwrap();
+        (*a).lend(lent.as_mut_ptr(), lent.len());
+        let mut chain = Chain::new();
+        chain.push(a);
+        let t = Slice::alloc(base.add(0), base.add(size + 64)).unwrap();
+        chain.clear_for(t, base.add(size + 64)).unwrap();
+        assert_eq!(((*a).saved_len(), (*a).heap_len()), (size, 1000));
+        assert!(
+            lent[MAX_LOAN..].iter().all(|&x| x == 0),
+            "used past MAX_LOAN"
+        );
+        for x in &mut mem[..] {
+            *x = 0;
+        }
+        (*a).restore();
+        assert_eq!(&mem[64..64 + size], &orig[64..64 + size]);
+        Slice::free(a);
+        Slice::free(t);
+    }
+}
+
+#[test]
+fn a_slice_is_64_bytes() {
+    // With every suspended context; 72 would cost 80 of the heap.
+    assert_eq!(std::mem::size_of::<Slice>(), 64);
 }
