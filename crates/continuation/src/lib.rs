@@ -294,7 +294,7 @@ pub fn start<H: Host>(obj: &H::Obj) -> Result<Option<H::Payload>, Error> {
         return Err(Error::AlreadyInitialized);
     }
     let o = obj.clone();
-    let spawned = tealet::spawn(move |creator: tealet::Suspended| {
+    let spawned = tealet::spawn_finishing(move |creator: tealet::Suspended| {
         enter_context::<H>(thread, &o, creator);
         // The host's body starts with PyPy's hidden `start` frame, whose first action is a
         // switch straight back to the creator (so the callable is not called yet).
@@ -333,7 +333,7 @@ pub fn start_switch<H: Host>(
         return Err(Error::AlreadyInitialized);
     }
     let (o, from) = (obj.clone(), origin.clone());
-    let spawned = tealet::spawn(move |creator: tealet::Suspended| {
+    let spawned = tealet::spawn_finishing(move |creator: tealet::Suspended| {
         enter_started::<H>(thread, &from, &o, creator);
         drop(from);
         let result = H::run_started(&o, payload);
@@ -393,19 +393,17 @@ fn finish_context<H: Host>(
     thread: ThreadToken,
     o: H::Obj,
     result: H::Payload,
-) -> (tealet::Suspended, Msg<H>) {
+) -> tealet::Finished<Msg<H>> {
     H::leave_finished();
     let Stored::Pending(frame) = H::slot(&o, thread).replace(Stored::InFlight) else {
         unreachable!("continuation: a running continulet always stores its resumer")
     };
     H::restore(frame.state);
-    (
-        frame.handle,
-        Msg::<H> {
-            origin: o,
-            payload: result,
-        },
-    )
+    let msg = Msg::<H> {
+        origin: o,
+        payload: result,
+    };
+    tealet::Transit::of(thread).finish(frame.handle, msg)
 }
 
 /// The switch itself, after the host's checks (PyPy `switch`, from "pre-switch" on):

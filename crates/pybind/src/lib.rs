@@ -221,17 +221,25 @@ impl Host for Bind {
     }
     #[inline]
     fn run(obj: &ObjRef) -> Payload {
-        let py = pystate::attached();
-        match take_call(obj) {
-            Some(Call::Python(callable, args, kwargs)) => run_python(obj, callable, args, kwargs),
-            Some(Call::Native(body, arg)) => run_native(obj, body, arg.bind(py)),
-            None => nothing_to_run(),
-        }
+        run_call(obj)
+    }
+}
+
+/// `Host::run`: take what the continulet is to run and run it.  Not inlined into the
+/// bootstrap frame, and the call taken in here: the call's parts live in registers and in the
+/// start frame's argument vector, not in a slot of the bootstrap frame too.
+#[inline(never)]
+fn run_call(obj: &ObjRef) -> Payload {
+    let py = pystate::attached();
+    match take_call(obj) {
+        Some(Call::Python(callable, args, kwargs)) => run_python(obj, callable, args, kwargs),
+        Some(Call::Native(body, arg)) => run_native(obj, body, arg.bind(py)),
+        None => nothing_to_run(),
     }
 }
 
 /// What a continulet's context is to run (taken: it runs once).
-#[inline(never)]
+#[inline]
 fn take_call(obj: &ObjRef) -> Option<Call> {
     obj.0.get().call.lock().unwrap().take()
 }
@@ -264,9 +272,8 @@ fn started_body(obj: &ObjRef, payload: Payload) -> Result<(NativeBody, Py<PyAny>
     }
 }
 
-/// `Host::run` for a Python callable.  Not inlined: only what it needs stays at the bottom of
-/// the context's stack while the callable runs.
-#[inline(never)]
+/// `Host::run` for a Python callable (inlined into [`run_call`]).
+#[inline]
 #[allow(clippy::needless_pass_by_value)] // owned on purpose: the references `call_start` records
 fn run_python(
     obj: &ObjRef,

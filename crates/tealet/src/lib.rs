@@ -112,6 +112,14 @@ pub struct Resumed<T> {
     pub value: T,
 }
 
+/// The end of a tealet's `run` for [`spawn_finishing`]: the handle of the context to resume,
+/// its value already in transit ([`Transit::finish`]).
+#[must_use]
+pub struct Finished<T> {
+    next: Suspended,
+    _value: PhantomData<fn() -> T>,
+}
+
 /// A failed switch: nothing happened, and the caller gets everything back.
 pub struct SwitchError<T> {
     /// The target, still suspended.
@@ -570,11 +578,10 @@ unsafe extern "C" fn run_new_tealet(c: *mut u8) -> ! {
 }
 
 /// The bootstrap frame of a new tealet: runs `run` with the spawner's handle, catches panics
-/// (I4), and hands back the slice to resume with the finishing value in transit.
-///
-/// (It looks up the thread's context again at the end rather than keep it: this frame stays
-/// below the body, on every suspended stack of the tealet.)
-unsafe fn boot<T: 'static, F: FnOnce(Suspended) -> (Suspended, T) + 'static>(
+/// (I4), and hands back the slice to resume (`run` put the finishing value in transit).
+/// This frame stays below the body, on every suspended stack of the tealet: it holds little
+/// more than `run`.
+unsafe fn boot<T: 'static, F: FnOnce(Suspended) -> Finished<T> + 'static>(
     source: *mut Slice,
     arg: *mut u8,
 ) -> *mut Slice {
@@ -586,11 +593,8 @@ unsafe fn boot<T: 'static, F: FnOnce(Suspended) -> (Suspended, T) + 'static>(
         _not_send: PhantomData,
     };
     match panic::catch_unwind(AssertUnwindSafe(move || run(from))) {
-        Ok((next, value)) => {
-            // SAFETY: the value goes into this thread's transfer slot for the resumed side.
-            unsafe { (*ctx()).transfer.put(value) };
-            next.into_raw()
-        }
+        // (Its value is in this thread's transfer slot for the resumed side.)
+        Ok(finished) => finished.next.into_raw(),
         Err(payload) => abort_on_panic(&*payload),
     }
 }
@@ -656,6 +660,16 @@ impl Transit {
         unsafe { &*self.ctx }.spare.set(Spare { at, len });
     }
 
+    /// Finish a tealet's `run` ([`spawn_finishing`]): put `value` in transit for `next`, the
+    /// context to resume.
+    pub fn finish<T: 'static>(self, next: Suspended, value: T) -> Finished<T> {
+        self.put(value);
+        Finished {
+            next,
+            _value: PhantomData,
+        }
+    }
+
     /// Take the value in transit (after [`Suspended::switch_in_transit`]).
     ///
     /// # Panics
@@ -680,6 +694,24 @@ pub fn spawn<T, F>(run: F) -> Result<Resumed<T>, AllocError>
 where
     T: 'static,
     F: FnOnce(Suspended) -> (Suspended, T) + 'static,
+{
+    spawn_finishing(move |from| {
+        let (next, value) = run(from);
+        Transit::current().finish(next, value)
+    })
+}
+
+/// [`spawn`] for a `run` that puts its finishing value in transit itself
+/// ([`Transit::finish`]), so that the new tealet's bottom frame, which stays below the body on
+/// every suspended stack of the tealet, needs no room for that value.
+///
+/// # Errors
+///
+/// As [`spawn`].
+pub fn spawn_finishing<T, F>(run: F) -> Result<Resumed<T>, AllocError>
+where
+    T: 'static,
+    F: FnOnce(Suspended) -> Finished<T> + 'static,
 {
     let mut slot: Option<F> = Some(run);
     // SAFETY: see `switch_raw`.

@@ -1,6 +1,6 @@
 //! Public-API tests: value passing, deep overlapping stacks, creation from depth, finishing.
 
-use tealet::{spawn, Resumed, Suspended};
+use tealet::{spawn, spawn_finishing, Resumed, Suspended, Transit};
 
 #[test]
 fn ping_pong_passes_values_both_ways() {
@@ -30,6 +30,20 @@ fn ping_pong_passes_values_both_ways() {
     let r = h.switch(100u64).unwrap();
     assert!(r.from.is_none(), "the tealet finished");
     assert_eq!(r.value, expect + 100 + 1_000_000);
+}
+
+#[test]
+fn a_tealet_finishing_in_transit_delivers_its_value() {
+    let r = spawn_finishing(|back: Suspended| {
+        let r = back.switch(String::from("started")).unwrap();
+        let s = r.value + " and finished";
+        Transit::current().finish(r.from.unwrap(), s)
+    })
+    .unwrap();
+    assert_eq!(r.value, "started");
+    let r = r.from.unwrap().switch(String::from("resumed")).unwrap();
+    assert!(r.from.is_none(), "the tealet finished");
+    assert_eq!(r.value, "resumed and finished");
 }
 
 #[test]
