@@ -82,3 +82,17 @@ def test_switching_during_interpreter_shutdown():
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["main done", "atexit ok"]
     assert r.stderr == "", r.stderr
+
+
+def test_switching_in_a_del_at_exit_with_nothing_else_suspended():
+    # The switches' entry asks pyo3 to attach the thread; at that point pyo3 refuses (the
+    # interpreter is finalizing) and the call must still run (it aborted once).
+    r = run("shutdown_del_alone.py")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "main done"
+    if sys.implementation.name == "cpython":
+        assert lines[1:] == ["del 42 42 [3]"], r.stdout
+    else:  # PyPy need not finalize the cycle at exit; if it does, the switches work
+        assert lines[1:] in ([], ["del 42 42 [3]"]), r.stdout
+    assert r.stderr == "", r.stderr

@@ -3,7 +3,7 @@
 //! pyo3 parses fast-call arguments itself and does not say where they lie.  The collector
 //! needs that: called by a CALL instruction, a method's argument vector is the top of the
 //! calling frame's value stack, so its end tells how deep that (suspended) frame's stack is
-//! (`refs`, R2).  [`install_switch`] puts a method descriptor of [`switch_entry`] in the class
+//! (`refs`, R2).  [`install_switch`] puts a method descriptor of [`entry`] in the class
 //! as `switch`; it matches `switch(value=None, to=None)` itself in the common shapes and hands
 //! everything else, as a tuple and a dict, to a body that words argument errors as PyPy does.
 //! [`install_raw_method`] does the same for the native stackless channel's `receive()` and
@@ -11,8 +11,8 @@
 //! `switch(value)`, other call shapes going to the pyo3 method it replaced.
 //!
 //! These methods are entered without pyo3's trampoline: its two frames (304 bytes) would be
-//! saved with every context suspended in them.  [`method_entry`] does what it does in the
-//! entry's own frame (80 bytes for `switch`).
+//! saved with every context suspended in them.  [`entry`] does what it does in its own frame
+//! (80 bytes for `switch`).
 //!
 //! # Invariants
 //!
@@ -24,8 +24,10 @@
 //!   and a Rust panic never unwinds into CPython (it is raised as `PanicException`).  A context
 //!   suspended in the method keeps its raise of the count until it returns, as under pyo3's
 //!   trampoline; so while any context of the thread is suspended in one, the count is above
-//!   zero and the next entry takes pyo3's fast path (with none, `Python::attach` asks the
-//!   interpreter, `PyGILState_Ensure`: the GIL is ours already, A1).
+//!   zero and the next entry takes pyo3's fast path.  With none, `Python::try_attach` asks
+//!   the interpreter (`PyGILState_Ensure`: the GIL is ours already, A1), and where pyo3
+//!   refuses (a finalizing interpreter) the call runs under pyo3's own trampoline, which
+//!   assumes what A1 says.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -216,41 +218,129 @@ unsafe fn dispatch_keywords(
     }
 }
 
-/// What CPython calls for `switch`: [`dispatch`] under [`method_entry`].
+/// A raw method: the body CPython's call runs (as a payload), entered by [`entry`].
+trait RawEntry {
+    /// # Safety
+    /// A1.
+    unsafe fn body(
+        py: Python<'_>,
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> Payload;
+}
+
+/// `switch`: [`dispatch`].
+struct SwitchEntry;
+
+impl RawEntry for SwitchEntry {
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // one frame with the entry's (saved with every suspension)
+    unsafe fn body(
+        py: Python<'_>,
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> Payload {
+        // SAFETY: A1.
+        unsafe { dispatch(py, slf, args, nargs, kwnames) }
+    }
+}
+
+/// What CPython calls for a raw method: `E::body` run as pyo3's trampoline runs a method's
+/// (A2): attached for pyo3 (so a `Py` dropped inside is released at once, not deferred to
+/// pyo3's pool), a Rust panic turned into `PanicException`, the payload turned into a new
+/// reference or a raised error.
+///
+/// Not pyo3's own trampoline: its two frames (304 bytes) would stay on the stack of every
+/// context suspended in the method, saved with it; this frame is 80 bytes for `switch`.
+/// When pyo3 will not attach (its count is zero and the interpreter is finalizing: a `__del__`
+/// run by the last collections, say), the call goes to pyo3's trampoline after all
+/// ([`entry_unattached`]), which assumes the thread attached without asking.
 ///
 /// # Safety
 /// A1.
-unsafe extern "C" fn switch_entry(
+unsafe extern "C" fn entry<E: RawEntry>(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: A1 - CPython calls us as a method.
-    unsafe { method_entry(|py| dispatch(py, slf, args, nargs, kwnames)) }
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Python::try_attach(|py| {
+            // SAFETY: A1 - CPython calls us as a method.
+            into_method_result(py, unsafe { E::body(py, slf, args, nargs, kwnames) })
+        })
+    }));
+    match caught {
+        Ok(Some(r)) => r,
+        // SAFETY: A1.
+        Ok(None) => unsafe { entry_unattached::<E>(slf, args, nargs, kwnames) },
+        Err(panic) => raise_panic(&*panic),
+    }
 }
 
-/// Run a raw method's body as pyo3's trampoline runs a method's (A2): attached for pyo3 (so a
-/// `Py` dropped inside is released at once, not deferred to pyo3's pool), a Rust panic turned
-/// into `PanicException`, the payload turned into a new reference or a raised error.
-///
-/// Not pyo3's own trampoline: its two frames (304 bytes) would stay on the stack of every
-/// context suspended in the method, saved with it; this one is inlined into the entry.
+/// [`entry`] when pyo3 would not attach the thread: the body under pyo3's own trampoline (as
+/// before this module had its own entry).
 ///
 /// # Safety
 /// A1.
-#[inline(always)]
-#[allow(clippy::inline_always)] // its frame is the entry's: saved with every suspended context
-unsafe fn method_entry(body: impl for<'py> FnOnce(Python<'py>) -> Payload) -> *mut ffi::PyObject {
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Python::attach(|py| into_method_result(py, body(py)))
-    }));
-    caught.unwrap_or_else(|panic| {
-        // SAFETY: A1 - the GIL is held for the whole call.
-        let py = unsafe { Python::assume_attached() };
-        Python::attach(|_| panic_error(&*panic).restore(py));
-        std::ptr::null_mut()
-    })
+#[cold]
+#[inline(never)]
+unsafe fn entry_unattached<E: RawEntry>(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: A1 - the GIL is held, as pyo3's trampoline requires.
+    unsafe {
+        pyo3::impl_::trampoline::fastcall_cfunction_with_keywords::<UnderPyo3<E>>(
+            slf, args, nargs, kwnames,
+        )
+    }
+}
+
+/// `E::body` as a method body for pyo3's trampoline ([`entry_unattached`]).
+struct UnderPyo3<E>(std::marker::PhantomData<E>);
+
+impl<E: RawEntry>
+    pyo3::impl_::trampoline::MethodDef<
+        pyo3::impl_::trampoline::fastcall_cfunction_with_keywords::Func,
+    > for UnderPyo3<E>
+{
+    const METH: pyo3::impl_::trampoline::fastcall_cfunction_with_keywords::Func = body_result::<E>;
+}
+
+/// `E::body` with its payload as a `PyResult` (for pyo3's trampoline).
+///
+/// # Safety
+/// A1.
+unsafe fn body_result<E: RawEntry>(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<*mut ffi::PyObject> {
+    // SAFETY: A1.
+    match unsafe { E::body(py, slf, args, nargs, kwnames) } {
+        Payload::Value(v) => Ok(v.into_ptr()),
+        Payload::Exc(e) => Err(*e),
+    }
+}
+
+/// Raise a Rust panic caught at the method boundary as `PanicException`; null, as a method
+/// returns then.  (Without asking pyo3 to attach: the GIL is held, A1, and pyo3 may refuse.)
+#[cold]
+#[inline(never)]
+fn raise_panic(panic: &(dyn std::any::Any + Send)) -> *mut ffi::PyObject {
+    // SAFETY: A1 - the GIL is held for the whole call.
+    let py = unsafe { Python::assume_attached() };
+    panic_error(panic).restore(py);
+    std::ptr::null_mut()
 }
 
 /// The `PanicException` for a Rust panic caught at the method boundary, with its message.
@@ -267,7 +357,7 @@ fn panic_error(panic: &(dyn std::any::Any + Send)) -> PyErr {
 
 /// A body's payload as a method returns it: a new reference, or null with the error raised.
 #[inline(always)]
-#[allow(clippy::inline_always)] // part of the entry's frame (see `method_entry`)
+#[allow(clippy::inline_always)] // part of the entry's frame (see `entry`)
 fn into_method_result(py: Python<'_>, p: Payload) -> *mut ffi::PyObject {
     match p {
         Payload::Value(v) => v.into_ptr(),
@@ -291,7 +381,7 @@ pub(crate) fn install_switch(ty: &Bound<'_, PyType>) -> PyResult<()> {
     let def = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: c"switch".as_ptr(),
         ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFastWithKeywords: switch_entry,
+            PyCFunctionFastWithKeywords: entry::<SwitchEntry>,
         },
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         ml_doc: std::ptr::null::<c_char>(),
@@ -390,32 +480,32 @@ unsafe fn raw_dispatch_other(
     }
 }
 
-/// The entry of a raw method whose [`RawMethodDef`] is in `$cell`, under [`method_entry`]
-/// (as [`switch_entry`]).
+/// A raw method whose [`RawMethodDef`] is in `$cell` (entered by [`entry`], as `switch`).
 macro_rules! raw_method {
     ($name:ident, $cell:ident) => {
-        /// # Safety
-        /// A1.
-        unsafe extern "C" fn $name(
-            slf: *mut ffi::PyObject,
-            args: *const *mut ffi::PyObject,
-            nargs: ffi::Py_ssize_t,
-            kwnames: *mut ffi::PyObject,
-        ) -> *mut ffi::PyObject {
-            // SAFETY: A1 - CPython calls us as a method.
-            unsafe {
-                method_entry(|py| {
-                    let m = $cell.get().expect("installed with the method");
-                    raw_dispatch(py, m, slf, args, nargs, kwnames)
-                })
+        struct $name;
+
+        impl RawEntry for $name {
+            #[inline(always)]
+            #[allow(clippy::inline_always)] // one frame with the entry's (see `SwitchEntry`)
+            unsafe fn body(
+                py: Python<'_>,
+                slf: *mut ffi::PyObject,
+                args: *const *mut ffi::PyObject,
+                nargs: ffi::Py_ssize_t,
+                kwnames: *mut ffi::PyObject,
+            ) -> Payload {
+                let m = $cell.get().expect("installed with the method");
+                // SAFETY: A1.
+                unsafe { raw_dispatch(py, m, slf, args, nargs, kwnames) }
             }
         }
     };
 }
 
-raw_method!(receive_method, RECEIVE);
-raw_method!(send_method, SEND);
-raw_method!(greenlet_switch_method, GREENLET_SWITCH);
+raw_method!(ReceiveEntry, RECEIVE);
+raw_method!(SendEntry, SEND);
+raw_method!(GreenletSwitchEntry, GREENLET_SWITCH);
 
 /// Which method [`install_raw_method`] replaces.
 #[derive(Clone, Copy)]
@@ -444,14 +534,14 @@ pub(crate) fn install_raw_method(
             c"receive($self)\n--\n\nReceive a value; blocks until a sender provides one.",
             (0, 0),
             &RECEIVE,
-            receive_method as ffi::PyCFunctionFastWithKeywords,
+            entry::<ReceiveEntry> as ffi::PyCFunctionFastWithKeywords,
         ),
         RawMethod::Send => (
             c"send",
             c"send($self, value)\n--\n\nSend a value; blocks until a receiver takes it.",
             (1, 1),
             &SEND,
-            send_method as ffi::PyCFunctionFastWithKeywords,
+            entry::<SendEntry> as ffi::PyCFunctionFastWithKeywords,
         ),
         RawMethod::GreenletSwitch => (
             c"switch",
@@ -460,7 +550,7 @@ pub(crate) fn install_raw_method(
               yet.  Returns the value passed when switching back.",
             (0, 1),
             &GREENLET_SWITCH,
-            greenlet_switch_method as ffi::PyCFunctionFastWithKeywords,
+            entry::<GreenletSwitchEntry> as ffi::PyCFunctionFastWithKeywords,
         ),
     };
     let replaced = ty.getattr(name.to_str().unwrap_or_default())?;
