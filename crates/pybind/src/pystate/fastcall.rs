@@ -152,40 +152,7 @@ unsafe fn dispatch_slow(
     }
 }
 
-/// Match the call and run a body.  Positional calls (`switch()`, `switch(v)`,
-/// `switch(v, to)`) are matched here; calls with keywords out of line
-/// ([`dispatch_keywords`]), so that the matching loop's registers and temporaries are not
-/// part of this frame, which stays on the stack of the suspended context.
-///
-/// # Safety
-/// A1.
-#[inline]
-unsafe fn dispatch(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> Payload {
-    let npos = usize::try_from(nargs).unwrap_or(0);
-    if !kwnames.is_null() || npos > 2 {
-        // SAFETY: A1.
-        return unsafe { dispatch_keywords(py, slf, args, npos, kwnames) };
-    }
-    // SAFETY: A1 - every pointer read is part of the call's borrowed argument vector.
-    unsafe {
-        let arg = |i: usize| (i < npos).then(|| Borrowed::from_ptr(py, *args.add(i)));
-        let (value, to) = (arg(0), arg(1));
-        switch_fast(
-            &continulet(py, slf),
-            value.as_deref(),
-            to.as_deref(),
-            args.add(npos),
-        )
-    }
-}
-
-/// [`dispatch`] of a call with keywords (or too many arguments).
+/// [`SwitchEntry`]'s body for a call with keywords (or too many arguments).
 ///
 /// # Safety
 /// A1.
@@ -231,7 +198,10 @@ trait RawEntry {
     ) -> Payload;
 }
 
-/// `switch`: [`dispatch`].
+/// `switch`: match the call and run a body.  Positional calls (`switch()`, `switch(v)`,
+/// `switch(v, to)`) are matched here; calls with keywords out of line
+/// ([`dispatch_keywords`]), so that the matching loop's registers and temporaries are not
+/// part of this frame, which stays on the stack of the suspended context.
 struct SwitchEntry;
 
 impl RawEntry for SwitchEntry {
@@ -244,8 +214,22 @@ impl RawEntry for SwitchEntry {
         nargs: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
     ) -> Payload {
-        // SAFETY: A1.
-        unsafe { dispatch(py, slf, args, nargs, kwnames) }
+        let npos = usize::try_from(nargs).unwrap_or(0);
+        if !kwnames.is_null() || npos > 2 {
+            // SAFETY: A1.
+            return unsafe { dispatch_keywords(py, slf, args, npos, kwnames) };
+        }
+        // SAFETY: A1 - every pointer read is part of the call's borrowed argument vector.
+        unsafe {
+            let arg = |i: usize| (i < npos).then(|| Borrowed::from_ptr(py, *args.add(i)));
+            let (value, to) = (arg(0), arg(1));
+            switch_fast(
+                &continulet(py, slf),
+                value.as_deref(),
+                to.as_deref(),
+                args.add(npos),
+            )
+        }
     }
 }
 
@@ -480,42 +464,40 @@ unsafe fn raw_dispatch_other(
     }
 }
 
-/// A raw method whose [`RawMethodDef`] is in `$cell` (entered by [`entry`], as `switch`).
-macro_rules! raw_method {
-    ($name:ident, $cell:ident) => {
-        struct $name;
+/// A raw method replaced by [`install_raw_method`] (`RawMethod as u8`): its [`RawMethodDef`]
+/// run by [`raw_dispatch`], entered by [`entry`] as `switch`.
+struct RawMethodEntry<const WHICH: u8>;
 
-        impl RawEntry for $name {
-            #[inline(always)]
-            #[allow(clippy::inline_always)] // one frame with the entry's (see `SwitchEntry`)
-            unsafe fn body(
-                py: Python<'_>,
-                slf: *mut ffi::PyObject,
-                args: *const *mut ffi::PyObject,
-                nargs: ffi::Py_ssize_t,
-                kwnames: *mut ffi::PyObject,
-            ) -> Payload {
-                let m = $cell.get().expect("installed with the method");
-                // SAFETY: A1.
-                unsafe { raw_dispatch(py, m, slf, args, nargs, kwnames) }
-            }
-        }
-    };
+impl<const WHICH: u8> RawEntry for RawMethodEntry<WHICH> {
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // one frame with the entry's (see `SwitchEntry`)
+    unsafe fn body(
+        py: Python<'_>,
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> Payload {
+        let cell = match WHICH {
+            0 => &RECEIVE,
+            1 => &SEND,
+            _ => &GREENLET_SWITCH,
+        };
+        let m = cell.get().expect("installed with the method");
+        // SAFETY: A1.
+        unsafe { raw_dispatch(py, m, slf, args, nargs, kwnames) }
+    }
 }
-
-raw_method!(ReceiveEntry, RECEIVE);
-raw_method!(SendEntry, SEND);
-raw_method!(GreenletSwitchEntry, GREENLET_SWITCH);
 
 /// Which method [`install_raw_method`] replaces.
 #[derive(Clone, Copy)]
 pub(crate) enum RawMethod {
     /// `channel.receive()`
-    Receive,
+    Receive = 0,
     /// `channel.send(value)`
-    Send,
+    Send = 1,
     /// `greenlet.switch()` and `greenlet.switch(value)`
-    GreenletSwitch,
+    GreenletSwitch = 2,
 }
 
 /// Make `receive` or `send` of `ty` (the native channel base), or `switch` (the native
@@ -534,14 +516,15 @@ pub(crate) fn install_raw_method(
             c"receive($self)\n--\n\nReceive a value; blocks until a sender provides one.",
             (0, 0),
             &RECEIVE,
-            entry::<ReceiveEntry> as ffi::PyCFunctionFastWithKeywords,
+            entry::<RawMethodEntry<{ RawMethod::Receive as u8 }>>
+                as ffi::PyCFunctionFastWithKeywords,
         ),
         RawMethod::Send => (
             c"send",
             c"send($self, value)\n--\n\nSend a value; blocks until a receiver takes it.",
             (1, 1),
             &SEND,
-            entry::<SendEntry> as ffi::PyCFunctionFastWithKeywords,
+            entry::<RawMethodEntry<{ RawMethod::Send as u8 }>> as ffi::PyCFunctionFastWithKeywords,
         ),
         RawMethod::GreenletSwitch => (
             c"switch",
@@ -550,7 +533,8 @@ pub(crate) fn install_raw_method(
               yet.  Returns the value passed when switching back.",
             (0, 1),
             &GREENLET_SWITCH,
-            entry::<GreenletSwitchEntry> as ffi::PyCFunctionFastWithKeywords,
+            entry::<RawMethodEntry<{ RawMethod::GreenletSwitch as u8 }>>
+                as ffi::PyCFunctionFastWithKeywords,
         ),
     };
     let replaced = ty.getattr(name.to_str().unwrap_or_default())?;
