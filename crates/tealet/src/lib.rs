@@ -661,7 +661,9 @@ impl Transit {
     }
 
     /// Finish a tealet's `run` ([`spawn_finishing`]): put `value` in transit for `next`, the
-    /// context to resume.
+    /// context to resume.  The last step of `run`, whose result it is: the value waits in
+    /// transit until the tealet ends (a switch before that would find the slot taken and
+    /// panic).
     pub fn finish<T: 'static>(self, next: Suspended, value: T) -> Finished<T> {
         self.put(value);
         Finished {
