@@ -219,22 +219,17 @@ impl Host for Bind {
         // (`arg` is owned here while the body runs: pystate `refs`, R3)
         body(&obj.0, arg.bind(obj.0.py()))
     }
-    #[inline]
+    /// Take what the continulet is to run and run it.  Not inlined into the bootstrap frame,
+    /// and the call taken in here: the call's parts live in registers and in the start
+    /// frame's argument vector, not in a slot of the bootstrap frame too.
+    #[inline(never)]
     fn run(obj: &ObjRef) -> Payload {
-        run_call(obj)
-    }
-}
-
-/// `Host::run`: take what the continulet is to run and run it.  Not inlined into the
-/// bootstrap frame, and the call taken in here: the call's parts live in registers and in the
-/// start frame's argument vector, not in a slot of the bootstrap frame too.
-#[inline(never)]
-fn run_call(obj: &ObjRef) -> Payload {
-    let py = pystate::attached();
-    match take_call(obj) {
-        Some(Call::Python(callable, args, kwargs)) => run_python(obj, callable, args, kwargs),
-        Some(Call::Native(body, arg)) => run_native(obj, body, arg.bind(py)),
-        None => nothing_to_run(),
+        let py = pystate::attached();
+        match take_call(obj) {
+            Some(Call::Python(callable, args, kwargs)) => run_python(obj, callable, args, kwargs),
+            Some(Call::Native(body, arg)) => run_native(obj, body, arg.bind(py)),
+            None => nothing_to_run(),
+        }
     }
 }
 
@@ -272,7 +267,7 @@ fn started_body(obj: &ObjRef, payload: Payload) -> Result<(NativeBody, Py<PyAny>
     }
 }
 
-/// `Host::run` for a Python callable (inlined into [`run_call`]).
+/// `Host::run` for a Python callable (inlined into it).
 #[inline]
 #[allow(clippy::needless_pass_by_value)] // owned on purpose: the references `call_start` records
 fn run_python(

@@ -220,13 +220,8 @@ impl Slice {
             // Nothing lent: all of it on the heap.
             let have = self.heap.len();
             if want > have {
-                // SAFETY: the caller guarantees the source range is readable;
-                // `extend_from_slice` copies it into `heap` (room was reserved, so no
-                // reallocation can fail here).
-                unsafe {
-                    let src = std::slice::from_raw_parts(self.start.add(have), want - have);
-                    self.heap.extend_from_slice(src);
-                }
+                // SAFETY: per the contract.
+                unsafe { self.save_to_heap(have, want) };
             }
             return;
         }
@@ -268,6 +263,19 @@ impl Slice {
             self.lent_len = self.lent_cap;
             have = self.lent_cap();
         }
+        // SAFETY: per the contract.
+        unsafe { self.save_to_heap(have, want) };
+    }
+
+    /// Append the bytes `[start + have, start + want)` to the heap buffer (`have` bytes of the
+    /// slice are saved: in the loan, then `heap`).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Slice::save_upto`]; room was reserved ([`Slice::reserve_upto`]).
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // part of the save's fast path (no loan)
+    unsafe fn save_to_heap(&mut self, have: usize, want: usize) {
         // SAFETY: the caller guarantees the source range is readable; `extend_from_slice`
         // copies it into `heap` (room was reserved, so no reallocation can fail here).
         unsafe {

@@ -316,27 +316,21 @@ unsafe fn body_result<E: RawEntry>(
     }
 }
 
-/// Raise a Rust panic caught at the method boundary as `PanicException`; null, as a method
-/// returns then.  (Without asking pyo3 to attach: the GIL is held, A1, and pyo3 may refuse.)
+/// Raise a Rust panic caught at the method boundary as `PanicException`, with its message;
+/// null, as a method returns then.  (Without asking pyo3 to attach: the GIL is held, A1, and
+/// pyo3 may refuse.)
 #[cold]
 #[inline(never)]
 fn raise_panic(panic: &(dyn std::any::Any + Send)) -> *mut ffi::PyObject {
-    // SAFETY: A1 - the GIL is held for the whole call.
-    let py = unsafe { Python::assume_attached() };
-    panic_error(panic).restore(py);
-    std::ptr::null_mut()
-}
-
-/// The `PanicException` for a Rust panic caught at the method boundary, with its message.
-#[cold]
-#[inline(never)]
-fn panic_error(panic: &(dyn std::any::Any + Send)) -> PyErr {
     let msg = panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "panic in a native method".to_owned());
-    pyo3::panic::PanicException::new_err(msg)
+    // SAFETY: A1 - the GIL is held for the whole call.
+    let py = unsafe { Python::assume_attached() };
+    pyo3::panic::PanicException::new_err(msg).restore(py);
+    std::ptr::null_mut()
 }
 
 /// A body's payload as a method returns it: a new reference, or null with the error raised.
@@ -399,9 +393,8 @@ struct RawMethodDef {
     replaced: Py<PyAny>,
 }
 
-static RECEIVE: OnceLock<RawMethodDef> = OnceLock::new();
-static SEND: OnceLock<RawMethodDef> = OnceLock::new();
-static GREENLET_SWITCH: OnceLock<RawMethodDef> = OnceLock::new();
+/// The raw methods' definitions, by `RawMethod as usize`.
+static RAW_METHODS: [OnceLock<RawMethodDef>; 3] = [const { OnceLock::new() }; 3];
 
 /// Run `m` for a call.  (Inlined into the two methods: one frame less on the stack of every
 /// tasklet blocked in them.)
@@ -478,12 +471,9 @@ impl<const WHICH: u8> RawEntry for RawMethodEntry<WHICH> {
         nargs: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
     ) -> Payload {
-        let cell = match WHICH {
-            0 => &RECEIVE,
-            1 => &SEND,
-            _ => &GREENLET_SWITCH,
-        };
-        let m = cell.get().expect("installed with the method");
+        let m = RAW_METHODS[usize::from(WHICH)]
+            .get()
+            .expect("installed with the method");
         // SAFETY: A1.
         unsafe { raw_dispatch(py, m, slf, args, nargs, kwnames) }
     }
@@ -510,12 +500,11 @@ pub(crate) fn install_raw_method(
     which: RawMethod,
     body: RawBody,
 ) -> PyResult<()> {
-    let (name, doc, arity, cell, meth) = match which {
+    let (name, doc, arity, meth) = match which {
         RawMethod::Receive => (
             c"receive",
             c"receive($self)\n--\n\nReceive a value; blocks until a sender provides one.",
             (0, 0),
-            &RECEIVE,
             entry::<RawMethodEntry<{ RawMethod::Receive as u8 }>>
                 as ffi::PyCFunctionFastWithKeywords,
         ),
@@ -523,7 +512,6 @@ pub(crate) fn install_raw_method(
             c"send",
             c"send($self, value)\n--\n\nSend a value; blocks until a receiver takes it.",
             (1, 1),
-            &SEND,
             entry::<RawMethodEntry<{ RawMethod::Send as u8 }>> as ffi::PyCFunctionFastWithKeywords,
         ),
         RawMethod::GreenletSwitch => (
@@ -532,13 +520,12 @@ pub(crate) fn install_raw_method(
               to this greenlet, starting it with ``run(*args, **kwargs)`` if it has\nnot started \
               yet.  Returns the value passed when switching back.",
             (0, 1),
-            &GREENLET_SWITCH,
             entry::<RawMethodEntry<{ RawMethod::GreenletSwitch as u8 }>>
                 as ffi::PyCFunctionFastWithKeywords,
         ),
     };
     let replaced = ty.getattr(name.to_str().unwrap_or_default())?;
-    let _ = cell.set(RawMethodDef {
+    let _ = RAW_METHODS[which as usize].set(RawMethodDef {
         min_args: arity.0,
         max_args: arity.1,
         body,
