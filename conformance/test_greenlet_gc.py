@@ -7,7 +7,7 @@ import pytest
 from greenlet import GreenletExit, getcurrent
 from greenlet import greenlet as G
 
-from conftest import differs
+from conftest import differs, only_on
 
 NO_KILL = "lib_pypy greenlet frees suspended greenlets silently (no GreenletExit, finally not run)"
 MESSAGE = "Killing the greenlet because all references have vanished."
@@ -227,3 +227,63 @@ def test_greenlet_referenced_only_by_an_old_traceback_path_is_killed():
     assert log == ["g killed"]
     assert w() is None
     assert p  # still suspended, holding the exception
+
+
+def _continulets():
+    from _continuation import continulet
+
+    return [o for o in gc.get_objects() if isinstance(o, continulet)]
+
+
+def test_continulets_of_dead_greenlets_found_by_the_collector_are_not_reused():
+    # A dead greenlet's continulet may be kept for the next greenlet (pybind B5), but
+    # never one somebody else references: here, whatever the collector lists.
+    for _ in range(10):
+        G(lambda: None).switch()
+    held = [c for c in _continulets() if not c.is_pending()]
+    main = getcurrent()
+    parked = [G(lambda: main.switch()) for _ in range(10)]
+    for g in parked:
+        g.switch()
+    assert not any(c.is_pending() for c in held)
+    for g in parked:
+        g.switch()
+    assert all(g.dead for g in parked)
+    assert not any(c.is_pending() for c in held)
+
+
+@only_on("cpython", "cpython-pure", "pypy", reason="greenlet.py's own field")
+def test_continulet_of_a_dead_greenlet_kept_by_a_reference_stays_finished():
+    from _continuation import error
+
+    g = G(lambda: 42)
+    assert g.switch() == 42
+    c = g._greenlet__c
+    del g
+    main = getcurrent()
+    parked = [G(lambda: main.switch()) for _ in range(3)]
+    for p in parked:
+        p.switch()
+    assert not c.is_pending()
+    with pytest.raises(error, match="continulet already finished"):
+        c.switch()
+    for p in parked:
+        p.switch()
+    assert not c.is_pending()
+
+
+@only_on("cpython", "cpython-pure", "pypy", reason="lib_pypy greenlet does not track thread exit")
+def test_a_finished_thread_leaves_no_continulet_of_its_greenlets():
+    import threading
+
+    def work():
+        for _ in range(20):
+            G(lambda: None).switch()
+
+    work()  # this thread's own spares, if any, are made before the count
+    before = len(_continulets())
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    _collect(lambda: len(_continulets()) <= before)
+    assert len(_continulets()) <= before

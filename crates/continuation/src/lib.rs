@@ -190,6 +190,17 @@ impl<H: Host + ?Sized> Slot<H> {
         }
     }
 
+    /// A finished slot made fresh (uninitialized) again, for a host that reuses the object
+    /// holding it; false (nothing changed) if it is not finished.
+    pub fn reset_finished(&self) -> bool {
+        let mut stored = self.stored.borrow_mut();
+        if !matches!(*stored, Stored::Finished) {
+            return false;
+        }
+        *stored = Stored::Uninit;
+        true
+    }
+
     fn replace(&self, s: Stored<H>) -> Stored<H> {
         self.stored.replace(s)
     }

@@ -312,3 +312,35 @@ fn start_switch_runs_the_body_at_once_and_leaves_what_a_switch_would() {
     assert!(a.finished.get() && b.finished.get());
     assert_eq!(LIVE_CONTEXTS.with(Cell::get), 0);
 }
+
+#[test]
+fn a_finished_slot_reset_starts_again_as_a_new_one() {
+    let thread = ThreadToken::current();
+    let c = unstarted(1, |c, first| switch(c, first + 1) * 10);
+    assert!(!c.slot.reset_finished(), "an unstarted slot is not reset");
+    assert_eq!(
+        continuation::start_switch::<Toy>(thread, &c, &c, 5).unwrap_or(-1),
+        6
+    );
+    assert!(
+        !c.slot.reset_finished(),
+        "a suspended context is never dropped by a reset"
+    );
+    assert_eq!(stored(&c), Some(1));
+    assert_eq!(switch(&c, 7), 70);
+    assert_eq!(c.slot.status(), Status::Finished);
+
+    assert!(c.slot.reset_finished());
+    assert_eq!(c.slot.status(), Status::Uninit);
+    c.finished.set(false);
+    *c.body.borrow_mut() = Some(Box::new(|c, first| switch(c, first * 2) + 1));
+    assert_eq!(
+        continuation::start_switch::<Toy>(thread, &c, &c, 4).unwrap_or(-1),
+        8,
+        "the second body runs as a first start"
+    );
+    assert_eq!(switch(&c, 20), 21);
+    assert!(c.finished.get());
+    assert_eq!(c.slot.status(), Status::Finished);
+    assert_eq!(LIVE_CONTEXTS.with(Cell::get), 0);
+}

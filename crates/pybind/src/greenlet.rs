@@ -84,6 +84,20 @@ pub(crate) struct GreenletBase {
     run: Option<Obj>,
 }
 
+impl Drop for GreenletBase {
+    /// Each field released as a `Bound` (`ReleaseNow`: no per-thread lookup per field).  A
+    /// `GreenletBase` is dropped with the GIL held: by its `tp_dealloc`, or in `__new__`.
+    fn drop(&mut self) {
+        let py = pystate::attached();
+        if let Some(c) = self.c.take() {
+            crate::release_continulet(c.into_bound(py)); // B5: reused by the next start
+        }
+        drop(self.ts.take().map(|t| t.into_bound(py)));
+        (self.home.take(), self.parent.take()).release_now(py);
+        (self.context.take(), self.run.take()).release_now(py);
+    }
+}
+
 /// The per-thread state of greenlet (the base of `greenlet._ThreadState` on CPython).
 #[pyclass(subclass, module = "greenlet", name = "_ThreadStateBase")]
 pub(crate) struct ThreadStateBase {
@@ -177,10 +191,9 @@ impl GreenletBase {
         _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         // greenlet.py's `__new__`: the parent is the current greenlet (`_current()`).
-        Ok(GreenletBase {
-            parent: current_for_new(py)?,
-            ..Self::default()
-        })
+        let mut g = Self::default();
+        g.parent = current_for_new(py)?;
+        Ok(g)
     }
 
     /// `__init__(run=<missing>, parent=None)`: the common calls here, every other one (and
@@ -569,9 +582,7 @@ fn run_of<'py>(
     let py = target.py();
     let ty = target.get_type();
     let plain = pystate::cast::plain_getattr(&ty)
-        && ty
-            .getattr(intern!(py, "run"))
-            .is_ok_and(|r| r.is(refs.run_property.bind(py)));
+        && pystate::cast::class_attr_is(&ty, intern!(py, "run"), refs.run_property.bind(py));
     if plain {
         let b = target.borrow();
         if !b.main && b.c.is_none() {
@@ -820,7 +831,7 @@ fn finish(
     hand_over(ts, g, &p);
     drop(p);
     if let Some(pc) = pc {
-        crate::permute_conts(&[cont.clone(), pc])?;
+        crate::permute_two(cont, &pc)?;
     }
     exc.map_or(Ok(result), Err)
 }

@@ -30,6 +30,13 @@
 //!   and cleared without running any code (pystate P7, [`ThreadExitWatch`]): their frames
 //!   give up what they hold, their stacks are freed.  The continulets keep their status
 //!   (another thread still gets "cannot switch to a different thread", as on PyPy).
+//! * **B5** A continulet is reused (a dead greenlet's, for the next greenlet's start:
+//!   [`release_continulet`], [`new_native_unstarted`]) only when nothing but its releaser
+//!   references it — checked when it is kept and again when it is taken — and it is finished,
+//!   of the base class and of this thread, whose state is not being cleared.  It is kept
+//!   made fresh (its slot uninitialized, nothing to run, no flags), only its status still
+//!   finished, and is released when the thread's state is cleared (B4's watch); never without
+//!   the GIL (at the thread's very end it is leaked instead).
 
 #![deny(unsafe_code)]
 
@@ -356,9 +363,94 @@ pub(crate) fn new_native_unstarted<'py>(
     arg: &Bound<'py, PyAny>,
     body: NativeBody,
 ) -> PyResult<Bound<'py, Continulet>> {
+    let call = Call::Native(body, arg.clone().unbind());
+    if let Some(c) = take_spare(arg.py()) {
+        // B5: fresh but for its core, which is this thread's already.
+        let me = c.get();
+        *me.call.lock().unwrap() = Some(call);
+        me.status.store(ST_PENDING, Ordering::Release);
+        return Ok(c);
+    }
     let c = Bound::new(arg.py(), Continulet::empty())?;
-    Continulet::prepare(&c, Call::Native(body, arg.clone().unbind()))?;
+    Continulet::prepare(&c, call)?;
     Ok(c)
+}
+
+/// B5: finished continulets of this thread, made fresh, for [`new_native_unstarted`].
+struct Spares(RefCell<Vec<Py<Continulet>>>);
+
+impl Drop for Spares {
+    /// The thread's end, after its Python state is gone (without the GIL, after the
+    /// interpreter's finalization for the main thread): what its exit watch did not release
+    /// (spares kept after the watch went off, by code at the interpreter's exit) is leaked,
+    /// never released there.
+    fn drop(&mut self) {
+        std::mem::forget(std::mem::take(self.0.get_mut()));
+    }
+}
+
+thread_local! {
+    static SPARE: Spares = const { Spares(RefCell::new(Vec::new())) };
+}
+
+/// At most this many spare continulets per thread (a dead greenlet's continulet is reused by
+/// the next greenlet start; more are kept only after bursts of deaths).
+const SPARE_MAX: usize = 8;
+
+/// Release `c`, a continulet a layer above is done with (a dead greenlet's): kept in
+/// [`SPARE`] if nothing else references it, it is finished, of the base class and of this
+/// thread, and the thread is not exiting (B5); else simply released.
+pub(crate) fn release_continulet(c: Bound<'_, Continulet>) {
+    let py = c.py();
+    let me = c.get();
+    let reusable = c.get_type_ptr() == <Continulet as pyo3::PyTypeInfo>::type_object_raw(py)
+        && pystate::only_reference(c.as_any())
+        && me.status() == ST_FINISHED
+        && EXIT_WATCHED.with(std::cell::Cell::get);
+    if !reusable {
+        return;
+    }
+    let Some(core) = me.thread_core() else { return };
+    if !core.slot.reset_finished() {
+        return;
+    }
+    // Made fresh here, not when reused: the finished context's bookkeeping goes now.
+    drop(core.own_ctx.replace(std::rc::Weak::new()));
+    drop(me.call.lock().unwrap().take());
+    me.hidden_from_gc.store(false, Ordering::Relaxed);
+    me.killed_by_layer.store(false, Ordering::Relaxed);
+    let refused = SPARE.with(|s| {
+        let mut spare = s.0.borrow_mut();
+        if spare.len() < SPARE_MAX {
+            spare.push(c.unbind());
+            None
+        } else {
+            Some(c)
+        }
+    });
+    drop(refused); // (after the borrow: its release runs no code of ours, but keep it simple)
+}
+
+/// A spare continulet (B5) that still has no other reference, if there is one.
+fn take_spare(py: Python<'_>) -> Option<Bound<'_, Continulet>> {
+    loop {
+        let c = SPARE
+            .try_with(|s| s.0.borrow_mut().pop())
+            .ok()??
+            .into_bound(py);
+        if pystate::only_reference(c.as_any()) {
+            return Some(c);
+        }
+        // (found meanwhile, through `gc.get_objects()`: not reused, only released)
+    }
+}
+
+/// Release this thread's spare continulets (its state is being cleared).
+fn drop_spares() {
+    let spares = SPARE
+        .try_with(|s| std::mem::take(&mut *s.0.borrow_mut()))
+        .unwrap_or_default();
+    drop(spares);
 }
 
 /// `cc.switch(value, to=tc)` for a `tc` from [`new_native_unstarted`], planned by
@@ -1171,6 +1263,7 @@ impl Drop for ThreadExitWatch {
         }
         EXIT_WATCHED.with(|w| w.set(false));
         EXITING.with(|e| e.set(true));
+        drop_spares();
         if pystate::live_contexts() == 0 {
             return;
         }
@@ -1298,16 +1391,38 @@ pub(crate) fn permute_conts(conts: &[Bound<'_, Continulet>]) -> PyResult<()> {
     let thread = ThreadToken::current();
     let mut objs = Vec::with_capacity(conts.len());
     for c in conts {
-        match c.get().status() {
-            ST_UNINIT => {}
-            _ if c.get().core_on(thread).is_none() => {
-                return Err(error::new_err("inter-thread support is missing"))
-            }
-            ST_FINISHED => return Err(error::new_err("got an already-finished continulet")),
-            _ => objs.push(ObjRef::new(c.clone())),
-        }
+        objs.extend(permutable(c, thread)?);
     }
-    continuation::permute::<Bind>(thread, &objs).map_err(|e| error::new_err(e.to_string()))
+    permute_objs(thread, &objs)
+}
+
+/// [`permute_conts`] of two continulets (a dying greenlet's and its parent's), without the
+/// list on the heap.
+pub(crate) fn permute_two(a: &Bound<'_, Continulet>, b: &Bound<'_, Continulet>) -> PyResult<()> {
+    refuse_while_unwinding()?;
+    let thread = ThreadToken::current();
+    match (permutable(a, thread)?, permutable(b, thread)?) {
+        (Some(a), Some(b)) => permute_objs(thread, &[a, b]),
+        (Some(one), None) | (None, Some(one)) => permute_objs(thread, &[one]),
+        (None, None) => permute_objs(thread, &[]),
+    }
+}
+
+/// `c` as `permute` takes it: None if uninitialized (skipped), an error if it belongs to
+/// another thread or is finished.
+fn permutable(c: &Bound<'_, Continulet>, thread: ThreadToken) -> PyResult<Option<ObjRef>> {
+    match c.get().status() {
+        ST_UNINIT => Ok(None),
+        _ if c.get().core_on(thread).is_none() => {
+            Err(error::new_err("inter-thread support is missing"))
+        }
+        ST_FINISHED => Err(error::new_err("got an already-finished continulet")),
+        _ => Ok(Some(ObjRef::new(c.clone()))),
+    }
+}
+
+fn permute_objs(thread: ThreadToken, objs: &[ObjRef]) -> PyResult<()> {
+    continuation::permute::<Bind>(thread, objs).map_err(|e| error::new_err(e.to_string()))
 }
 
 /// Pickle support.

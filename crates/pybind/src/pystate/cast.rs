@@ -93,3 +93,23 @@ pub(crate) fn plain_getattr(ty: &Bound<'_, pyo3::types::PyType>) -> bool {
     getattro
         .is_some_and(|f| std::ptr::fn_addr_eq(f, ffi::PyObject_GenericGetAttr as ffi::getattrofunc))
 }
+
+extern "C" {
+    /// CPython's MRO lookup with its method cache (exported by 3.10 to 3.13, not in
+    /// pyo3-ffi): a borrowed reference or null, no exception set, no descriptor called.
+    fn _PyType_Lookup(ty: *mut ffi::PyTypeObject, name: *mut ffi::PyObject) -> *mut ffi::PyObject;
+}
+
+/// Whether `name` found on `ty`'s MRO is `expected` itself: what an instance of a type with
+/// [`plain_getattr`] finds for `name` before its own dict (a data descriptor wins there).
+/// A cached lookup, not `getattr(ty, name)` (a metaclass lookup and a descriptor call).
+pub(crate) fn class_attr_is(
+    ty: &Bound<'_, pyo3::types::PyType>,
+    name: &Bound<'_, pyo3::types::PyString>,
+    expected: &Bound<'_, PyAny>,
+) -> bool {
+    // SAFETY: a live type and a live str (GIL held); the result is borrowed and only
+    // compared, never dereferenced.
+    let found = unsafe { _PyType_Lookup(ty.as_type_ptr(), name.as_ptr()) };
+    found == expected.as_ptr()
+}

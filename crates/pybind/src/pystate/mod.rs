@@ -153,6 +153,12 @@ pub(crate) fn attached() -> Python<'static> {
     unsafe { Python::assume_attached() }
 }
 
+/// Whether `obj`'s reference is its only one.
+pub(crate) fn only_reference(obj: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: a live object (GIL held): a plain read of its reference count.
+    unsafe { pyo3::ffi::Py_REFCNT(obj.as_ptr()) == 1 }
+}
+
 /// Turn a new reference (or null) into a Python object (None for null).
 pub(crate) fn frame_into_py(py: Python<'_>, p: *mut pyo3::ffi::PyObject) -> pyo3::Py<pyo3::PyAny> {
     if p.is_null() {

@@ -1541,7 +1541,8 @@ fn class_attr_is(
     expected: &Obj,
 ) -> bool {
     let ty = obj.get_type();
-    pystate::cast::plain_getattr(&ty) && ty.getattr(name).is_ok_and(|a| a.is(expected))
+    pystate::cast::plain_getattr(&ty)
+        && pystate::cast::class_attr_is(&ty, name, expected.bind(obj.py()))
 }
 
 thread_local! {
