@@ -800,9 +800,6 @@ def test_tasklet_of_a_bound_channel_method_blocked_on_it_is_freed(start):
 
 
 @pytest.mark.fresh_interpreter_on_pypy
-@differs("cpython-pure", reason="the pure core calls a tasklet's function with keyword arguments as "
-         "func(*args, **kwargs), whose arguments CPython holds in C: not shown to the collector, "
-         "such a tasklet is leaked (the native core borrows them from a copy it records)")
 @differs("pypy-oracle", reason=GARBAGE_ORACLE)
 def test_tasklet_started_with_keyword_arguments_that_becomes_garbage_is_killed():
     import weakref
@@ -824,3 +821,38 @@ def test_tasklet_started_with_keyword_arguments_that_becomes_garbage_is_killed()
     del t, ch
     assert _collect_until(lambda: log == [("kw", "TaskletExit")]), log
     assert _collect_until(lambda: all(r() is None for r in refs))
+
+
+@pytest.mark.fresh_interpreter_on_pypy
+@differs("pypy-oracle", reason=GARBAGE_ORACLE)
+def test_tasklet_started_with_many_arguments_that_becomes_garbage_is_killed():
+    import weakref
+
+    log = []
+
+    def body(ch, a, b, c, *rest, **named):
+        try:
+            ch.receive()
+        except BaseException as e:
+            log.append((a + b + c, rest, named, type(e).__name__))
+            raise
+
+    ch = stackless.channel()
+    t1 = stackless.tasklet(body)(ch, 1, 2, 3)
+    t2 = stackless.tasklet(body)(ch, 1, 2, 3, 4, x=5)
+    stackless.schedule()
+    assert t1.blocked and t2.blocked
+    refs = weakref.ref(t1), weakref.ref(t2), weakref.ref(ch)
+    del t1, t2, ch
+    assert _collect_until(lambda: len(log) == 2), log
+    assert sorted(log, key=repr) == [(6, (), {}, "TaskletExit"), (6, (4,), {"x": 5}, "TaskletExit")]
+    assert _collect_until(lambda: all(r() is None for r in refs))
+
+
+def test_tasklet_keyword_arguments_that_are_not_identifiers_are_passed():
+    got = []
+    stackless.tasklet(lambda **kw: got.append(kw))(**{"not-a-name": 1, "class": 2})
+    stackless.tasklet(lambda *a, **kw: got.append((a, kw)))(1, 2, 3, 4, five=5)
+    stackless.run()
+    assert got == [{"not-a-name": 1, "class": 2}, ((1, 2, 3, 4), {"five": 5})]
+

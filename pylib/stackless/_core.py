@@ -60,6 +60,7 @@ I5. One asynchronous exception (a KeyboardInterrupt from a signal, on PyPy or in
 
 import sys
 import threading
+from keyword import iskeyword as _iskeyword
 
 from _continuation import continulet, error as _cerror, permute
 from continulet._compat import (
@@ -784,6 +785,27 @@ def throw_bomb(s, t, b, pending):
         raise
 
 
+_CALLERS = {}
+
+
+def _written_call(n, names):
+    """``call(func, args, kwargs)`` calling ``func`` with ``n`` positional arguments and the
+    keyword arguments ``names``, all written out: a call inlined as ``_tasklet_main``'s short
+    ones are.  None for names that cannot be written as keywords, or past 256 shapes."""
+    call = _CALLERS.get((n, names))
+    if call is None:
+        if len(_CALLERS) >= 256 or not all(
+                type(k) is str and k.isidentifier() and not _iskeyword(k) for k in names):
+            return None
+        written = ["args[%d]" % i for i in range(n)] + ["%s=kwargs[%r]" % (k, k) for k in names]
+        made = {}
+        # Our globals: the frame is ours (not traced, hidden as _tasklet_main's is).
+        exec("def call(func, args, kwargs):\n    return func(%s)\n" % ", ".join(written),
+             globals(), made)
+        call = _CALLERS[(n, names)] = made["call"]
+    return call
+
+
 def _tasklet_main(cont, t):
     """Bottom of every tasklet: run the function, then tasklet_end."""
     err = None
@@ -804,7 +826,11 @@ def _tasklet_main(cont, t):
         elif n == 3:
             func(args[0], args[1], args[2])
         else:
-            func(*args, **kwargs)
+            call = _written_call(len(args), tuple(kwargs) if kwargs else ())
+            if call is not None:
+                call(func, args, kwargs)  # inlined too, its arguments written out
+            else:
+                func(*args, **kwargs)
     except TaskletExit:
         pass
     except BaseException:

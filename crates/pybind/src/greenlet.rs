@@ -543,27 +543,26 @@ fn start_state<'py>(refs: &Refs, target: &Bound<'py, GreenletBase>) -> Option<He
 /// `_lineage_main(g) is ts.main`: the first started greenlet up `g`'s parent chain lives in
 /// the thread of `ts`.
 fn lineage_is(g: &Bound<'_, GreenletBase>, ts: &Bound<'_, ThreadStateBase>) -> bool {
+    // (Compared in place under the borrows: nothing is released while they last, G4.)
     let py = g.py();
     let mut g = g.clone();
     loop {
-        let (started, home, parent) = {
+        let parent = {
             let b = g.borrow();
-            (
-                b.c.is_some(),
-                b.home.as_ref().map(|h| h.clone_ref(py)),
-                b.parent.as_ref().map(|p| p.clone_ref(py)),
-            )
+            if b.c.is_some() {
+                let Some(home) = b.home.as_ref().and_then(|h| THREAD_STATE_CLASS.cast(h.bind(py)))
+                else {
+                    return false;
+                };
+                let (hb, tb) = (home.borrow(), ts.borrow());
+                return matches!((&hb.main, &tb.main), (Some(a), Some(b)) if a.is(b));
+            }
+            b.parent
+                .as_ref()
+                .and_then(|p| GREENLET_CLASS.cast(p.bind(py)))
+                .cloned()
         };
-        if started {
-            let Some(home) = home.and_then(|h| THREAD_STATE_CLASS.cast_into(h.into_bound(py)))
-            else {
-                return false;
-            };
-            let main = home.borrow().main.as_ref().map(|m| m.clone_ref(py));
-            let ts_main = ts.borrow().main.as_ref().map(|m| m.clone_ref(py));
-            return matches!((main, ts_main), (Some(a), Some(b)) if a.is(&b));
-        }
-        match parent.and_then(|p| GREENLET_CLASS.cast_into(p.into_bound(py))) {
+        match parent {
             Some(p) => g = p,
             None => return false,
         }
