@@ -617,6 +617,7 @@ def _run_interrupted(scenario, expected, raise_at):
 
     s = _core.get()
     channels, tasklets, log = [], [], []
+    _core._CALLERS.clear()  # each run makes the calls it needs: the same bytecodes run each time
     tracer = _Interrupter(raise_at)
     sys._getframe().f_trace_opcodes = True  # 3.12: opcode events only once a frame asked
     sys.settrace(tracer)
