@@ -85,8 +85,9 @@ pub trait Host: 'static {
     fn leave_finished();
     /// Called on the resumed side right after every switch, before anything else.
     fn resumed();
-    /// `obj` just became finished.
-    fn on_finished(obj: &Self::Obj);
+    /// `obj` just became finished; this is the reference the finished context's switch
+    /// carried (the host may keep the object for reuse when it is the last one).
+    fn on_finished(obj: Self::Obj);
     /// The body of a continulet, called in its new context.  Its first action must be a
     /// plain `switch` on `obj` (back to the creator, as PyPy's hidden `start` frame does);
     /// returns what the finished continulet delivers to whoever is stored in it.
@@ -279,7 +280,7 @@ fn post_switch_with<H: Host>(
     let old = H::slot(&origin, thread).replace(came_from);
     debug_assert!(matches!(old, Stored::InFlight));
     if finished {
-        H::on_finished(&origin);
+        H::on_finished(origin);
     }
     payload
 }

@@ -86,7 +86,7 @@ impl Host for Toy {
         LIVE_CONTEXTS.with(|n| n.set(n.get() - 1));
     }
     fn resumed() {}
-    fn on_finished(obj: &Obj) {
+    fn on_finished(obj: Obj) {
         obj.finished.set(true);
     }
     fn run(obj: &Obj) -> i64 {

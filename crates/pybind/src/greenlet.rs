@@ -550,7 +550,10 @@ fn lineage_is(g: &Bound<'_, GreenletBase>, ts: &Bound<'_, ThreadStateBase>) -> b
         let parent = {
             let b = g.borrow();
             if b.c.is_some() {
-                let Some(home) = b.home.as_ref().and_then(|h| THREAD_STATE_CLASS.cast(h.bind(py)))
+                let Some(home) = b
+                    .home
+                    .as_ref()
+                    .and_then(|h| THREAD_STATE_CLASS.cast(h.bind(py)))
                 else {
                     return false;
                 };

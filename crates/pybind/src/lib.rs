@@ -212,8 +212,9 @@ impl Host for Bind {
     fn resumed() {
         pystate::resumed();
     }
-    fn on_finished(obj: &ObjRef) {
+    fn on_finished(obj: ObjRef) {
         obj.0.get().status.store(ST_FINISHED, Ordering::Release);
+        release_continulet(obj.0); // B5: a finished tasklet's, for the next tasklet
     }
     // The bodies' frames stay at the bottom of the context's stack while it runs: each step
     // with temporaries is out of line.
@@ -348,11 +349,11 @@ pub(crate) fn new_native<'py>(
     arg: &Bound<'py, PyAny>,
     body: NativeBody,
 ) -> PyResult<Bound<'py, Continulet>> {
-    let c = Bound::new(arg.py(), Continulet::empty())?;
+    let c = new_prepared(arg.py(), Call::Native(body, arg.clone().unbind()))?;
     // A native tasklet's: shown to the collector (its body records what its Rust frames
     // hold, `pystate::StartRecord`), killed by the tasklet's finalizer.
     c.get().killed_by_layer.store(true, Ordering::Relaxed);
-    Continulet::start_with(&c, Call::Native(body, arg.clone().unbind()))?;
+    Continulet::start_prepared(&c)?;
     Ok(c)
 }
 
@@ -363,20 +364,25 @@ pub(crate) fn new_native_unstarted<'py>(
     arg: &Bound<'py, PyAny>,
     body: NativeBody,
 ) -> PyResult<Bound<'py, Continulet>> {
-    let call = Call::Native(body, arg.clone().unbind());
-    if let Some(c) = take_spare(arg.py()) {
+    new_prepared(arg.py(), Call::Native(body, arg.clone().unbind()))
+}
+
+/// A continulet of the base class prepared to run `call` (`__init__` up to its context's
+/// creation): a spare one (B5) when there is one, else a new one.
+fn new_prepared(py: Python<'_>, call: Call) -> PyResult<Bound<'_, Continulet>> {
+    if let Some(c) = take_spare(py) {
         // B5: fresh but for its core, which is this thread's already.
         let me = c.get();
         *me.call.lock().unwrap() = Some(call);
         me.status.store(ST_PENDING, Ordering::Release);
         return Ok(c);
     }
-    let c = Bound::new(arg.py(), Continulet::empty())?;
+    let c = Bound::new(py, Continulet::empty())?;
     Continulet::prepare(&c, call)?;
     Ok(c)
 }
 
-/// B5: finished continulets of this thread, made fresh, for [`new_native_unstarted`].
+/// B5: finished continulets of this thread, made fresh, for [`new_prepared`].
 struct Spares(RefCell<Vec<Py<Continulet>>>);
 
 impl Drop for Spares {
@@ -397,14 +403,15 @@ thread_local! {
 /// the next greenlet start; more are kept only after bursts of deaths).
 const SPARE_MAX: usize = 8;
 
-/// Release `c`, a continulet a layer above is done with (a dead greenlet's): kept in
+/// Release `c`, a continulet a layer above is done with (a dead greenlet's, a finished
+/// tasklet's): kept in
 /// [`SPARE`] if nothing else references it, it is finished, of the base class and of this
 /// thread, and the thread is not exiting (B5); else simply released.
 pub(crate) fn release_continulet(c: Bound<'_, Continulet>) {
     let py = c.py();
     let me = c.get();
-    let reusable = c.get_type_ptr() == <Continulet as pyo3::PyTypeInfo>::type_object_raw(py)
-        && pystate::only_reference(c.as_any())
+    let reusable = pystate::only_reference(c.as_any())
+        && c.get_type_ptr() == <Continulet as pyo3::PyTypeInfo>::type_object_raw(py)
         && me.status() == ST_FINISHED
         && EXIT_WATCHED.with(std::cell::Cell::get);
     if !reusable {
@@ -536,6 +543,12 @@ impl Continulet {
     /// its first switch back.
     fn start_with(slf: &Bound<'_, Self>, call: Call) -> PyResult<()> {
         Self::prepare(slf, call)?;
+        Self::start_prepared(slf)
+    }
+
+    /// [`Continulet::start_with`] after [`Continulet::prepare`]: the context made and run up
+    /// to its first switch back.
+    fn start_prepared(slf: &Bound<'_, Self>) -> PyResult<()> {
         match continuation::start::<Bind>(&ObjRef::new(slf.clone())) {
             Ok(None | Some(Payload::Value(_))) => Ok(()),
             // The hidden start frame could not even run (e.g. at the recursion limit): report
