@@ -30,8 +30,8 @@
 //!   and cleared without running any code (pystate P7, [`ThreadExitWatch`]): their frames
 //!   give up what they hold, their stacks are freed.  The continulets keep their status
 //!   (another thread still gets "cannot switch to a different thread", as on PyPy).
-//! * **B5** A continulet is reused (a dead greenlet's, for the next greenlet's start:
-//!   [`release_continulet`], [`new_native_unstarted`]) only when nothing but its releaser
+//! * **B5** A continulet is reused (a dead greenlet's or a finished tasklet's, for the next
+//!   native start: [`release_continulet`], [`new_prepared`]) only when nothing but its releaser
 //!   references it — checked when it is kept and again when it is taken — and it is finished,
 //!   of the base class and of this thread, whose state is not being cleared.  It is kept
 //!   made fresh (its slot uninitialized, nothing to run, no flags), only its status still
