@@ -418,6 +418,12 @@ pub(crate) struct SchedBase {
     /// the fast paths leave the operation to the Python core, which kills them first.
     #[pyo3(get, set)]
     doomed_waiting: bool,
+    /// The thread's factory continulet, which creates tasklets' continulets (`_core._Sched`).
+    #[pyo3(get)]
+    factory: Option<Obj>,
+    /// A request to the factory (a tasklet) and its reply (a continulet or an exception).
+    #[pyo3(get)]
+    factory_io: Option<Obj>,
 }
 
 #[pymethods]
@@ -477,6 +483,16 @@ impl SchedBase {
         crate::fields::set_field(slf, value, |o| &mut o.main);
     }
 
+    #[setter(factory)]
+    fn set_factory(slf: &Bound<'_, Self>, value: Obj) {
+        crate::fields::set_field(slf, value, |o| &mut o.factory);
+    }
+
+    #[setter(factory_io)]
+    fn set_factory_io(slf: &Bound<'_, Self>, value: Obj) {
+        crate::fields::set_field(slf, value, |o| &mut o.factory_io);
+    }
+
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
@@ -485,13 +501,24 @@ impl SchedBase {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        crate::fields::visit_all(&visit, &[&self.chain, &self.current, &self.main])
+        crate::fields::visit_all(
+            &visit,
+            &[
+                &self.chain,
+                &self.current,
+                &self.main,
+                &self.factory,
+                &self.factory_io,
+            ],
+        )
     }
 
     fn __clear__(&mut self) {
         self.chain = None;
         self.current = None;
         self.main = None;
+        self.factory = None;
+        self.factory_io = None;
     }
 }
 
@@ -885,7 +912,7 @@ fn cont_of(
     }
     let _ = r;
     let _busy = Busy::enter(); // N5: a new continulet, a collection may run
-    let c = new_cont(s.as_any(), t.as_any())?;
+    let c = new_cont(s, t.as_any())?;
     t.borrow_mut().cont = Some(c.clone_ref(py));
     Ok(c)
 }
@@ -1574,13 +1601,17 @@ fn init_fields(t: &Bound<'_, TaskletBase>, s: Obj) {
 /// factory continulet (at its shallow depth), with the same request/reply protocol through
 /// `s.factory_io` as the Python core (whose other paths call this one in native mode).
 #[pyfunction]
-fn new_cont(s: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<Obj> {
+fn new_cont(s: &Bound<'_, SchedBase>, t: &Bound<'_, PyAny>) -> PyResult<Obj> {
     let py = s.py();
-    s.setattr(intern!(py, "factory_io"), t)?;
-    let factory = s.getattr(intern!(py, "factory"))?;
-    switch::switch_self(&factory)?;
-    let reply = s.getattr(intern!(py, "factory_io"))?;
-    s.setattr(intern!(py, "factory_io"), py.None())?;
+    crate::fields::set_field(s, t.clone().unbind(), |o| &mut o.factory_io);
+    let factory = s.borrow().factory.as_ref().map(|f| f.bind(py).clone());
+    let factory = factory.ok_or_else(|| {
+        pyo3::exceptions::PySystemError::new_err("stackless: a scheduler without its factory")
+    })?;
+    switch::switch_self(&factory)?; // (N3: no borrow alive)
+    drop(factory);
+    let reply = s.borrow_mut().factory_io.take();
+    let reply = reply.map_or_else(|| py.None().into_bound(py), |r| r.into_bound(py));
     if reply.is_instance_of::<pyo3::exceptions::PyBaseException>() {
         return Err(PyErr::from_value(reply));
     }
@@ -1593,24 +1624,25 @@ fn new_cont(s: &Bound<'_, PyAny>, t: &Bound<'_, PyAny>) -> PyResult<Obj> {
 /// exception that creating it raised.  Nothing of a request stays referenced on this
 /// suspended stack.
 #[pyfunction]
-fn factory_main(fc: &Bound<'_, PyAny>, s: &Bound<'_, PyAny>) -> PyResult<Obj> {
+fn factory_main(fc: &Bound<'_, PyAny>, s: &Bound<'_, SchedBase>) -> PyResult<Obj> {
     loop {
         switch::switch_self(fc)?;
-        answer_factory_request(s)?;
+        answer_factory_request(s);
     }
 }
 
 /// One request of [`factory_main`] (its own frame, so that nothing of it stays on the
 /// factory's suspended stack).
 #[inline(never)]
-fn answer_factory_request(s: &Bound<'_, PyAny>) -> PyResult<()> {
+fn answer_factory_request(s: &Bound<'_, SchedBase>) {
     let py = s.py();
-    let t = s.getattr(intern!(py, "factory_io"))?;
+    let t = s.borrow().factory_io.as_ref().map(|t| t.bind(py).clone());
+    let t = t.unwrap_or_else(|| py.None().into_bound(py));
     let reply = match crate::new_native(&t, |c, t| tasklet_body(c.as_any(), t)) {
         Ok(c) => c.into_any(),
         Err(e) => e.into_value(py).into_bound(py).into_any(),
     };
-    s.setattr(intern!(py, "factory_io"), reply)
+    crate::fields::set_field(s, reply.unbind(), |o| &mut o.factory_io);
 }
 
 /// `_core.insert`: append `t` to its scheduler's run queue (no-op if it is linked).  With
