@@ -678,3 +678,21 @@ def test_exception_at_any_step_leaves_the_queues_consistent(name, no_jit):
     assert len(points) > 100, "no opcode events"
     for raise_at in points:  # each bytecode once, the first time it runs
         _run_interrupted(scenario, expected, raise_at)
+
+
+def test_schedule_returns_its_retval_and_a_bomb_explodes():
+    class Plain(object):
+        pass
+
+    for v in (1, "s", [1], (2,), stackless.getcurrent(), stackless.channel(), Plain()):
+        assert stackless.schedule(v) is v
+    got = []
+    stackless.tasklet(lambda: got.append(stackless.schedule(Plain)))()
+    stackless.run()
+    assert got == [Plain]
+
+
+@differs("pypy-oracle", reason="lib_pypy schedule() returns a bomb given as retval unexploded")
+def test_schedule_with_a_bomb_as_retval_raises_it():
+    with pytest.raises(ZeroDivisionError):
+        stackless.schedule(stackless.bomb(ZeroDivisionError, ZeroDivisionError("z")))

@@ -113,3 +113,33 @@ pub(crate) fn class_attr_is(
     let found = unsafe { _PyType_Lookup(ty.as_type_ptr(), name.as_ptr()) };
     found == expected.as_ptr()
 }
+
+/// `isinstance(obj, cls)` answered from `obj`'s type alone, when that is all `isinstance`
+/// would look at: `cls`'s metaclass is `type` (no `__instancecheck__` of its own) and `obj`'s
+/// class looks attributes up the default way with `object`'s `__class__` (no proxy giving
+/// another class).  None: ask `isinstance` itself.
+pub(crate) fn isinstance_by_type(
+    obj: &Bound<'_, PyAny>,
+    cls: &Bound<'_, pyo3::types::PyType>,
+) -> Option<bool> {
+    let py = obj.py();
+    let ty = obj.get_type();
+    // SAFETY: live type objects (GIL held); plain pointer reads and comparisons, and
+    // CPython's subtype test, which only reads the MRO.
+    unsafe {
+        if cls.get_type_ptr() != std::ptr::addr_of_mut!(ffi::PyType_Type) {
+            return None;
+        }
+        if ffi::PyType_IsSubtype(ty.as_type_ptr(), cls.as_type_ptr()) != 0 {
+            return Some(true);
+        }
+        let name = pyo3::intern!(py, "__class__");
+        let default = _PyType_Lookup(
+            std::ptr::addr_of_mut!(ffi::PyBaseObject_Type),
+            name.as_ptr(),
+        );
+        let plain =
+            plain_getattr(&ty) && _PyType_Lookup(ty.as_type_ptr(), name.as_ptr()) == default;
+        plain.then_some(false)
+    }
+}

@@ -890,13 +890,26 @@ fn claim(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> PyResult<O
                 || b.is_exact_instance_of::<pyo3::types::PyString>()
                 || b.is_exact_instance_of::<pyo3::types::PyFloat>()
                 || b.is_exact_instance_of::<pyo3::types::PyTuple>();
-            if !plain_value && b.is_instance(r.bomb.bind(py))? {
+            if !plain_value && is_bomb(b, r.bomb.bind(py))? {
                 let exc = v.bind(py).call_method0(intern!(py, "_exception"))?;
                 Err(PyErr::from_value(exc))
             } else {
                 Ok(v)
             }
         }
+    }
+}
+
+/// `isinstance(b, bomb)`, mostly without asking `b` for its `__class__` (see
+/// `pystate::cast::isinstance_by_type`).
+fn is_bomb(b: &Bound<'_, PyAny>, bomb: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let by_type = bomb
+        .cast::<pyo3::types::PyType>()
+        .ok()
+        .and_then(|cls| pystate::cast::isinstance_by_type(b, cls));
+    match by_type {
+        Some(answer) => Ok(answer),
+        None => b.is_instance(bomb),
     }
 }
 
