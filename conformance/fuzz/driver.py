@@ -51,8 +51,35 @@ def _gc_cycle_through_suspended_frames(cp, pp):
     return a == b and _strict_superset(kb, ka)
 
 
+TASKLET_KILL_LINE = re.compile(r"^\w+ exit TaskletExit\(\)$")
+
+
+def _tasklet_kill_moment(cp, pp):
+    """Stackless kills a tasklet that becomes garbage alive with ``TaskletExit`` (its
+    ``finally`` blocks run): on CPython at the moment of refcount death, on PyPy at a later
+    collection — one of the program's, or the worker's final one, or after the trace is off
+    (then the kill is missing from PyPy's trace).  Everything else matches, and PyPy's kills
+    are some of CPython's.  (That PyPy kills garbage tasklets at all is proven by the
+    conformance suite's garbage tests, not here.)"""
+    a = [x for x in cp if not TASKLET_KILL_LINE.match(x)]
+    b = [x for x in pp if not TASKLET_KILL_LINE.match(x)]
+    ka = sorted(x for x in cp if TASKLET_KILL_LINE.match(x))
+    kb = sorted(x for x in pp if TASKLET_KILL_LINE.match(x))
+    return a == b and _sub_multiset(kb, ka)
+
+
+def _sub_multiset(small, big):
+    rest = list(big)
+    for k in small:
+        if k not in rest:
+            return False
+        rest.remove(k)
+    return True
+
+
 DELIBERATE = [("greenlet-kill-moment", _greenlet_kill_moment),
-              ("gc-cycle-through-suspended-frames", _gc_cycle_through_suspended_frames)]
+              ("gc-cycle-through-suspended-frames", _gc_cycle_through_suspended_frames),
+              ("tasklet-kill-moment", _tasklet_kill_moment)]
 
 
 def _strict_superset(big, small):

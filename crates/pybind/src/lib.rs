@@ -404,9 +404,8 @@ thread_local! {
 const SPARE_MAX: usize = 8;
 
 /// Release `c`, a continulet a layer above is done with (a dead greenlet's, a finished
-/// tasklet's): kept in
-/// [`SPARE`] if nothing else references it, it is finished, of the base class and of this
-/// thread, and the thread is not exiting (B5); else simply released.
+/// tasklet's): kept in [`SPARE`] if nothing else references it, it is finished, of the base
+/// class and of this thread, and the thread is not exiting (B5); else simply released.
 pub(crate) fn release_continulet(c: Bound<'_, Continulet>) {
     let py = c.py();
     let me = c.get();
@@ -435,7 +434,7 @@ pub(crate) fn release_continulet(c: Bound<'_, Continulet>) {
             Some(c)
         }
     });
-    drop(refused); // (after the borrow: its release runs no code of ours, but keep it simple)
+    drop(refused); // (released once the borrow of SPARE has ended)
 }
 
 /// A spare continulet (B5) that still has no other reference, if there is one.
