@@ -417,24 +417,18 @@ pub(crate) fn release_continulet(c: Bound<'_, Continulet>) {
         return;
     }
     let Some(core) = me.thread_core() else { return };
-    if !core.slot.reset_finished() {
+    // Room first: with the spares full (no native start takes them: pure-mode tasklets,
+    // plain continulets) a release costs no more than this look.
+    if !SPARE.with(|s| s.0.borrow().len() < SPARE_MAX) || !core.slot.reset_finished() {
         return;
     }
-    // Made fresh here, not when reused: the finished context's bookkeeping goes now.
+    // Made fresh here, not when reused: the finished context's bookkeeping goes now (no
+    // Python code runs: what it ran is long taken, its context's resources are gone).
     drop(core.own_ctx.replace(std::rc::Weak::new()));
     drop(me.call.lock().unwrap().take());
     me.hidden_from_gc.store(false, Ordering::Relaxed);
     me.killed_by_layer.store(false, Ordering::Relaxed);
-    let refused = SPARE.with(|s| {
-        let mut spare = s.0.borrow_mut();
-        if spare.len() < SPARE_MAX {
-            spare.push(c.unbind());
-            None
-        } else {
-            Some(c)
-        }
-    });
-    drop(refused); // (released once the borrow of SPARE has ended)
+    SPARE.with(|s| s.0.borrow_mut().push(c.unbind()));
 }
 
 /// A spare continulet (B5) that still has no other reference, if there is one.
