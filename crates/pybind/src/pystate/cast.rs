@@ -7,6 +7,11 @@
 //! [`KnownSubclass`] remembers the first subclass it saw pass the checked cast and afterwards
 //! accepts that type by pointer comparison.
 //!
+//! The type questions the fast paths ask beside it live here too: whether a class looks
+//! attributes up the default way ([`plain_getattr`]), what its MRO gives for a name (CPython's
+//! cached `_PyType_Lookup`, [`class_attr_is`]), and `isinstance` answered from the type alone
+//! when that is all `isinstance` would read ([`isinstance_by_type`]).
+//!
 //! # Invariants
 //!
 //! * **K1** A remembered type was accepted by the checked cast (it is `T` or a subclass of
