@@ -83,12 +83,7 @@ DELIBERATE = [("greenlet-kill-moment", _greenlet_kill_moment),
 
 
 def _strict_superset(big, small):
-    rest = list(big)
-    for k in small:
-        if k not in rest:
-            return False
-        rest.remove(k)
-    return bool(rest)
+    return _sub_multiset(small, big) and len(big) > len(small)
 
 
 def _native_kill_not_held_by_python_frames(cp, pp, pure):
