@@ -168,7 +168,18 @@ def _alive(ts):
         return False
     if _thread_exiting() and (ts.thread is None or ts.thread.ident == _thread.get_ident()):
         return False  # this thread's state is being cleared (its greenlets' stacks too)
-    return ts.thread is None or ts.thread.is_alive()
+    return ts.thread is None or _thread_alive(ts.thread)
+
+
+def _thread_alive(t):
+    """``t.is_alive()`` without its bookkeeping: where threads have a ``_tstate_lock``
+    (CPython 3.10-3.12, PyPy 3.9), ``is_alive`` called here, from another thread, can race
+    with ``t.join()`` and break it (PyPy 3.9: "cannot release un-acquired lock"); the lock,
+    held until the thread's end, is only looked at."""
+    lock = getattr(t, "_tstate_lock", _MISSING)
+    if lock is _MISSING or type(t).is_alive is not threading.Thread.is_alive:
+        return t.is_alive()  # (3.13+: no such lock; dummy and subclassed threads: their own)
+    return lock is not None and t._started.is_set() and not t._is_stopped and lock.locked()
 
 
 # ____________________________________________________________ switching core
