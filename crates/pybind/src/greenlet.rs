@@ -583,8 +583,7 @@ fn run_of<'py>(
 ) -> PyResult<(Bound<'py, PyAny>, bool)> {
     let py = target.py();
     let ty = target.get_type();
-    let plain = pystate::cast::plain_getattr(&ty)
-        && pystate::cast::class_attr_is(&ty, intern!(py, "run"), refs.run_property.bind(py));
+    let plain = pystate::cast::class_attr_is(&ty, intern!(py, "run"), refs.run_property.bind(py));
     if plain {
         let b = target.borrow();
         if !b.main && b.c.is_none() {

@@ -92,7 +92,7 @@ impl<T: PyTypeInfo> KnownSubclass<T> {
 
 /// Whether instances of `ty` look attributes up the default way (`object.__getattribute__`,
 /// no `__getattr__`): then a class attribute found on the type is what reading it gives.
-pub(crate) fn plain_getattr(ty: &Bound<'_, pyo3::types::PyType>) -> bool {
+fn plain_getattr(ty: &Bound<'_, pyo3::types::PyType>) -> bool {
     // SAFETY: a live type object (GIL held); `tp_getattro` is a plain field read.
     let getattro = unsafe { (*ty.as_type_ptr()).tp_getattro };
     getattro
@@ -105,9 +105,10 @@ extern "C" {
     fn _PyType_Lookup(ty: *mut ffi::PyTypeObject, name: *mut ffi::PyObject) -> *mut ffi::PyObject;
 }
 
-/// Whether `name` found on `ty`'s MRO is `expected` itself: what an instance of a type with
-/// [`plain_getattr`] finds for `name` before its own dict (a data descriptor wins there).
-/// A cached lookup, not `getattr(ty, name)` (a metaclass lookup and a descriptor call).
+/// Whether `ty` looks attributes up the default way ([`plain_getattr`]) and `name` found on
+/// its MRO is `expected` itself: what its instances find for `name` before their own dict (a
+/// data descriptor wins there), not anything a subclass put there.  A cached lookup, not
+/// `getattr(ty, name)` (a metaclass lookup and a descriptor call).
 pub(crate) fn class_attr_is(
     ty: &Bound<'_, pyo3::types::PyType>,
     name: &Bound<'_, pyo3::types::PyString>,
@@ -115,8 +116,8 @@ pub(crate) fn class_attr_is(
 ) -> bool {
     // SAFETY: a live type and a live str (GIL held); the result is borrowed and only
     // compared, never dereferenced.
-    let found = unsafe { _PyType_Lookup(ty.as_type_ptr(), name.as_ptr()) };
-    found == expected.as_ptr()
+    plain_getattr(ty)
+        && unsafe { _PyType_Lookup(ty.as_type_ptr(), name.as_ptr()) } == expected.as_ptr()
 }
 
 /// `isinstance(obj, cls)` answered from `obj`'s type alone, when that is all `isinstance`

@@ -241,7 +241,7 @@ impl TaskletBase {
                 let b = slf.borrow();
                 b.cont.is_none() && b.next.is_none()
             }
-            && class_attr_is(slf.as_any(), intern!(py, "bind"), &tr.bind);
+            && pystate::cast::class_attr_is(&slf.get_type(), intern!(py, "bind"), tr.bind.bind(py));
         if !common {
             tr.init_slow.call1(py, (slf, func, args, kwargs))?;
             return Ok(());
@@ -1571,18 +1571,6 @@ impl pystate::finalize::Finalize for TaskletFinalizer {
         refs(py)?.finalize.call1(py, (obj, 1))?;
         Ok(())
     }
-}
-
-/// Whether the class of `obj` looks attributes up the default way and its attribute `name`
-/// is `expected` (then `obj.name` is that, not anything a subclass put there).
-fn class_attr_is(
-    obj: &Bound<'_, PyAny>,
-    name: &Bound<'_, pyo3::types::PyString>,
-    expected: &Obj,
-) -> bool {
-    let ty = obj.get_type();
-    pystate::cast::plain_getattr(&ty)
-        && pystate::cast::class_attr_is(&ty, name, expected.bind(obj.py()))
 }
 
 thread_local! {
