@@ -745,6 +745,53 @@ def test_weakref_to_greenlet():
     assert r() is None
 
 
+@differs("pypy-oracle", reason="lib_pypy greenlet's __new__ is continulet's, which does not check")
+def test_abstract_subclass_is_refused():
+    # object.__new__'s check, kept by the native tp_new (it calls object.__new__ for these)
+    import abc
+
+    class Abstract(G, metaclass=abc.ABCMeta):
+        @abc.abstractmethod
+        def step(self):
+            pass
+
+    with pytest.raises(TypeError) as ei:
+        Abstract(lambda: None)
+    assert "abstract" in str(ei.value) and "Abstract" in str(ei.value)
+
+    class Concrete(Abstract):
+        def step(self):
+            return 1
+
+    g = Concrete(lambda: 7)
+    assert g.parent is getcurrent()
+    assert g.switch() == 7 and g.dead
+
+
+def test_new_without_init():
+    g = G.__new__(G)
+    assert g.parent is getcurrent()
+    assert not g and not g.dead
+    with pytest.raises(AttributeError):
+        g.run
+    g.run = lambda: 5
+    assert g.switch() == 5
+
+
+@only_on("cpython", reason="the native base's tp_new")
+def test_native_new_is_raw_with_eager_dict():
+    # pystate::slots (N1): the raw tp_new is installed on every supported CPython; on 3.11 and
+    # 3.12 it makes the instance __dict__ at once, as object.__new__ does there
+    from continulet import _native
+
+    assert _native.greenlet_new_is_raw()
+    g = G(lambda: None)
+    if (3, 11) <= sys.version_info[:2] <= (3, 12):
+        assert any(type(r) is dict for r in gc.get_referents(g))
+    g.a = 1
+    assert g.__dict__ == {"a": 1}
+
+
 # ------------------------------------------------------------------ pickling, repr, _stack_saved
 
 @differs("pypy-oracle", reason="lib_pypy greenlet raises continulet's NotImplementedError")

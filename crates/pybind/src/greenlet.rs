@@ -204,27 +204,7 @@ impl GreenletBase {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let py = slf.py();
-        let refs = refs(py)?;
-        let fresh = {
-            let b = slf.borrow();
-            !b.main && b.c.is_none()
-        };
-        let Some((run, parent)) = init_args(args, kwargs).filter(|_| fresh) else {
-            let mut full = vec![slf.as_any().clone()];
-            full.extend(args.iter());
-            let full = PyTuple::new(py, full)?;
-            refs.init_slow.bind(py).call(full, kwargs)?;
-            return Ok(());
-        };
-        if let Some(run) = run {
-            let old = slf.borrow_mut().run.replace(run.unbind());
-            drop(old); // G4
-        }
-        if let Some(parent) = parent.filter(|p| !p.is_none()) {
-            refs.set_parent.call1(py, (slf, parent))?;
-        }
-        Ok(())
+        init_greenlet(slf, args, kwargs)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -324,6 +304,36 @@ impl GreenletBase {
         }
         slow_switch(refs, slf, args, kwargs)
     }
+}
+
+/// `GreenletBase.__init__(run=<missing>, parent=None)`: the common calls here, every other one
+/// (and every error) by greenlet.py's own `__init__`.
+fn init_greenlet(
+    slf: &Bound<'_, GreenletBase>,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let refs = refs(py)?;
+    let fresh = {
+        let b = slf.borrow();
+        !b.main && b.c.is_none()
+    };
+    let Some((run, parent)) = init_args(args, kwargs).filter(|_| fresh) else {
+        let mut full = vec![slf.as_any().clone()];
+        full.extend(args.iter());
+        let full = PyTuple::new(py, full)?;
+        refs.init_slow.bind(py).call(full, kwargs)?;
+        return Ok(());
+    };
+    if let Some(run) = run {
+        let old = slf.borrow_mut().run.replace(run.unbind());
+        drop(old); // G4
+    }
+    if let Some(parent) = parent.filter(|p| !p.is_none()) {
+        refs.set_parent.call1(py, (slf, parent))?;
+    }
+    Ok(())
 }
 
 /// `switch()` / `switch(value)` as a raw method (`pystate::fastcall`): [`GreenletBase::switch`]
@@ -1075,9 +1085,47 @@ impl pystate::finalize::Finalize for GreenletFinalizer {
     }
 }
 
+/// `GreenletBase.__new__` without pyo3's argument copies and eager instance dict
+/// (`pystate::slots`): the parent is the current greenlet, the rest is the default.
+struct GreenletNew;
+
+impl pystate::slots::RawNew for GreenletNew {
+    type Class = GreenletBase;
+
+    fn init(obj: &Bound<'_, GreenletBase>) -> PyResult<()> {
+        let parent = current_for_new(obj.py())?; // (may run Python code: no borrow yet, G4)
+        obj.borrow_mut().parent = parent;
+        Ok(())
+    }
+
+    fn is_default(value: &GreenletBase) -> bool {
+        let GreenletBase {
+            c,
+            ts,
+            home,
+            parent,
+            context,
+            main,
+            run,
+        } = value;
+        c.is_none()
+            && ts.is_none()
+            && [home, parent, context, run].iter().all(|f| f.is_none())
+            && !main
+    }
+}
+
+/// Whether greenlets are created by the raw `tp_new` (`pystate::slots`; pyo3's otherwise).
+#[pyfunction]
+fn greenlet_new_is_raw(py: Python<'_>) -> bool {
+    pystate::slots::is_raw_new::<GreenletNew>(&py.get_type::<GreenletBase>())
+}
+
 /// Register the greenlet bases in `continulet._native`.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GreenletBase>()?;
+    // (Before greenlet.py makes its subclass, which copies the slot: N3.)
+    pystate::slots::set_raw_new::<GreenletNew>(&m.py().get_type::<GreenletBase>());
     pystate::fastcall::install_raw_method(
         &m.py().get_type::<GreenletBase>(),
         pystate::fastcall::RawMethod::GreenletSwitch,
@@ -1085,5 +1133,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<ThreadStateBase>()?;
     m.add_function(wrap_pyfunction!(greenlet_init, m)?)?;
+    m.add_function(wrap_pyfunction!(greenlet_new_is_raw, m)?)?;
     Ok(())
 }

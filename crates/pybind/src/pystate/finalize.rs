@@ -33,7 +33,13 @@ unsafe extern "C" fn trampoline<F: Finalize>(obj: *mut ffi::PyObject) {
     let py = super::attached();
     // SAFETY: F2 - CPython passes a live object for the duration of the call.
     let obj = unsafe { Bound::from_borrowed_ptr(py, obj) };
-    let saved = PyErr::take(py); // F3
+    // F3 (most finalizers run with no exception set: then nothing to save, ~60 instructions)
+    // SAFETY: the GIL is held (F2).
+    let saved = if unsafe { ffi::PyErr_Occurred() }.is_null() {
+        None
+    } else {
+        PyErr::take(py)
+    };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| F::finalize(&obj)));
     match outcome {
         Ok(Ok(())) => {}

@@ -53,6 +53,7 @@ pub(crate) mod cast;
 pub(crate) mod fastcall;
 pub(crate) mod finalize;
 mod refs;
+pub(crate) mod slots;
 pub(crate) mod trace;
 
 #[cfg(all(Py_3_10, not(Py_3_11)))]
