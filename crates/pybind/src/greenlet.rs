@@ -1124,7 +1124,7 @@ fn greenlet_new_is_raw(py: Python<'_>) -> bool {
 /// Register the greenlet bases in `continulet._native`.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<GreenletBase>()?;
-    // (Before greenlet.py makes its subclass, which copies the slot: N3.)
+    // (Before greenlet.py makes its subclass, which copies the slot: pystate::slots Z3.)
     pystate::slots::set_raw_new::<GreenletNew>(&m.py().get_type::<GreenletBase>());
     pystate::fastcall::install_raw_method(
         &m.py().get_type::<GreenletBase>(),

@@ -11,7 +11,7 @@
 //!
 //! # Invariants
 //!
-//! * **N1** All-zero bytes are a valid `RawNew::Class` value and its `Default` (the `unsafe
+//! * **Z1** All-zero bytes are a valid `RawNew::Class` value and its `Default` (the `unsafe
 //!   impl` of [`ZeroDefault`] below, per class, says why), and the contents pyo3 would write
 //!   around it are zeros too: checked once by [`set_raw_new`] on an instance made the raw way
 //!   (its borrow flag free, its value `RawNew::is_default`); if that check fails the slot stays
@@ -19,9 +19,9 @@
 //!   null, as for any object CPython allocates, and so does the instance `__dict__` on 3.10
 //!   and 3.13 (made on first use); 3.11 and 3.12 make it at once, as `object.__new__` does
 //!   there ([`eager_dict`]: an instance without one is slower to call methods on).
-//! * **N2** What `object.__new__` checks stays: a class with abstract methods is refused by
+//! * **Z2** What `object.__new__` checks stays: a class with abstract methods is refused by
 //!   `object.__new__` itself (called for it, not for the others).
-//! * **N3** The slot is set before the class has subclasses (they copy it when created), and
+//! * **Z3** The slot is set before the class has subclasses (they copy it when created), and
 //!   `Class.__new__` reads the slot when called, so every way of creating an instance takes it.
 
 use pyo3::ffi;
@@ -29,7 +29,7 @@ use pyo3::impl_::trampoline::{newfunc, MethodDef};
 use pyo3::prelude::*;
 use pyo3::types::{PyTuple, PyType};
 
-/// A pyclass whose instances may start as zeroed memory (N1).
+/// A pyclass whose instances may start as zeroed memory (Z1).
 ///
 /// # Safety
 /// All-zero bytes are a valid value of `Self`, equal to `Self::default()`.
@@ -38,7 +38,7 @@ pub(crate) unsafe trait ZeroDefault:
 {
 }
 
-// SAFETY: N1 - its fields are `Option<Py<_>>` (None is null: `Py` is a `repr(transparent)`
+// SAFETY: Z1 - its fields are `Option<Py<_>>` (None is null: `Py` is a `repr(transparent)`
 // `NonNull`) and `bool` (false is 0), all None and false by default.
 unsafe impl ZeroDefault for crate::greenlet::GreenletBase {}
 
@@ -47,7 +47,7 @@ pub(crate) trait RawNew {
     type Class: ZeroDefault;
     /// The rest of `__new__` on the fresh (default) instance; an error drops it.
     fn init(obj: &Bound<'_, Self::Class>) -> PyResult<()>;
-    /// Whether `value` is the default one (N1's check).
+    /// Whether `value` is the default one (Z1's check).
     fn is_default(value: &Self::Class) -> bool;
 }
 
@@ -57,7 +57,7 @@ impl<N: RawNew> MethodDef<newfunc::Func> for NewDef<N> {
     const METH: newfunc::Func = new_body::<N>;
 }
 
-/// A fresh instance of `subtype` (a subclass of `N::Class`), zeroed (N1).
+/// A fresh instance of `subtype` (a subclass of `N::Class`), zeroed (Z1).
 ///
 /// # Safety
 /// `subtype` is a live type object whose instances have `N::Class`'s layout.
@@ -101,7 +101,7 @@ unsafe fn new_body<N: RawNew>(
     Ok(obj.into_ptr())
 }
 
-/// The instance `__dict__`, made now as `object.__new__` makes it on 3.11 and 3.12 (N1): there
+/// The instance `__dict__`, made now as `object.__new__` makes it on 3.11 and 3.12 (Z1): there
 /// an instance whose class has a `__dict__` slot but has none yet fails the specialization of
 /// its method loads (3.11: `LOAD_METHOD`), so every `obj.method()` would take the slow path.
 #[cfg(all(Py_3_11, not(Py_3_13)))]
@@ -116,7 +116,7 @@ fn eager_dict<T>(obj: &Bound<'_, T>) -> PyResult<()> {
     Ok(())
 }
 
-/// `object.__new__`'s error for `subtype` (a class with abstract methods, N2).
+/// `object.__new__`'s error for `subtype` (a class with abstract methods, Z2).
 #[cold]
 #[inline(never)]
 fn refused_by_object_new(py: Python<'_>, subtype: *mut ffi::PyTypeObject) -> PyErr {
@@ -129,13 +129,13 @@ fn refused_by_object_new(py: Python<'_>, subtype: *mut ffi::PyTypeObject) -> PyE
     if obj.is_null() {
         return PyErr::fetch(py);
     }
-    // SAFETY: a new reference; its zeroed contents are a valid default (N1).
+    // SAFETY: a new reference; its zeroed contents are a valid default (Z1).
     drop(unsafe { Bound::from_owned_ptr(py, obj) });
     pyo3::exceptions::PySystemError::new_err("object.__new__ accepted an abstract class")
 }
 
-/// Give `ty` (`N::Class`'s own type, before it has subclasses: N3) the raw `tp_new`, if the
-/// check of N1 passes; says whether it did.
+/// Give `ty` (`N::Class`'s own type, before it has subclasses: Z3) the raw `tp_new`, if the
+/// check of Z1 passes; says whether it did.
 pub(crate) fn set_raw_new<N: RawNew>(ty: &Bound<'_, PyType>) -> bool {
     let py = ty.py();
     let tp = ty.as_type_ptr();
