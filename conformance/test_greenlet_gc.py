@@ -61,6 +61,24 @@ def test_unstarted_greenlet_is_just_freed():
     assert ran == []
 
 
+def test_unstarted_greenlet_in_cycles_is_collected():
+    # through its instance __dict__, a subclass slot, and its own parent field
+    class Slotted(G):
+        __slots__ = ("other",)
+
+    a = G(lambda: None)
+    a.me = a
+    b = Slotted(lambda: None)
+    b.other = b
+    c = G(lambda: None)
+    d = G(lambda: None, parent=c)
+    c.partner = d
+    refs = [weakref.ref(x) for x in (a, b, c, d)]
+    del a, b, c, d
+    _collect(lambda: all(r() is None for r in refs))
+    assert [r() for r in refs] == [None] * 4
+
+
 def test_dead_greenlet_is_freed():
     g = G(lambda: None)
     g.switch()
