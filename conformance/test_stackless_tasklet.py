@@ -584,6 +584,24 @@ def test_subclass_init_without_super_still_belongs_to_this_thread():
     assert got == ["x"]
 
 
+@pytest.mark.skipif(IMPL.startswith("cpython-pure") or not IMPL.startswith("cpython"),
+                    reason="the native base's tp_new")
+def test_native_new_is_raw():
+    # pystate::slots (Z1): the raw tp_new is installed on every supported CPython, and an
+    # instance of a subclass with a dict keeps it (made by object.__new__, Z2)
+    from continulet import _native
+
+    assert _native.tasklet_new_is_raw()
+
+    class WithDict(stackless.tasklet):
+        pass
+
+    t = WithDict.__new__(WithDict)
+    assert t.thread_id == threading.get_ident() and not t.alive
+    t.tag = "d"
+    assert t.__dict__ == {"tag": "d"}
+
+
 @differs("pypy-oracle", reason="lib_pypy tasklet() setup checks differ (SPEC §3.4)")
 def test_setup_errors():
     t = stackless.tasklet(lambda *a: None)(1)

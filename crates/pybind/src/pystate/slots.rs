@@ -1,13 +1,14 @@
 //! # A raw `tp_new` for a pyclass whose fresh value is all zeros
 //!
 //! pyo3's `tp_new` for a `#[new]` taking `*args, **kwargs` copies the positional arguments
-//! into a tuple of its own and makes the object through the base's `object.__new__` (found
-//! by a slot lookup) before it runs the body, all under its argument-extraction machinery:
-//! ~160 instructions more per greenlet than this module's (a whole creation, start and end
-//! costs ~8,000).  [`set_raw_new`] replaces the slot of such a class with [`new_body`], under
-//! pyo3's own `newfunc` trampoline: the object from the type's `tp_alloc` (zeroed memory, as
-//! CPython's allocators give it), its contents left as those zeros, the instance `__dict__`
-//! made as `object.__new__` makes it, then a safe Rust [`RawNew::init`] for the rest.
+//! into a tuple of its own and finds the base's `tp_new` by a slot lookup, under its
+//! argument-extraction machinery, before it runs the body: ~160 instructions more per
+//! greenlet than this module's (a whole creation, start and end costs ~8,000).
+//! [`set_raw_new`] replaces the slot of such a class with [`new_body`], under pyo3's own
+//! `newfunc` trampoline: the object from `object.__new__` (as pyo3 makes it: the memory from
+//! the type's `tp_alloc`, zeroed as CPython's allocators give it, and the instance dict or
+//! inline values CPython's version makes there), its pyclass contents left as those zeros,
+//! then a safe Rust [`RawNew::init`] for the rest.
 //!
 //! # Invariants
 //!
@@ -15,12 +16,10 @@
 //!   impl` of [`ZeroDefault`] below, per class, says why), and the contents pyo3 would write
 //!   around it are zeros too: checked once by [`set_raw_new`] on an instance made the raw way
 //!   (its borrow flag free, its value `RawNew::is_default`); if that check fails the slot stays
-//!   pyo3's (and the instance is leaked, never dropped).  The weak reference list starts
-//!   null, as for any object CPython allocates, and so does the instance `__dict__` on 3.10
-//!   and 3.13 (made on first use); 3.11 and 3.12 make it at once, as `object.__new__` does
-//!   there ([`eager_dict`]: an instance without one is slower to call methods on).
-//! * **Z2** What `object.__new__` checks stays: a class with abstract methods is refused by
-//!   `object.__new__` itself (called for it, not for the others).
+//!   pyo3's (and the instance is leaked, never dropped).
+//! * **Z2** The object is made by `object.__new__`, as pyo3's `tp_new` makes it: what that
+//!   checks (abstract classes) and sets up (3.11–3.12 make the instance `__dict__` or inline
+//!   values at once, 3.13 initializes inline values) stays CPython's.
 //! * **Z3** The slot is set before the class has subclasses (they copy it when created), and
 //!   `Class.__new__` reads the slot when called, so every way of creating an instance takes it.
 
@@ -42,6 +41,10 @@ pub(crate) unsafe trait ZeroDefault:
 // `NonNull`) and `bool` (false is 0), all None and false by default.
 unsafe impl ZeroDefault for crate::greenlet::GreenletBase {}
 
+// SAFETY: Z1 - its fields are `Option<Py<_>>` (None is null, as above), an `i64` and `bool`s,
+// all None, 0 and false by default.
+unsafe impl ZeroDefault for crate::scheduler::TaskletBase {}
+
 /// What a raw `tp_new` does after allocating the instance.
 pub(crate) trait RawNew {
     type Class: ZeroDefault;
@@ -57,20 +60,21 @@ impl<N: RawNew> MethodDef<newfunc::Func> for NewDef<N> {
     const METH: newfunc::Func = new_body::<N>;
 }
 
-/// A fresh instance of `subtype` (a subclass of `N::Class`), zeroed (Z1).
+/// A fresh instance of `subtype` (a subclass of `N::Class`) from `object.__new__`: its
+/// contents zeroed (Z1), its instance dict or values as CPython makes them (Z2).
 ///
 /// # Safety
 /// `subtype` is a live type object whose instances have `N::Class`'s layout.
-unsafe fn alloc_zeroed<N: RawNew>(
+unsafe fn object_new<N: RawNew>(
     py: Python<'_>,
     subtype: *mut ffi::PyTypeObject,
 ) -> PyResult<Bound<'_, N::Class>> {
-    // SAFETY: per the contract; `tp_alloc` is set on every ready type.
+    let empty = PyTuple::empty(py);
+    // SAFETY: `object.__new__` with a live type and an empty argument tuple (what pyo3's
+    // `tp_new` calls too): a new reference or null with an error set.
     let obj = unsafe {
-        match (*subtype).tp_alloc {
-            Some(alloc) => alloc(subtype, 0),
-            None => ffi::PyType_GenericAlloc(subtype, 0),
-        }
+        let new = ffi::PyBaseObject_Type.tp_new.expect("object has a tp_new");
+        new(subtype, empty.as_ptr(), std::ptr::null_mut())
     };
     if obj.is_null() {
         return Err(PyErr::fetch(py));
@@ -89,49 +93,10 @@ unsafe fn new_body<N: RawNew>(
     _args: *mut ffi::PyObject,
     _kwargs: *mut ffi::PyObject,
 ) -> PyResult<*mut ffi::PyObject> {
-    // SAFETY: reading a flag of a live type.
-    if unsafe { (*subtype).tp_flags } & ffi::Py_TPFLAGS_IS_ABSTRACT != 0 {
-        return Err(refused_by_object_new(py, subtype));
-    }
     // SAFETY: per the contract.
-    let obj = unsafe { alloc_zeroed::<N>(py, subtype)? };
-    #[cfg(all(Py_3_11, not(Py_3_13)))]
-    eager_dict(&obj)?;
+    let obj = unsafe { object_new::<N>(py, subtype)? };
     N::init(&obj)?;
     Ok(obj.into_ptr())
-}
-
-/// The instance `__dict__`, made now as `object.__new__` makes it on 3.11 and 3.12 (Z1): there
-/// an instance whose class has a `__dict__` slot but has none yet fails the specialization of
-/// its method loads (3.11: `LOAD_METHOD`), so every `obj.method()` would take the slow path.
-#[cfg(all(Py_3_11, not(Py_3_13)))]
-fn eager_dict<T>(obj: &Bound<'_, T>) -> PyResult<()> {
-    // SAFETY: a live object of a class with a `__dict__` slot; a new reference or null.
-    let dict = unsafe { ffi::PyObject_GenericGetDict(obj.as_ptr(), std::ptr::null_mut()) };
-    if dict.is_null() {
-        return Err(PyErr::fetch(obj.py()));
-    }
-    // SAFETY: the new reference just returned (the object keeps its own).
-    unsafe { ffi::Py_DECREF(dict) };
-    Ok(())
-}
-
-/// `object.__new__`'s error for `subtype` (a class with abstract methods, Z2).
-#[cold]
-#[inline(never)]
-fn refused_by_object_new(py: Python<'_>, subtype: *mut ffi::PyTypeObject) -> PyErr {
-    let empty = PyTuple::empty(py);
-    // SAFETY: `object.__new__` with a live type and an empty argument tuple.
-    let obj = unsafe {
-        let new = ffi::PyBaseObject_Type.tp_new.expect("object has a tp_new");
-        new(subtype, empty.as_ptr(), std::ptr::null_mut())
-    };
-    if obj.is_null() {
-        return PyErr::fetch(py);
-    }
-    // SAFETY: a new reference; its zeroed contents are a valid default (Z1).
-    drop(unsafe { Bound::from_owned_ptr(py, obj) });
-    pyo3::exceptions::PySystemError::new_err("object.__new__ accepted an abstract class")
 }
 
 /// Give `ty` (`N::Class`'s own type, before it has subclasses: Z3) the raw `tp_new`, if the
@@ -140,7 +105,7 @@ pub(crate) fn set_raw_new<N: RawNew>(ty: &Bound<'_, PyType>) -> bool {
     let py = ty.py();
     let tp = ty.as_type_ptr();
     // SAFETY: `ty` is `N::Class`'s type.
-    let Ok(probe) = (unsafe { alloc_zeroed::<N>(py, tp) }) else {
+    let Ok(probe) = (unsafe { object_new::<N>(py, tp) }) else {
         return false;
     };
     let zeros_are_default = probe

@@ -1791,9 +1791,62 @@ fn send_raw<'py>(
     channel_action(ch, owned, Dir::Send, Some(Called { end, value }))
 }
 
+/// `TaskletBase.__new__` without pyo3's argument copies (`pystate::slots`): this thread's
+/// scheduler (N4), the rest the default.
+struct TaskletNew;
+
+impl pystate::slots::RawNew for TaskletNew {
+    type Class = TaskletBase;
+
+    fn init(obj: &Bound<'_, TaskletBase>) -> PyResult<()> {
+        if BARE.with(Cell::get) {
+            return Ok(());
+        }
+        let py = obj.py();
+        let sched = current_sched(py, refs(py)?)?.into_any().unbind(); // (no borrow yet)
+        obj.borrow_mut().sched = Some(sched);
+        Ok(())
+    }
+
+    fn is_default(value: &TaskletBase) -> bool {
+        let TaskletBase {
+            sched,
+            next,
+            prev,
+            chan,
+            cont,
+            func,
+            args,
+            kwargs,
+            tempval,
+            blocked,
+            alive,
+            atomic,
+            ignore_nesting,
+            block_trap,
+            pending_irq,
+        } = value;
+        [sched, next, prev, chan, cont, func, args, kwargs, tempval]
+            .iter()
+            .all(|f| f.is_none())
+            && *blocked == 0
+            && ![alive, atomic, ignore_nesting, block_trap, pending_irq]
+                .iter()
+                .any(|b| **b)
+    }
+}
+
+/// Whether tasklets are created by the raw `tp_new` (`pystate::slots`; pyo3's otherwise).
+#[pyfunction]
+fn tasklet_new_is_raw(py: Python<'_>) -> bool {
+    pystate::slots::is_raw_new::<TaskletNew>(&py.get_type::<TaskletBase>())
+}
+
 /// Register the scheduler's classes and functions in `continulet._native`.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<TaskletBase>()?;
+    // (Before stackless.py makes its subclass, which copies the slot: pystate::slots Z3.)
+    pystate::slots::set_raw_new::<TaskletNew>(&m.py().get_type::<TaskletBase>());
     m.add_class::<ChannelBase>()?;
     let chan = m.py().get_type::<ChannelBase>();
     pystate::fastcall::install_raw_method(
@@ -1804,6 +1857,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pystate::fastcall::install_raw_method(&chan, pystate::fastcall::RawMethod::Send, send_raw)?;
     m.add_class::<SchedBase>()?;
     m.add_class::<Hooks>()?;
+    m.add_function(wrap_pyfunction!(tasklet_new_is_raw, m)?)?;
     m.add_function(wrap_pyfunction!(schedule, m)?)?;
     m.add_function(wrap_pyfunction!(tasklet_main, m)?)?;
     m.add_function(wrap_pyfunction!(factory_main, m)?)?;
