@@ -1139,18 +1139,15 @@ fn channel_prepare<'py>(
         return Ok(Prepared::Delegate(arg));
     };
     let lock = CoreLock::acquire(py, r)?;
-    let (balance, preference, schedule_all, closing, first) = {
+    let (balance, preference, schedule_all, closing) = {
         let c = ch.borrow();
-        (
-            c.balance,
-            c.preference,
-            c.schedule_all != 0,
-            c.closing,
-            as_tasklet(py, c.next.as_ref()),
-        )
+        (c.balance, c.preference, c.schedule_all != 0, c.closing)
     };
     let switchto = match channel::decide(balance, dir, preference, schedule_all) {
         Decision::Handoff(next) => {
+            // (Only here: with nobody blocked the channel's ring holds only the channel, and
+            // casting it as a tasklet would fail the slow way.)
+            let first = as_tasklet(py, ch.borrow().next.as_ref());
             let Some(target) =
                 first.filter(|t| t.borrow().sched.as_ref().is_some_and(|ts| ts.is(&s)))
             else {
