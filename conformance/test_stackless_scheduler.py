@@ -49,6 +49,28 @@ def test_schedule_returns_retval():
     assert log == ["t"]
 
 
+def test_schedule_retval_by_keyword_and_argument_errors():
+    # schedule(retval=...) as C Stackless's PyArg_ParseTupleAndKeywords("|O:schedule") takes
+    # it; the errors are the pure core's def's (native: the same words)
+    log = []
+    stackless.tasklet(lambda: log.append("t"))()
+    assert stackless.schedule(retval=42) == 42
+    assert log == ["t"]
+    with pytest.raises(TypeError):
+        stackless.schedule(1, 2)
+    with pytest.raises(TypeError):
+        stackless.schedule(value=1)
+    with pytest.raises(TypeError):
+        stackless.schedule(1, retval=2)
+    assert stackless.getruncount() == 1
+
+
+@differs("pypy-oracle", reason="lib_pypy schedule(None) returns the current tasklet (None is its default)")
+def test_schedule_retval_none_is_returned():
+    assert stackless.schedule(None) is None
+    assert stackless.schedule(retval=None) is None
+
+
 def test_schedule_round_robin_order():
     log = []
 

@@ -8,7 +8,8 @@
 //! everything else, as a tuple and a dict, to a body that words argument errors as PyPy does.
 //! [`install_raw_method`] does the same for the native stackless channel's `receive()` and
 //! `send(value)` (a tasklet blocks in them) and the native greenlet's `switch()` /
-//! `switch(value)`, other call shapes going to the pyo3 method it replaced.
+//! `switch(value)`, other call shapes going to the pyo3 method it replaced;
+//! [`install_raw_function`] for the module function `schedule()` / `schedule(retval)`.
 //!
 //! These methods are entered without pyo3's trampoline: its two frames (304 bytes) would be
 //! saved with every context suspended in them.  [`entry`] does what it does in its own frame
@@ -17,8 +18,9 @@
 //! # Invariants
 //!
 //! * **A1** The method runs as CPython calls a method: GIL held, `slf` an instance of the
-//!   class (the method descriptor checked it), `args[..nargs + len(kwnames)]` borrowed for the
-//!   duration of the call.
+//!   class (the method descriptor checked it) — for the raw module function
+//!   (`stackless.schedule`, [`install_raw_function`]) its module —, `args[..nargs +
+//!   len(kwnames)]` borrowed for the duration of the call.
 //! * **A2** Its body runs as under pyo3's trampoline: attached for pyo3 (pyo3's per-thread
 //!   count raised, so a `Py` dropped inside is released at once, not deferred to pyo3's pool),
 //!   and a Rust panic never unwinds into CPython (it is raised as `PanicException`).  A context
@@ -31,7 +33,7 @@
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::types::{PyDict, PyModule, PyTuple, PyType};
 use pyo3::Borrowed;
 use std::os::raw::c_char;
 use std::sync::OnceLock;
@@ -377,24 +379,28 @@ pub(crate) fn install_switch(ty: &Bound<'_, PyType>) -> PyResult<()> {
 
 // ---- other raw methods: channel receive/send, greenlet switch ------------------------------
 
-/// `channel.receive()`, `channel.send(value)`, `greenlet.switch()` / `greenlet.switch(value)`
-/// with their argument matched (`value`: the one positional argument, if any).
-/// Returns a [`Payload`], as `switch`'s bodies.
+/// `channel.receive()`, `channel.send(value)`, `greenlet.switch()` / `greenlet.switch(value)`,
+/// `stackless.schedule()` / `schedule(retval)` with their argument matched (`value`: the one
+/// positional argument, if any; the first argument is the instance, or for a function its
+/// module).  Returns a [`Payload`], as `switch`'s bodies.
 pub(crate) type RawBody =
     for<'py> fn(&Bound<'py, PyAny>, Option<&Bound<'py, PyAny>>, ArgsEnd) -> Payload;
 
-/// A method made raw by [`install_raw_method`]: the body for its common call shapes (up to
-/// `max_args` positional arguments, at least `min_args`, no keyword), and the method it
-/// replaced, which every other call shape goes to (its argument checks and messages).
+/// A method or function made raw by [`install_raw_method`] / [`install_raw_function`]: the
+/// body for its common call shapes (up to `max_args` positional arguments, at least
+/// `min_args`, no keyword), and the method or function it replaced, which every other call
+/// shape goes to (its argument checks and messages) — with the instance first for a method
+/// (`takes_self`).
 struct RawMethodDef {
     min_args: usize,
     max_args: usize,
     body: RawBody,
     replaced: Py<PyAny>,
+    takes_self: bool,
 }
 
 /// The raw methods' definitions, by `RawMethod as usize`.
-static RAW_METHODS: [OnceLock<RawMethodDef>; 3] = [const { OnceLock::new() }; 3];
+static RAW_METHODS: [OnceLock<RawMethodDef>; 4] = [const { OnceLock::new() }; 4];
 
 /// Run `m` for a call.  (Inlined into the two methods: one frame less on the stack of every
 /// tasklet blocked in them.)
@@ -447,9 +453,12 @@ unsafe fn raw_dispatch_other(
     // SAFETY: A1 - every pointer read is part of the call's borrowed argument vector.
     unsafe {
         let mut all = Vec::with_capacity(1 + npos + nkw);
-        all.push(slf);
+        if m.takes_self {
+            all.push(slf);
+        }
         all.extend((0..npos + nkw).map(|i| *args.add(i)));
-        let r = ffi::PyObject_Vectorcall(m.replaced.as_ptr(), all.as_ptr(), npos + 1, kwnames);
+        let npos = npos + usize::from(m.takes_self);
+        let r = ffi::PyObject_Vectorcall(m.replaced.as_ptr(), all.as_ptr(), npos, kwnames);
         match Bound::from_owned_ptr_or_err(py, r) {
             Ok(v) => Payload::Value(v.unbind()),
             Err(e) => Payload::Exc(Box::new(e)),
@@ -488,6 +497,8 @@ pub(crate) enum RawMethod {
     Send = 1,
     /// `greenlet.switch()` and `greenlet.switch(value)`
     GreenletSwitch = 2,
+    /// `stackless.schedule()` and `schedule(retval)` (a module function)
+    Schedule = 3,
 }
 
 /// Make `receive` or `send` of `ty` (the native channel base), or `switch` (the native
@@ -500,6 +511,51 @@ pub(crate) fn install_raw_method(
     which: RawMethod,
     body: RawBody,
 ) -> PyResult<()> {
+    let (name, def) = raw_def(which, ty.getattr(raw_name(which))?, body, true);
+    // SAFETY: as in `install_switch`.
+    let descr = unsafe {
+        Bound::from_owned_ptr_or_err(ty.py(), ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))?
+    };
+    ty.setattr(name, descr)
+}
+
+/// Make the function `which` names of `module` raw, as [`install_raw_method`] does for
+/// methods (A1: the body gets the module as its first argument).
+pub(crate) fn install_raw_function(
+    module: &Bound<'_, PyModule>,
+    which: RawMethod,
+    body: RawBody,
+) -> PyResult<()> {
+    let (name, def) = raw_def(which, module.getattr(raw_name(which))?, body, false);
+    let module_name = module.name()?;
+    // SAFETY: `def` is leaked (lives as long as the process), the module and its name are
+    // live objects; a new reference or null with an error set.
+    let func = unsafe {
+        Bound::from_owned_ptr_or_err(
+            module.py(),
+            ffi::PyCFunction_NewEx(def, module.as_ptr(), module_name.as_ptr()),
+        )?
+    };
+    module.setattr(name, func)
+}
+
+/// The Python name of `which`.
+fn raw_name(which: RawMethod) -> &'static str {
+    match which {
+        RawMethod::Receive => "receive",
+        RawMethod::Send => "send",
+        RawMethod::GreenletSwitch => "switch",
+        RawMethod::Schedule => "schedule",
+    }
+}
+
+/// Record `which`'s [`RawMethodDef`] (once per process) and make its `PyMethodDef` (leaked).
+fn raw_def(
+    which: RawMethod,
+    replaced: Bound<'_, PyAny>,
+    body: RawBody,
+    takes_self: bool,
+) -> (&'static str, *mut ffi::PyMethodDef) {
     let (name, doc, arity, meth) = match which {
         RawMethod::Receive => (
             c"receive",
@@ -523,13 +579,22 @@ pub(crate) fn install_raw_method(
             entry::<RawMethodEntry<{ RawMethod::GreenletSwitch as u8 }>>
                 as ffi::PyCFunctionFastWithKeywords,
         ),
+        RawMethod::Schedule => (
+            c"schedule",
+            c"schedule($module, /, *args, **kwargs)\n--\n\nschedule(retval=stackless.current)\n\n\
+              Switch to the next runnable tasklet; returns ``retval`` (default: the current \
+              tasklet) when this one runs again.",
+            (0, 1),
+            entry::<RawMethodEntry<{ RawMethod::Schedule as u8 }>>
+                as ffi::PyCFunctionFastWithKeywords,
+        ),
     };
-    let replaced = ty.getattr(name.to_str().unwrap_or_default())?;
     let _ = RAW_METHODS[which as usize].set(RawMethodDef {
         min_args: arity.0,
         max_args: arity.1,
         body,
         replaced: replaced.unbind(),
+        takes_self,
     });
     let def = Box::leak(Box::new(ffi::PyMethodDef {
         ml_name: name.as_ptr(),
@@ -539,12 +604,5 @@ pub(crate) fn install_raw_method(
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         ml_doc: doc.as_ptr(),
     }));
-    // SAFETY: as in `install_switch`.
-    let descr = unsafe {
-        Bound::from_owned_ptr_or_err(
-            ty.py(),
-            ffi::PyDescr_NewMethod(ty.as_type_ptr(), std::ptr::from_mut(def)),
-        )?
-    };
-    ty.setattr(name.to_str().unwrap_or_default(), descr)
+    (raw_name(which), std::ptr::from_mut(def))
 }

@@ -1232,43 +1232,103 @@ fn channel_undo(
 }
 
 /// `stackless.schedule(retval=stackless.current)`: the next runnable tasklet runs; returns
-/// `retval` when this one runs again.
+/// `retval` when this one runs again.  Its common calls, `schedule()` and `schedule(retval)`,
+/// come through the raw function [`schedule_raw`]; this one takes the others (a keyword
+/// `retval`, and the errors).
 #[pyfunction]
-#[pyo3(signature = (*args))]
-pub(crate) fn schedule(py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Obj> {
+#[pyo3(signature = (*args, **kwargs))]
+pub(crate) fn schedule(
+    py: Python<'_>,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Obj> {
+    let retval = schedule_retval(args, kwargs)?;
+    crate::deliver(schedule_with(py, retval, std::ptr::null()))
+}
+
+/// `schedule()` / `schedule(retval)` as a raw function (`pystate::fastcall`, A1: `module` is
+/// the extension module), knowing where the caller's arguments end (`end`), so that a
+/// tasklet suspended in it shows its calling frame's whole value stack (pystate `refs`, R2).
+fn schedule_raw<'py>(
+    module: &Bound<'py, PyAny>,
+    retval: Option<&Bound<'py, PyAny>>,
+    end: pystate::fastcall::ArgsEnd,
+) -> Payload {
+    schedule_with(module.py(), retval.map(|v| v.clone().unbind()), end)
+}
+
+/// `schedule` with its `retval` (None: not given, the current tasklet).  Its frame stays on
+/// the stack of the suspended tasklet: only calls here.
+fn schedule_with(py: Python<'_>, retval: Option<Obj>, end: pystate::fastcall::ArgsEnd) -> Payload {
+    if let Err(e) = crate::refuse_while_unwinding() {
+        return Payload::from_err(e); // (before anything changes: N2)
+    }
+    let r = match refs(py) {
+        Ok(r) => r,
+        Err(e) => return Payload::from_err(e),
+    };
+    match schedule_prepare(py, r, retval) {
+        Err(e) => Payload::from_err(e),
+        Ok((Prepared::Delegate(retval), s)) => {
+            Payload::of(r.schedule.call1(py, (s, retval, false)))
+        }
+        Ok((Prepared::Switch { s, prev, next }, same)) => {
+            drop(same);
+            // (its identity only: no reference of ours across the switch, N3)
+            let retval = prev.borrow().tempval.as_ref().map(Py::as_ptr);
+            let result = switch_to(py, r, s, &prev, next, end);
+            if matches!(result, Payload::Exc(_)) {
+                undo_schedule_tempval(&prev, retval);
+            }
+            result
+        }
+    }
+}
+
+/// As the Python core after a failed `schedule` switch: restore the old tempval (None,
+/// checked before); a failed switch ran no code, so the tempval is still the one we set.
+#[cold]
+#[inline(never)]
+fn undo_schedule_tempval(prev: &Bound<'_, TaskletBase>, retval: Option<*mut pyo3::ffi::PyObject>) {
+    let mine = prev.borrow().tempval.as_ref().map(Py::as_ptr);
+    if mine.is_some() && mine == retval {
+        let t = prev.borrow_mut().tempval.take();
+        drop(t);
+    }
+}
+
+/// `retval` of `schedule(retval=<missing>)` (positional or by keyword, as the pure core's
+/// `def` and C Stackless take it), with the `def`'s errors.
+fn schedule_retval(
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Option<Obj>> {
+    let type_error = |msg: String| pyo3::exceptions::PyTypeError::new_err(msg);
     if args.len() > 1 {
-        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+        return Err(type_error(format!(
             "schedule() takes from 0 to 1 positional arguments but {} were given",
             args.len()
         )));
     }
-    crate::refuse_while_unwinding()?; // (before anything changes: N2)
-    let r = refs(py)?;
     // (not `get_item(0).ok()`: an IndexError made and dropped costs ~400 instructions)
-    let retval = (!args.is_empty())
+    let mut retval = (!args.is_empty())
         .then(|| args.get_item(0).map(Bound::unbind))
         .transpose()?;
-    match schedule_prepare(py, r, retval)? {
-        (Prepared::Delegate(retval), s) => r.schedule.call1(py, (s, retval, false)),
-        (Prepared::Switch { s, prev, next }, same) => {
-            drop(same);
-            // (its identity only: no reference of ours across the switch, N3)
-            let retval = prev.borrow().tempval.as_ref().map(Py::as_ptr);
-            match crate::deliver(switch_to(py, r, s, &prev, next, std::ptr::null())) {
-                Ok(v) => Ok(v),
-                Err(e) => {
-                    // as the Python core: restore the old tempval (None, checked before); a
-                    // failed switch ran no code, so the tempval is still the one we set
-                    let mine = prev.borrow().tempval.as_ref().map(Py::as_ptr);
-                    if mine.is_some() && mine == retval {
-                        let t = prev.borrow_mut().tempval.take();
-                        drop(t);
-                    }
-                    Err(e)
-                }
-            }
+    for (k, v) in kwargs.into_iter().flatten() {
+        let name = k.str()?;
+        if name.to_str()? != "retval" {
+            return Err(type_error(format!(
+                "schedule() got an unexpected keyword argument '{name}'"
+            )));
         }
+        if retval.is_some() {
+            return Err(type_error(
+                "schedule() got multiple values for argument 'retval'".to_owned(),
+            ));
+        }
+        retval = Some(v.unbind());
     }
+    Ok(retval)
 }
 
 #[inline(never)]
@@ -1856,6 +1916,11 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Hooks>()?;
     m.add_function(wrap_pyfunction!(tasklet_new_is_raw, m)?)?;
     m.add_function(wrap_pyfunction!(schedule, m)?)?;
+    pystate::fastcall::install_raw_function(
+        m,
+        pystate::fastcall::RawMethod::Schedule,
+        schedule_raw,
+    )?;
     m.add_function(wrap_pyfunction!(tasklet_main, m)?)?;
     m.add_function(wrap_pyfunction!(factory_main, m)?)?;
     m.add_function(wrap_pyfunction!(new_cont, m)?)?;
