@@ -715,6 +715,33 @@ def test_schedule_returns_its_retval_and_a_bomb_explodes():
 
 
 @differs("pypy-oracle", reason="lib_pypy schedule() returns a bomb given as retval unexploded")
+def test_schedule_retval_whose_class_changes_to_claim_to_be_a_bomb():
+    # isinstance(v, bomb) honours a __class__ that __getattribute__ makes up; the native core
+    # answers it from v's type while that type reads __class__ the default way, remembering
+    # the last such type (pystate::cast K2) — a change of a base is seen
+    class Base(object):
+        pass
+
+    class Shape(Base):
+        pass
+
+    v = Shape()
+    assert stackless.schedule(v) is v
+    assert stackless.schedule(v) is v
+
+    def made_up(self, name):
+        if name == "__class__":
+            return stackless.bomb
+        return object.__getattribute__(self, name)
+
+    Base.__getattribute__ = made_up
+    assert isinstance(v, stackless.bomb)
+    with pytest.raises(AttributeError) as ei:  # the bomb's _exception() it does not have
+        stackless.schedule(v)
+    assert "_exception" in str(ei.value)
+
+
+@differs("pypy-oracle", reason="lib_pypy schedule() returns a bomb given as retval unexploded")
 def test_schedule_with_a_bomb_as_retval_raises_it():
     with pytest.raises(ZeroDivisionError):
         stackless.schedule(stackless.bomb(ZeroDivisionError, ZeroDivisionError("z")))

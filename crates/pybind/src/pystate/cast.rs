@@ -18,12 +18,17 @@
 //!   it), and it is never freed: the reference taken when it is remembered is never
 //!   released, so its address cannot come to denote another type.  (A subclass keeps `T` as a
 //!   base for good: CPython refuses a `__bases__` assignment to a class of another layout.)
+//! * **K2** A type remembered with its version tag by [`isinstance_by_type`] gave its
+//!   instances `object`'s `__class__` and the default attribute lookup when the tag was
+//!   valid: CPython invalidates a type's tag whenever the type or a base changes (an assigned
+//!   `__class__`, `__getattribute__` or `__getattr__` included) and never hands out a tag
+//!   twice, so the same type pointer with the same valid tag is that type, unchanged.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::PyTypeInfo;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 /// See the module docs.
 pub(crate) struct KnownSubclass<T> {
@@ -136,16 +141,45 @@ pub(crate) fn isinstance_by_type(
         if cls.get_type_ptr() != std::ptr::addr_of_mut!(ffi::PyType_Type) {
             return None;
         }
-        if ffi::PyType_IsSubtype(ty.as_type_ptr(), cls.as_type_ptr()) != 0 {
+        let tp = ty.as_type_ptr();
+        if ffi::PyType_IsSubtype(tp, cls.as_type_ptr()) != 0 {
             return Some(true);
+        }
+        let tag = version_tag(tp);
+        if tag.is_some()
+            && PLAIN_CLASS_TYPE.load(Ordering::Relaxed) == tp
+            && Some(PLAIN_CLASS_TAG.load(Ordering::Relaxed)) == tag
+        {
+            return Some(false); // K2
         }
         let name = pyo3::intern!(py, "__class__");
         let default = _PyType_Lookup(
             std::ptr::addr_of_mut!(ffi::PyBaseObject_Type),
             name.as_ptr(),
         );
-        let plain =
-            plain_getattr(&ty) && _PyType_Lookup(ty.as_type_ptr(), name.as_ptr()) == default;
+        let plain = plain_getattr(&ty) && _PyType_Lookup(tp, name.as_ptr()) == default;
+        if plain {
+            // (the lookup gave the type a tag if it had none)
+            if let Some(tag) = version_tag(tp) {
+                PLAIN_CLASS_TYPE.store(tp, Ordering::Relaxed);
+                PLAIN_CLASS_TAG.store(tag, Ordering::Relaxed);
+            }
+        }
         plain.then_some(false)
     }
+}
+
+/// The last type [`isinstance_by_type`] found to give its instances `object`'s `__class__`
+/// (and look attributes up the default way), with its version tag then (K2).
+static PLAIN_CLASS_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
+static PLAIN_CLASS_TAG: AtomicU32 = AtomicU32::new(0);
+
+/// `tp`'s method-cache version tag, if it has a valid one.
+///
+/// # Safety
+/// `tp` is a live type object (GIL held).
+unsafe fn version_tag(tp: *mut ffi::PyTypeObject) -> Option<u32> {
+    // SAFETY: per the contract: plain field reads.
+    let (flags, tag) = unsafe { ((*tp).tp_flags, (*tp).tp_version_tag) };
+    (flags & ffi::Py_TPFLAGS_VALID_VERSION_TAG != 0 && tag != 0).then_some(tag)
 }
