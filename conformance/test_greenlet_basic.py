@@ -693,6 +693,18 @@ def test_subclass_with_run_method():
     assert MyG().switch(3) == ("run", 3, "MyG")
 
 
+def test_run_assigned_to_a_subclass_later_is_used():
+    # the native start remembers the last class whose run is greenlet's own (pystate::cast
+    # K2): a run assigned afterwards is seen
+    class Late(G):
+        pass
+
+    assert Late(lambda: 1).switch() == 1
+    assert Late(lambda: 2).switch() == 2
+    Late.run = lambda self: "late"
+    assert Late().switch() == "late"
+
+
 def test_subclass_without_super_init():
     class MyG(G):
         def __init__(self, value):

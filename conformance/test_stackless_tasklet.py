@@ -568,6 +568,33 @@ def test_subclass_bind_is_called_by_init():
     assert not t.alive
 
 
+@differs("pypy-oracle", reason="lib_pypy tasklets have no bind()")
+def test_bind_assigned_to_a_subclass_later_is_called_by_init():
+    # the native __init__ remembers the last class whose bind is tasklet.bind (pystate::cast
+    # K2): a bind assigned afterwards is seen
+    calls = []
+
+    class Late(stackless.tasklet):
+        pass
+
+    def f():
+        pass
+
+    Late(f)
+    Late(f)
+
+    def bind(self, func=None, args=None, kwargs=None):
+        calls.append(func)
+        return stackless.tasklet.bind(self, func, args, kwargs)
+
+    Late.bind = bind
+    t = Late(f)
+    assert calls == [f]
+    t()
+    stackless.run()
+    assert not t.alive
+
+
 @differs("pypy-oracle", reason=NO_ATTRS)
 def test_subclass_init_without_super_still_belongs_to_this_thread():
     got = []

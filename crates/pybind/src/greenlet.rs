@@ -591,9 +591,12 @@ fn run_of<'py>(
     refs: &Refs,
     target: &Bound<'py, GreenletBase>,
 ) -> PyResult<(Bound<'py, PyAny>, bool)> {
+    /// The last greenlet class whose `run` was found to be greenlet.py's property.
+    static SEEN: pystate::cast::TypeVerdict = pystate::cast::TypeVerdict::new();
     let py = target.py();
     let ty = target.get_type();
-    let plain = pystate::cast::class_attr_is(&ty, intern!(py, "run"), refs.run_property.bind(py));
+    let plain =
+        pystate::cast::class_attr_is(&ty, intern!(py, "run"), refs.run_property.bind(py), &SEEN);
     if plain {
         let b = target.borrow();
         if !b.main && b.c.is_none() {

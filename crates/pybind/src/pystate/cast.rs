@@ -18,11 +18,12 @@
 //!   it), and it is never freed: the reference taken when it is remembered is never
 //!   released, so its address cannot come to denote another type.  (A subclass keeps `T` as a
 //!   base for good: CPython refuses a `__bases__` assignment to a class of another layout.)
-//! * **K2** A type remembered with its version tag by [`isinstance_by_type`] gave its
-//!   instances `object`'s `__class__` and the default attribute lookup when the tag was
-//!   valid: CPython invalidates a type's tag whenever the type or a base changes (an assigned
-//!   `__class__`, `__getattribute__` or `__getattr__` included) and never hands out a tag
-//!   twice, so the same type pointer with the same valid tag is that type, unchanged.
+//! * **K2** A type remembered with its version tag by a [`TypeVerdict`] (of
+//!   [`isinstance_by_type`], of a call site of [`class_attr_is`]) answered that question yes
+//!   when the tag was valid, and the answer reads only the type's MRO and slots: CPython
+//!   invalidates a type's tag whenever the type or a base changes (an assigned `__class__`,
+//!   `__getattribute__` or `__getattr__` included) and never hands out a tag twice, so the
+//!   same type pointer with the same valid tag is that type, unchanged.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -113,16 +114,27 @@ extern "C" {
 /// Whether `ty` looks attributes up the default way ([`plain_getattr`]) and `name` found on
 /// its MRO is `expected` itself: what its instances find for `name` before their own dict (a
 /// data descriptor wins there), not anything a subclass put there.  A cached lookup, not
-/// `getattr(ty, name)` (a metaclass lookup and a descriptor call).
+/// `getattr(ty, name)` (a metaclass lookup and a descriptor call); `seen` remembers the last
+/// type for which it held (K2: one `TypeVerdict` per question, always the same `name` and
+/// `expected`).
 pub(crate) fn class_attr_is(
     ty: &Bound<'_, pyo3::types::PyType>,
     name: &Bound<'_, pyo3::types::PyString>,
     expected: &Bound<'_, PyAny>,
+    seen: &TypeVerdict,
 ) -> bool {
+    let tp = ty.as_type_ptr();
+    if seen.holds_for(tp) {
+        return true;
+    }
     // SAFETY: a live type and a live str (GIL held); the result is borrowed and only
     // compared, never dereferenced.
-    plain_getattr(ty)
-        && unsafe { _PyType_Lookup(ty.as_type_ptr(), name.as_ptr()) } == expected.as_ptr()
+    let holds =
+        plain_getattr(ty) && unsafe { _PyType_Lookup(tp, name.as_ptr()) } == expected.as_ptr();
+    if holds {
+        seen.remember(tp);
+    }
+    holds
 }
 
 /// `isinstance(obj, cls)` answered from `obj`'s type alone, when that is all `isinstance`
@@ -145,11 +157,7 @@ pub(crate) fn isinstance_by_type(
         if ffi::PyType_IsSubtype(tp, cls.as_type_ptr()) != 0 {
             return Some(true);
         }
-        let tag = version_tag(tp);
-        if tag.is_some()
-            && PLAIN_CLASS_TYPE.load(Ordering::Relaxed) == tp
-            && Some(PLAIN_CLASS_TAG.load(Ordering::Relaxed)) == tag
-        {
+        if PLAIN_CLASS.holds_for(tp) {
             return Some(false); // K2
         }
         let name = pyo3::intern!(py, "__class__");
@@ -159,27 +167,50 @@ pub(crate) fn isinstance_by_type(
         );
         let plain = plain_getattr(&ty) && _PyType_Lookup(tp, name.as_ptr()) == default;
         if plain {
-            // (the lookup gave the type a tag if it had none)
-            if let Some(tag) = version_tag(tp) {
-                PLAIN_CLASS_TYPE.store(tp, Ordering::Relaxed);
-                PLAIN_CLASS_TAG.store(tag, Ordering::Relaxed);
-            }
+            PLAIN_CLASS.remember(tp);
         }
         plain.then_some(false)
     }
 }
 
 /// The last type [`isinstance_by_type`] found to give its instances `object`'s `__class__`
-/// (and look attributes up the default way), with its version tag then (K2).
-static PLAIN_CLASS_TYPE: AtomicPtr<ffi::PyTypeObject> = AtomicPtr::new(std::ptr::null_mut());
-static PLAIN_CLASS_TAG: AtomicU32 = AtomicU32::new(0);
+/// (and look attributes up the default way).
+static PLAIN_CLASS: TypeVerdict = TypeVerdict::new();
 
-/// `tp`'s method-cache version tag, if it has a valid one.
-///
-/// # Safety
-/// `tp` is a live type object (GIL held).
-unsafe fn version_tag(tp: *mut ffi::PyTypeObject) -> Option<u32> {
-    // SAFETY: per the contract: plain field reads.
+/// The last type a question about types held for, with its version tag then (K2): while the
+/// type keeps that tag, nothing the answer read has changed.  (Touched with the GIL held.)
+pub(crate) struct TypeVerdict {
+    ty: AtomicPtr<ffi::PyTypeObject>,
+    tag: AtomicU32,
+}
+
+impl TypeVerdict {
+    pub(crate) const fn new() -> Self {
+        TypeVerdict {
+            ty: AtomicPtr::new(std::ptr::null_mut()),
+            tag: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether the answer was found for `tp` as it is now.
+    fn holds_for(&self, tp: *mut ffi::PyTypeObject) -> bool {
+        self.ty.load(Ordering::Relaxed) == tp
+            && version_tag(tp).is_some_and(|tag| tag == self.tag.load(Ordering::Relaxed))
+    }
+
+    /// The answer was just found for `tp` (after a lookup in it, which gives it a tag if it
+    /// can have one).
+    fn remember(&self, tp: *mut ffi::PyTypeObject) {
+        if let Some(tag) = version_tag(tp) {
+            self.ty.store(tp, Ordering::Relaxed);
+            self.tag.store(tag, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `tp`'s method-cache version tag, if it has a valid one (`tp`: a live type, GIL held).
+fn version_tag(tp: *mut ffi::PyTypeObject) -> Option<u32> {
+    // SAFETY: a live type object (every caller's is); plain field reads.
     let (flags, tag) = unsafe { ((*tp).tp_flags, (*tp).tp_version_tag) };
     (flags & ffi::Py_TPFLAGS_VALID_VERSION_TAG != 0 && tag != 0).then_some(tag)
 }

@@ -241,7 +241,12 @@ impl TaskletBase {
                 let b = slf.borrow();
                 b.cont.is_none() && b.next.is_none()
             }
-            && pystate::cast::class_attr_is(&slf.get_type(), intern!(py, "bind"), tr.bind.bind(py));
+            && {
+                /// The last tasklet class whose `bind` was found to be `tasklet.bind`.
+                static SEEN: pystate::cast::TypeVerdict = pystate::cast::TypeVerdict::new();
+                let bind = tr.bind.bind(py);
+                pystate::cast::class_attr_is(&slf.get_type(), intern!(py, "bind"), bind, &SEEN)
+            };
         if !common {
             tr.init_slow.call1(py, (slf, func, args, kwargs))?;
             return Ok(());
