@@ -123,16 +123,15 @@ pub(crate) fn class_attr_is(
     expected: &Bound<'_, PyAny>,
     seen: &TypeVerdict,
 ) -> bool {
-    let tp = ty.as_type_ptr();
-    if seen.holds_for(tp) {
+    if seen.holds_for(ty) {
         return true;
     }
     // SAFETY: a live type and a live str (GIL held); the result is borrowed and only
     // compared, never dereferenced.
-    let holds =
-        plain_getattr(ty) && unsafe { _PyType_Lookup(tp, name.as_ptr()) } == expected.as_ptr();
+    let holds = plain_getattr(ty)
+        && unsafe { _PyType_Lookup(ty.as_type_ptr(), name.as_ptr()) } == expected.as_ptr();
     if holds {
-        seen.remember(tp);
+        seen.remember(ty);
     }
     holds
 }
@@ -157,7 +156,7 @@ pub(crate) fn isinstance_by_type(
         if ffi::PyType_IsSubtype(tp, cls.as_type_ptr()) != 0 {
             return Some(true);
         }
-        if PLAIN_CLASS.holds_for(tp) {
+        if PLAIN_CLASS.holds_for(&ty) {
             return Some(false); // K2
         }
         let name = pyo3::intern!(py, "__class__");
@@ -167,7 +166,7 @@ pub(crate) fn isinstance_by_type(
         );
         let plain = plain_getattr(&ty) && _PyType_Lookup(tp, name.as_ptr()) == default;
         if plain {
-            PLAIN_CLASS.remember(tp);
+            PLAIN_CLASS.remember(&ty);
         }
         plain.then_some(false)
     }
@@ -192,25 +191,26 @@ impl TypeVerdict {
         }
     }
 
-    /// Whether the answer was found for `tp` as it is now.
-    fn holds_for(&self, tp: *mut ffi::PyTypeObject) -> bool {
-        self.ty.load(Ordering::Relaxed) == tp
-            && version_tag(tp).is_some_and(|tag| tag == self.tag.load(Ordering::Relaxed))
+    /// Whether the answer was found for `ty` as it is now.
+    fn holds_for(&self, ty: &Bound<'_, pyo3::types::PyType>) -> bool {
+        self.ty.load(Ordering::Relaxed) == ty.as_type_ptr()
+            && version_tag(ty).is_some_and(|tag| tag == self.tag.load(Ordering::Relaxed))
     }
 
-    /// The answer was just found for `tp` (after a lookup in it, which gives it a tag if it
+    /// The answer was just found for `ty` (after a lookup in it, which gives it a tag if it
     /// can have one).
-    fn remember(&self, tp: *mut ffi::PyTypeObject) {
-        if let Some(tag) = version_tag(tp) {
-            self.ty.store(tp, Ordering::Relaxed);
+    fn remember(&self, ty: &Bound<'_, pyo3::types::PyType>) {
+        if let Some(tag) = version_tag(ty) {
+            self.ty.store(ty.as_type_ptr(), Ordering::Relaxed);
             self.tag.store(tag, Ordering::Relaxed);
         }
     }
 }
 
-/// `tp`'s method-cache version tag, if it has a valid one (`tp`: a live type, GIL held).
-fn version_tag(tp: *mut ffi::PyTypeObject) -> Option<u32> {
-    // SAFETY: a live type object (every caller's is); plain field reads.
+/// `ty`'s method-cache version tag, if it has a valid one.
+fn version_tag(ty: &Bound<'_, pyo3::types::PyType>) -> Option<u32> {
+    let tp = ty.as_type_ptr();
+    // SAFETY: a live type object (GIL held); plain field reads.
     let (flags, tag) = unsafe { ((*tp).tp_flags, (*tp).tp_version_tag) };
     (flags & ffi::Py_TPFLAGS_VALID_VERSION_TAG != 0 && tag != 0).then_some(tag)
 }
