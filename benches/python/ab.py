@@ -10,6 +10,10 @@ and the median of each side, in ns per operation:
 
     greenlet: greenlet(f).switch()  (create, start, finish), 50,000 per repeat
     tasklet:  tasklet(f)() x 1,000, stackless.run()  (create, run), per tasklet, 50 per repeat
+    schedule: two tasklets calling stackless.schedule() 20,000 times each, per call
+    pingpong: channel send/receive between two tasklets, 20,000 messages, per message
+
+    python benches/python/ab.py OLD_PYTHON NEW_PYTHON ROUNDS greenlet,schedule   (a choice)
 """
 import statistics
 import subprocess
@@ -28,7 +32,7 @@ def measure(what):
             G(f).switch()
 
         n, per = 50000, 1
-    else:
+    elif what == "tasklet":
         import stackless
 
         def f():
@@ -42,6 +46,41 @@ def measure(what):
             stackless.run()
 
         n, per = 50, 1000
+    elif what == "schedule":
+        import stackless
+
+        def turn():
+            sched = stackless.schedule
+            for _ in range(20000):
+                sched()
+
+        def op():
+            stackless.tasklet(turn)()
+            stackless.tasklet(turn)()
+            stackless.run()
+
+        n, per = 1, 40000
+    else:
+        import stackless
+
+        def op():
+            ch = stackless.channel()
+
+            def ping():
+                send = ch.send
+                for i in range(20000):
+                    send(i)
+
+            def pong():
+                receive = ch.receive
+                for _ in range(20000):
+                    receive()
+
+            stackless.tasklet(ping)()
+            stackless.tasklet(pong)()
+            stackless.run()
+
+        n, per = 1, 20000
     return min(timeit.repeat(op, number=n, repeat=7)) / n / per * 1e9
 
 
@@ -51,7 +90,8 @@ def main():
         return
     old, new = sys.argv[1], sys.argv[2]
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
-    for what in ("greenlet", "tasklet"):
+    whats = sys.argv[4].split(",") if len(sys.argv) > 4 else ["greenlet", "tasklet", "schedule", "pingpong"]
+    for what in whats:
         got = {old: [], new: []}
         for _ in range(rounds):
             for py in (old, new):
