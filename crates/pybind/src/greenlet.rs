@@ -204,7 +204,27 @@ impl GreenletBase {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        init_greenlet(slf, args, kwargs)
+        let py = slf.py();
+        let refs = refs(py)?;
+        let fresh = {
+            let b = slf.borrow();
+            !b.main && b.c.is_none()
+        };
+        let Some((run, parent)) = init_args(args, kwargs).filter(|_| fresh) else {
+            let mut full = vec![slf.as_any().clone()];
+            full.extend(args.iter());
+            let full = PyTuple::new(py, full)?;
+            refs.init_slow.bind(py).call(full, kwargs)?;
+            return Ok(());
+        };
+        if let Some(run) = run {
+            let old = slf.borrow_mut().run.replace(run.unbind());
+            drop(old); // G4
+        }
+        if let Some(parent) = parent.filter(|p| !p.is_none()) {
+            refs.set_parent.call1(py, (slf, parent))?;
+        }
+        Ok(())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -304,36 +324,6 @@ impl GreenletBase {
         }
         slow_switch(refs, slf, args, kwargs)
     }
-}
-
-/// `GreenletBase.__init__(run=<missing>, parent=None)`: the common calls here, every other one
-/// (and every error) by greenlet.py's own `__init__`.
-fn init_greenlet(
-    slf: &Bound<'_, GreenletBase>,
-    args: &Bound<'_, PyTuple>,
-    kwargs: Option<&Bound<'_, PyDict>>,
-) -> PyResult<()> {
-    let py = slf.py();
-    let refs = refs(py)?;
-    let fresh = {
-        let b = slf.borrow();
-        !b.main && b.c.is_none()
-    };
-    let Some((run, parent)) = init_args(args, kwargs).filter(|_| fresh) else {
-        let mut full = vec![slf.as_any().clone()];
-        full.extend(args.iter());
-        let full = PyTuple::new(py, full)?;
-        refs.init_slow.bind(py).call(full, kwargs)?;
-        return Ok(());
-    };
-    if let Some(run) = run {
-        let old = slf.borrow_mut().run.replace(run.unbind());
-        drop(old); // G4
-    }
-    if let Some(parent) = parent.filter(|p| !p.is_none()) {
-        refs.set_parent.call1(py, (slf, parent))?;
-    }
-    Ok(())
 }
 
 /// `switch()` / `switch(value)` as a raw method (`pystate::fastcall`): [`GreenletBase::switch`]
@@ -1088,8 +1078,8 @@ impl pystate::finalize::Finalize for GreenletFinalizer {
     }
 }
 
-/// `GreenletBase.__new__` without pyo3's argument copies and eager instance dict
-/// (`pystate::slots`): the parent is the current greenlet, the rest is the default.
+/// `GreenletBase.__new__` without pyo3's argument copies and slot lookup (`pystate::slots`):
+/// the parent is the current greenlet, the rest is the default.
 struct GreenletNew;
 
 impl pystate::slots::RawNew for GreenletNew {

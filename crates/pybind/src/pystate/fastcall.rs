@@ -511,7 +511,7 @@ pub(crate) fn install_raw_method(
     which: RawMethod,
     body: RawBody,
 ) -> PyResult<()> {
-    let (name, def) = raw_def(which, ty.getattr(raw_name(which))?, body, true);
+    let (name, def) = raw_def(which, ty.as_any(), body, true)?;
     // SAFETY: as in `install_switch`.
     let descr = unsafe {
         Bound::from_owned_ptr_or_err(ty.py(), ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))?
@@ -526,7 +526,7 @@ pub(crate) fn install_raw_function(
     which: RawMethod,
     body: RawBody,
 ) -> PyResult<()> {
-    let (name, def) = raw_def(which, module.getattr(raw_name(which))?, body, false);
+    let (name, def) = raw_def(which, module.as_any(), body, false)?;
     let module_name = module.name()?;
     // SAFETY: `def` is leaked (lives as long as the process), the module and its name are
     // live objects; a new reference or null with an error set.
@@ -539,23 +539,14 @@ pub(crate) fn install_raw_function(
     module.setattr(name, func)
 }
 
-/// The Python name of `which`.
-fn raw_name(which: RawMethod) -> &'static str {
-    match which {
-        RawMethod::Receive => "receive",
-        RawMethod::Send => "send",
-        RawMethod::GreenletSwitch => "switch",
-        RawMethod::Schedule => "schedule",
-    }
-}
-
-/// Record `which`'s [`RawMethodDef`] (once per process) and make its `PyMethodDef` (leaked).
+/// Record `which`'s [`RawMethodDef`] (once per process; what it replaces is `owner`'s
+/// attribute of its name) and make its `PyMethodDef` (leaked); returns its name too.
 fn raw_def(
     which: RawMethod,
-    replaced: Bound<'_, PyAny>,
+    owner: &Bound<'_, PyAny>,
     body: RawBody,
     takes_self: bool,
-) -> (&'static str, *mut ffi::PyMethodDef) {
+) -> PyResult<(&'static str, *mut ffi::PyMethodDef)> {
     let (name, doc, arity, meth) = match which {
         RawMethod::Receive => (
             c"receive",
@@ -589,6 +580,8 @@ fn raw_def(
                 as ffi::PyCFunctionFastWithKeywords,
         ),
     };
+    let name_str = name.to_str().unwrap_or_default();
+    let replaced = owner.getattr(name_str)?;
     let _ = RAW_METHODS[which as usize].set(RawMethodDef {
         min_args: arity.0,
         max_args: arity.1,
@@ -604,5 +597,5 @@ fn raw_def(
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         ml_doc: doc.as_ptr(),
     }));
-    (raw_name(which), std::ptr::from_mut(def))
+    Ok((name_str, std::ptr::from_mut(def)))
 }

@@ -209,13 +209,8 @@ impl TaskletBase {
         _args: &Bound<'_, PyTuple>,
         _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let sched = if BARE.with(Cell::get) {
-            None
-        } else {
-            Some(current_sched(py, refs(py)?)?.into_any().unbind())
-        };
         Ok(TaskletBase {
-            sched,
+            sched: sched_for_new(py)?,
             ..Self::default()
         })
     }
@@ -1853,6 +1848,15 @@ fn send_raw<'py>(
     channel_action(ch, owned, Dir::Send, Some(Called { end, value }))
 }
 
+/// The scheduler of a tasklet being made (N4): this thread's, or none while [`bare_tasklet`]
+/// makes a scheduler's main tasklet.
+fn sched_for_new(py: Python<'_>) -> PyResult<Option<Obj>> {
+    if BARE.with(Cell::get) {
+        return Ok(None);
+    }
+    Ok(Some(current_sched(py, refs(py)?)?.into_any().unbind()))
+}
+
 /// `TaskletBase.__new__` without pyo3's argument copies (`pystate::slots`): this thread's
 /// scheduler (N4), the rest the default.
 struct TaskletNew;
@@ -1861,12 +1865,8 @@ impl pystate::slots::RawNew for TaskletNew {
     type Class = TaskletBase;
 
     fn init(obj: &Bound<'_, TaskletBase>) -> PyResult<()> {
-        if BARE.with(Cell::get) {
-            return Ok(());
-        }
-        let py = obj.py();
-        let sched = current_sched(py, refs(py)?)?.into_any().unbind(); // (no borrow yet)
-        obj.borrow_mut().sched = Some(sched);
+        let sched = sched_for_new(obj.py())?; // (may run Python code: no borrow yet)
+        obj.borrow_mut().sched = sched;
         Ok(())
     }
 
