@@ -6,6 +6,7 @@ import copy
 import gc
 import pickle
 import re
+import subprocess
 import sys
 import weakref
 
@@ -54,6 +55,48 @@ def test_use_flags():
     assert greenlet.GREENLET_USE_GC
     assert greenlet.GREENLET_USE_TRACING
     assert greenlet.GREENLET_USE_CONTEXT_VARS
+
+
+def test_missing_module_attribute_is_attribute_error():
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        greenlet.no_such_name
+    with pytest.raises(AttributeError, match="_C_API"):
+        greenlet._C_API  # no C API capsule: C extensions built against greenlet's headers fail
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython" or sys.version_info < (3, 11),
+                    reason="CPython's specializing interpreter (3.11+)")
+def test_module_attribute_lookups_specialize():
+    # greenlet.greenlet / greenlet.getcurrent in users' loops: a module-level __getattr__ would
+    # keep CPython from specializing them (LOAD_ATTR_MODULE), as the C greenlet's module allows.
+    import dis
+
+    def loop():
+        for _ in range(64):
+            greenlet.greenlet
+            greenlet.getcurrent
+
+    loop()
+    loop()
+    ops = [i.opname for i in dis.get_instructions(loop, adaptive=True) if i.argval in ("greenlet", "getcurrent")
+           and "ATTR" in i.opname]
+    assert ops and all(op == "LOAD_ATTR_MODULE" for op in ops), ops
+
+
+@only_on("pypy", "cpython", "cpython-pure", reason="our own message for gevent's compiled modules")
+def test_c_api_message_when_gevent_imports_us():
+    code = (
+        "import sys, types; sys.modules['gevent'] = types.ModuleType('gevent')\n"
+        "import greenlet\n"
+        "try:\n    greenlet._C_API\nexcept AttributeError as e:\n    print(e)\n"
+        "try:\n    greenlet.other\nexcept AttributeError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         timeout=120).stdout.decode()
+    lines = out.splitlines()
+    assert lines[0].startswith("module 'greenlet' has no attribute '_C_API': this greenlet is continulet's"), out
+    assert "GEVENT_PURE_PYTHON=1" in lines[0], out
+    assert lines[1] == "module 'greenlet' has no attribute 'other'", out
 
 
 def test_class_attributes():

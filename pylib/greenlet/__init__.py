@@ -816,16 +816,21 @@ def get_clocks_used_doing_optional_cleanup():
     return 0
 
 
-def __getattr__(name):
-    if name == "_C_API":  # read by PyCapsule_Import("greenlet._C_API") in C users' module init
-        raise AttributeError(
-            "module 'greenlet' has no attribute '_C_API': this greenlet is continulet's, in pure "
-            "Python (greenlet.__implementation__ == 'continulet'), without greenlet's C API.  "
-            "Extensions compiled against greenlet's headers cannot use it; for gevent set "
-            "GEVENT_PURE_PYTHON=1, or switch to the real greenlet: pip uninstall greenlet && "
-            "pip install greenlet"
-        )
-    raise AttributeError("module 'greenlet' has no attribute %r" % (name,))
+if "gevent" in sys.modules:
+    # gevent is importing us: its compiled modules ask for greenlet's C API capsule
+    # (PyCapsule_Import("greenlet._C_API")), which a pure-Python greenlet cannot give; say so.
+    # Only then: a module ``__getattr__`` keeps CPython (3.11+) from specializing every
+    # ``greenlet.<name>`` lookup in users' code (LOAD_ATTR_MODULE), ~250 instructions each.
+    def __getattr__(name):
+        if name == "_C_API":
+            raise AttributeError(
+                "module 'greenlet' has no attribute '_C_API': this greenlet is continulet's, in "
+                "pure Python (greenlet.__implementation__ == 'continulet'), without greenlet's C "
+                "API.  Extensions compiled against greenlet's headers cannot use it; for gevent "
+                "set GEVENT_PURE_PYTHON=1, or switch to the real greenlet: pip uninstall greenlet "
+                "&& pip install greenlet"
+            )
+        raise AttributeError("module 'greenlet' has no attribute %r" % (name,))
 
 
 # The slots read without the instance's __getattribute__ (a subclass's may be anything: the
