@@ -70,3 +70,15 @@ impl ReleaseNow for (Option<Obj>, Option<Obj>) {
         self.1.release_now(py);
     }
 }
+
+/// `cell = value` for a field of a frozen class (Python None stored as `None`), the old value
+/// released after the store (F1; pystate `gil_cell` L2).
+pub(crate) fn set_cell(
+    py: Python<'_>,
+    cell: &crate::pystate::gil_cell::GilCell<Option<Obj>>,
+    value: Obj,
+) {
+    let value = (!value.is_none(py)).then_some(value);
+    let old = cell.replace(py, value);
+    drop(old); // F1
+}

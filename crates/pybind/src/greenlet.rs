@@ -19,17 +19,19 @@
 //!   greenlet: the fast path drops its reference to the current greenlet before the switch and
 //!   keeps only the two continulets, so a greenlet that loses its last reference is finalized
 //!   (and killed with `GreenletExit`) by refcounting, as in pure mode.
-//! * **G2** (the crate's B2) No pyo3 borrow guard is held across the switch: every
-//!   `borrow`/`borrow_mut` ends before `Continulet::do_switch`.
+//! * **G2** (the crate's B2) No pyo3 borrow guard is held across the switch: the two bases
+//!   are frozen (their fields are pystate `GilCell`s, which lend nothing: L2), and the
+//!   continulets' own guards end before `Continulet::do_switch`.
 //! * **G3** A `ThreadStateBase` belongs to the thread that created it (`tstate`: that thread's
 //!   `PyThreadState` address); the fast path is taken only on that thread.  An address can be
 //!   reused once its thread has exited, so the fast path also requires `exited` to be false
 //!   (greenlet.py sets it when the thread's locals are destroyed, before its thread state is).
-//! * **G4** No Python object is released while a borrow guard of these objects is held: a
-//!   release can run a finalizer (a greenlet's `__del__` kills it, reading and writing `ts` and
-//!   greenlets), which would find them borrowed.  Old values are taken out, the guard ends,
-//!   then they are dropped: in the fast path, and in every attribute setter
-//!   (`fields::set_field`, invariant F1).
+//! * **G4** No Python object is released in the middle of a field's change: a release can
+//!   run a finalizer (a greenlet's `__del__` kills it, reading and writing `ts` and
+//!   greenlets).  Old values are moved out of their `GilCell`, the store completes, then they
+//!   are dropped: in the fast path, and in every attribute setter (`fields::set_cell`,
+//!   invariant F1).
+
 //! * **G6** A greenlet started natively reaches its body through the thread-local `STARTING`,
 //!   set right before its continulet's first switch (no code runs in between) and taken by the
 //!   body before any code can run; so no frame of the new greenlet's stack references the greenlet (I3).  A value left
@@ -55,33 +57,39 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use crate::fields::ReleaseNow;
+use crate::pystate::gil_cell::GilCell;
 use crate::{pystate, Continulet, Payload};
 
 type Obj = Py<PyAny>;
 
-/// The fields of a greenlet (the base of `greenlet.greenlet` on CPython).
-#[pyclass(subclass, dict, weakref, module = "greenlet", name = "_GreenletBase")]
+/// The fields of a greenlet (the base of `greenlet.greenlet` on CPython).  Frozen: its fields
+/// are `GilCell`s (pystate `gil_cell`), read and written without pyo3's borrow checks.
+#[pyclass(
+    subclass,
+    dict,
+    weakref,
+    frozen,
+    module = "greenlet",
+    name = "_GreenletBase"
+)]
 #[derive(Default)]
 pub(crate) struct GreenletBase {
-    /// Its continulet once started (the main greenlet's is uninitialized).
-    #[pyo3(get, name = "_greenlet__c")]
-    c: Option<Py<Continulet>>,
-    /// Its thread's state while it is alive, None before it starts and once it is dead.
-    #[pyo3(get, name = "_greenlet__ts")]
-    ts: Option<Py<ThreadStateBase>>,
-    /// The thread state it started in (kept after death).
-    #[pyo3(get, name = "_greenlet__home")]
-    home: Option<Obj>,
-    #[pyo3(get, name = "_greenlet__parent")]
-    parent: Option<Obj>,
-    /// Its saved contextvars context while it is not running.
-    #[pyo3(get, name = "_greenlet__context")]
-    context: Option<Obj>,
-    #[pyo3(get, set, name = "_greenlet__main")]
-    main: bool,
+    /// `_greenlet__c`: its continulet once started (the main greenlet's is uninitialized).
+    c: GilCell<Option<Py<Continulet>>>,
+    /// `_greenlet__ts`: its thread's state while it is alive, None before it starts and once
+    /// it is dead.
+    ts: GilCell<Option<Py<ThreadStateBase>>>,
+    /// `_greenlet__home`: the thread state it started in (kept after death).
+    home: GilCell<Option<Obj>>,
+    /// `_greenlet__parent`.
+    parent: GilCell<Option<Obj>>,
+    /// `_greenlet__context`: its saved contextvars context while it is not running.
+    context: GilCell<Option<Obj>>,
+    /// `_greenlet__main`.
+    main: GilCell<bool>,
     /// `_greenlet__run`: its `run` until it starts (`None`: not set — an `AttributeError` to
     /// Python, as an empty slot).
-    run: Option<Obj>,
+    run: GilCell<Option<Obj>>,
 }
 
 impl Drop for GreenletBase {
@@ -89,34 +97,28 @@ impl Drop for GreenletBase {
     /// `GreenletBase` is dropped with the GIL held: by its `tp_dealloc`, or in `__new__`.
     fn drop(&mut self) {
         let py = pystate::attached();
-        if let Some(c) = self.c.take() {
+        if let Some(c) = self.c.get_mut().take() {
             crate::release_continulet(c.into_bound(py)); // B5: reused by the next start
         }
-        drop(self.ts.take().map(|t| t.into_bound(py)));
-        (self.home.take(), self.parent.take()).release_now(py);
-        (self.context.take(), self.run.take()).release_now(py);
+        drop(self.ts.get_mut().take().map(|t| t.into_bound(py)));
+        (self.home.get_mut().take(), self.parent.get_mut().take()).release_now(py);
+        (self.context.get_mut().take(), self.run.get_mut().take()).release_now(py);
     }
 }
 
 /// The per-thread state of greenlet (the base of `greenlet._ThreadState` on CPython).
-#[pyclass(subclass, module = "greenlet", name = "_ThreadStateBase")]
+/// Frozen, as [`GreenletBase`].
+#[pyclass(subclass, frozen, module = "greenlet", name = "_ThreadStateBase")]
 pub(crate) struct ThreadStateBase {
-    #[pyo3(get)]
-    current: Option<Py<GreenletBase>>,
-    #[pyo3(get)]
-    main: Option<Obj>,
+    current: GilCell<Option<Py<GreenletBase>>>,
+    main: GilCell<Option<Obj>>,
     /// The greenlet a switch under way comes from (None: no switch under way).
-    #[pyo3(get)]
-    origin: Option<Obj>,
-    #[pyo3(get)]
-    trace: Option<Obj>,
+    origin: GilCell<Option<Obj>>,
+    trace: GilCell<Option<Obj>>,
     /// Greenlets whose kill is deferred (a Python list).
-    #[pyo3(get)]
-    deleteme: Option<Obj>,
-    #[pyo3(get)]
-    thread: Option<Obj>,
-    #[pyo3(get, set)]
-    exited: bool,
+    deleteme: GilCell<Option<Obj>>,
+    thread: GilCell<Option<Obj>>,
+    exited: GilCell<bool>,
     /// G3: the creating thread's `PyThreadState` address.
     tstate: usize,
 }
@@ -165,8 +167,8 @@ fn thread_state<'py>(py: Python<'py>, refs: &Refs) -> PyResult<Bound<'py, PyAny>
     let cached = THREAD_STATE.with(|c| c.borrow().as_ref().map(|t| t.clone_ref(py)));
     if let Some(ts) = cached.map(|t| t.into_bound(py)) {
         let valid = {
-            let b = ts.borrow();
-            b.tstate == pystate::thread_state_id() && !b.exited
+            let b = ts.get();
+            b.tstate == pystate::thread_state_id() && !b.exited.get(py)
         };
         if valid {
             return Ok(ts.into_any());
@@ -191,8 +193,8 @@ impl GreenletBase {
         _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         // greenlet.py's `__new__`: the parent is the current greenlet (`_current()`).
-        let mut g = Self::default();
-        g.parent = current_for_new(py)?;
+        let g = Self::default();
+        g.parent.replace(py, current_for_new(py)?); // (the old value: None)
         Ok(g)
     }
 
@@ -207,8 +209,8 @@ impl GreenletBase {
         let py = slf.py();
         let refs = refs(py)?;
         let fresh = {
-            let b = slf.borrow();
-            !b.main && b.c.is_none()
+            let b = slf.get();
+            !b.main.get(py) && b.c.is_none(py)
         };
         let Some((run, parent)) = init_args(args, kwargs).filter(|_| fresh) else {
             let mut full = vec![slf.as_any().clone()];
@@ -218,7 +220,7 @@ impl GreenletBase {
             return Ok(());
         };
         if let Some(run) = run {
-            let old = slf.borrow_mut().run.replace(run.unbind());
+            let old = slf.get().run.replace(py, Some(run.unbind()));
             drop(old); // G4
         }
         if let Some(parent) = parent.filter(|p| !p.is_none()) {
@@ -228,34 +230,30 @@ impl GreenletBase {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(c) = &self.c {
-            visit.call(c)?;
-        }
-        if let Some(ts) = &self.ts {
-            visit.call(ts)?;
-        }
-        crate::fields::visit_all(
-            &visit,
-            &[&self.home, &self.parent, &self.context, &self.run],
-        )
+        self.c.visit(&visit)?;
+        self.ts.visit(&visit)?;
+        self.home.visit(&visit)?;
+        self.parent.visit(&visit)?;
+        self.context.visit(&visit)?;
+        self.run.visit(&visit)
     }
 
     #[getter(_greenlet__run)]
     fn get_run(slf: &Bound<'_, Self>) -> PyResult<Obj> {
-        let run = slf.borrow().run.as_ref().map(|r| r.clone_ref(slf.py()));
+        let run = slf.get().run.cloned(slf.py());
         run.ok_or_else(|| no_run_attribute(slf))
     }
 
     #[setter(_greenlet__run)]
     fn set_run(slf: &Bound<'_, Self>, value: Obj) {
-        let old = slf.borrow_mut().run.replace(value);
+        let old = slf.get().run.replace(slf.py(), Some(value));
         drop(old); // G4
     }
 
     /// `del`: an `AttributeError` when not set, as for an empty slot.
     #[deleter(_greenlet__run)]
     fn delete_run(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let old = slf.borrow_mut().run.take();
+        let old = slf.get().run.take(slf.py());
         if old.is_none() {
             return Err(no_run_attribute(slf));
         }
@@ -263,42 +261,77 @@ impl GreenletBase {
         Ok(())
     }
 
+    #[getter(_greenlet__c)]
+    fn get_c(&self, py: Python<'_>) -> Option<Py<Continulet>> {
+        self.c.cloned(py)
+    }
+
     #[setter(_greenlet__c)]
-    fn set_c(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let value = typed(value)?;
-        crate::fields::set_typed_field(slf, value, |o| &mut o.c);
+    fn set_c(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        drop(self.c.replace(value.py(), typed(value)?)); // G4: after the store
         Ok(())
+    }
+
+    #[getter(_greenlet__ts)]
+    fn get_ts(&self, py: Python<'_>) -> Option<Py<ThreadStateBase>> {
+        self.ts.cloned(py)
     }
 
     #[setter(_greenlet__ts)]
-    fn set_ts(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let value = typed(value)?;
-        crate::fields::set_typed_field(slf, value, |o| &mut o.ts);
+    fn set_ts(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        drop(self.ts.replace(value.py(), typed(value)?)); // G4
         Ok(())
     }
 
+    #[getter(_greenlet__home)]
+    fn get_home(&self, py: Python<'_>) -> Option<Obj> {
+        self.home.cloned(py)
+    }
+
     #[setter(_greenlet__home)]
-    fn set_home(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.home);
+    fn set_home(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.home, value);
+    }
+
+    #[getter(_greenlet__parent)]
+    fn get_parent(&self, py: Python<'_>) -> Option<Obj> {
+        self.parent.cloned(py)
     }
 
     #[setter(_greenlet__parent)]
-    fn set_parent(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.parent);
+    fn set_parent(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.parent, value);
+    }
+
+    #[getter(_greenlet__context)]
+    fn get_context(&self, py: Python<'_>) -> Option<Obj> {
+        self.context.cloned(py)
     }
 
     #[setter(_greenlet__context)]
-    fn set_context(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.context);
+    fn set_context(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.context, value);
     }
 
-    fn __clear__(&mut self) {
-        self.c = None;
-        self.ts = None;
-        self.home = None;
-        self.parent = None;
-        self.context = None;
-        self.run = None;
+    #[getter(_greenlet__main)]
+    fn get_main(&self, py: Python<'_>) -> bool {
+        self.main.get(py)
+    }
+
+    #[setter(_greenlet__main)]
+    fn set_main(&self, py: Python<'_>, value: bool) {
+        self.main.set(py, value);
+    }
+
+    fn __clear__(&self) {
+        let py = pystate::attached(); // (tp_clear: called by the collector, attached)
+        let fields = [&self.home, &self.parent, &self.context, &self.run];
+        let old = (
+            self.c.take(py),
+            self.ts.take(py),
+            fields.map(|f| f.take(py)),
+        );
+        drop(old); // G4: every field is cleared before any finalizer runs
     }
 
     /// switch(*args, **kwargs)
@@ -420,16 +453,19 @@ fn here<'py>(
 ) -> Option<Here<'py>> {
     let py = ts.py();
     let cur = {
-        let b = ts.borrow();
-        if b.tstate != pystate::thread_state_id() || b.exited || (quiet && needs_after(py, &b)) {
+        let b = ts.get();
+        if b.tstate != pystate::thread_state_id()
+            || b.exited.get(py)
+            || (quiet && needs_after(py, b))
+        {
             return None;
         }
-        match &b.current {
-            Some(c) if !c.is(target) => c.bind(py).clone(),
+        match b.current.bound(py) {
+            Some(c) if !c.is(target) => c,
             _ => return None,
         }
     };
-    let cc = cur.borrow().c.as_ref()?.bind(py).clone();
+    let cc = cur.get().c.bound(py)?;
     Some(Here { ts, cur, cc })
 }
 
@@ -441,13 +477,8 @@ fn fast_path_state<'py>(
     target: &Bound<'py, GreenletBase>,
 ) -> Option<(Here<'py>, Bound<'py, Continulet>)> {
     let py = target.py();
-    let (ts, tc) = {
-        let t = target.borrow();
-        (
-            t.ts.as_ref()?.bind(py).clone(),
-            t.c.as_ref()?.bind(py).clone(),
-        )
-    };
+    let t = target.get();
+    let (ts, tc) = (t.ts.bound(py)?, t.c.bound(py)?);
     Some((here(ts, target, false)?, tc))
 }
 
@@ -483,9 +514,9 @@ fn current_for_new(py: Python<'_>) -> PyResult<Option<Obj>> {
         Err(e) => return Err(e),
     };
     if let Some(ts) = THREAD_STATE_CLASS.cast(&ts) {
-        let b = ts.borrow();
-        if !kills_pending(py, &b) {
-            return Ok(b.current.as_ref().map(|c| c.clone_ref(py).into_any()));
+        let b = ts.get();
+        if !kills_pending(py, b) {
+            return Ok(b.current.cloned(py).map(Py::into_any));
         }
     }
     Ok(Some(refs.current.call0(py)?))
@@ -527,11 +558,12 @@ fn init_args<'py>(
 fn start_state<'py>(refs: &Refs, target: &Bound<'py, GreenletBase>) -> Option<Here<'py>> {
     let py = target.py();
     {
-        let t = target.borrow();
-        if t.c.is_some() || t.ts.is_some() || t.main {
+        let t = target.get();
+        if t.c.is_some(py) || t.ts.is_some(py) || t.main.get(py) {
             return None;
         }
     }
+
     let ts = thread_state(py, refs).ok()?;
     let ts = THREAD_STATE_CLASS.cast_into(ts)?;
     if !lineage_is(target, &ts) {
@@ -543,29 +575,24 @@ fn start_state<'py>(refs: &Refs, target: &Bound<'py, GreenletBase>) -> Option<He
 /// `_lineage_main(g) is ts.main`: the first started greenlet up `g`'s parent chain lives in
 /// the thread of `ts`.
 fn lineage_is(g: &Bound<'_, GreenletBase>, ts: &Bound<'_, ThreadStateBase>) -> bool {
-    // (Compared in place under the borrows: nothing is released while they last, G4.)
+    // (The references taken here are released while the fields still hold theirs: nothing
+    // is finalized, G4.)
     let py = g.py();
     let mut g = g.clone();
     loop {
-        let parent = {
-            let b = g.borrow();
-            if b.c.is_some() {
-                let Some(home) = b
-                    .home
-                    .as_ref()
-                    .and_then(|h| THREAD_STATE_CLASS.cast(h.bind(py)))
-                else {
-                    return false;
-                };
-                let (hb, tb) = (home.borrow(), ts.borrow());
-                return matches!((&hb.main, &tb.main), (Some(a), Some(b)) if a.is(b));
-            }
-            b.parent
-                .as_ref()
-                .and_then(|p| GREENLET_CLASS.cast(p.bind(py)))
-                .cloned()
-        };
-        match parent {
+        let b = g.get();
+        if b.c.is_some(py) {
+            let Some(home) = b
+                .home
+                .bound(py)
+                .and_then(|h| THREAD_STATE_CLASS.cast_into(h))
+            else {
+                return false;
+            };
+            let (hm, tm) = (&home.get().main, &ts.get().main);
+            return tm.is_some(py) && hm.same_as(py, tm);
+        }
+        match b.parent.bound(py).and_then(|p| GREENLET_CLASS.cast_into(p)) {
             Some(p) => g = p,
             None => return false,
         }
@@ -588,10 +615,10 @@ fn run_of<'py>(
     let plain =
         pystate::cast::class_attr_is(&ty, intern!(py, "run"), refs.run_property.bind(py), &SEEN);
     if plain {
-        let b = target.borrow();
-        if !b.main && b.c.is_none() {
-            return match b.run.as_ref() {
-                Some(run) => Ok((run.bind(py).clone(), false)),
+        let b = target.get();
+        if !b.main.get(py) && b.c.is_none(py) {
+            return match b.run.bound(py) {
+                Some(run) => Ok((run, false)),
                 None => Err(pyo3::exceptions::PyAttributeError::new_err("run")),
             };
         }
@@ -614,7 +641,7 @@ fn start_native(
     let py = target.py();
     let (run, ran_code) = run_of(refs, target)?;
     if ran_code {
-        if target.borrow().c.is_some() {
+        if target.get().c.is_some(py) {
             // `run` started it (`_deliver` re-checks this too, and then takes it as started).
             return slow_switch(refs, target, args, kwargs);
         }
@@ -635,10 +662,11 @@ fn start_native(
     let tc = crate::new_native_unstarted(&py.None().into_bound(py), greenlet_bootstrap)?;
     {
         let ts = start.ts.clone().unbind();
-        let mut t = target.borrow_mut();
-        t.c = Some(tc.clone().unbind());
-        t.ts = Some(ts.clone_ref(py));
-        t.home = Some(ts.into_any());
+        let t = target.get();
+        let old_c = t.c.replace(py, Some(tc.clone().unbind()));
+        let old_ts = t.ts.replace(py, Some(ts.clone_ref(py)));
+        let old_home = t.home.replace(py, Some(ts.into_any()));
+        drop((old_c, old_ts, old_home)); // G4: after the stores
     }
     // `_transfer` into it, its context made by the switch itself (one stack switch, not the
     // three of an eager start and a first switch in).
@@ -764,8 +792,9 @@ fn prepare_run<'py>(
         // `_after(ts, "switch")`; then the run attribute is released here, in the new
         // greenlet, as the C greenlet's inner_bootstrap does: its __del__ may switch.
         crate::deliver(taken_over(refs, &ts, c, Payload::Value(py.None())))?;
-        let old = g.borrow_mut().run.take();
+        let old = g.get().run.take(py);
         drop(old); // G4
+
         Ok(())
     })();
     drop(g); // I3
@@ -802,18 +831,15 @@ fn finish(
         }
         Err(e) => (py.None(), Some(e)),
     };
-    let dying = ts.borrow().current.as_ref().map(|g| g.bind(py).clone());
-    let parent = dying.as_ref().and_then(|g| {
-        let b = g.borrow();
-        match &b.parent {
-            Some(p) => GREENLET_CLASS.cast_into(p.bind(py).clone()),
-            None => GREENLET_CLASS.cast_into(ts.borrow().main.as_ref()?.bind(py).clone()),
-        }
+    let dying = ts.get().current.bound(py);
+    let parent = dying.as_ref().and_then(|g| match g.get().parent.bound(py) {
+        Some(p) => GREENLET_CLASS.cast_into(p),
+        None => GREENLET_CLASS.cast_into(ts.get().main.bound(py)?),
     });
     let native = match (&dying, &parent) {
         (Some(_), Some(p)) => {
-            let pb = p.borrow();
-            pb.ts.as_ref().is_some_and(|pts| pts.is(ts)) && pb.c.is_some()
+            let pb = p.get();
+            pb.ts.holds(py, ts) && pb.c.is_some(py)
         }
         _ => false,
     };
@@ -829,9 +855,10 @@ fn finish(
     // As `_die`: the greenlet is dead (no thread state; releasing it runs nothing: `ts` holds
     // it), then `_transfer`'s changes into the parent, and `cont`'s end handed to the
     // parent's continulet.
-    let old_ts = g.borrow_mut().ts.take();
+    let old_ts = g.get().ts.take(py);
     drop(old_ts.map(|t| t.into_bound(py)));
-    let pc = p.borrow().c.as_ref().map(|c| c.bind(py).clone());
+    let pc = p.get().c.bound(py);
+
     hand_over(ts, g, &p);
     drop(p);
     if let Some(pc) = pc {
@@ -889,17 +916,15 @@ fn hand_over(
     target: &Bound<'_, GreenletBase>,
 ) {
     let py = ts.py();
-    let old_origin = ts
-        .borrow_mut()
-        .origin
-        .replace(cur.clone().into_any().unbind());
+    let t = ts.get();
+    let old_origin = t.origin.replace(py, Some(cur.clone().into_any().unbind()));
     old_origin.release_now(py);
     let ctx = pystate::frame_into_py(py, pystate::get_context());
-    let old_ctx = cur.borrow_mut().context.replace(ctx);
+    let old_ctx = cur.get().context.replace(py, Some(ctx));
     old_ctx.release_now(py);
-    let target_ctx = target.borrow_mut().context.take();
+    let target_ctx = target.get().context.take(py);
     pystate::set_context(target_ctx.map_or(std::ptr::null_mut(), Py::into_ptr));
-    let old_current = ts.borrow_mut().current.replace(target.clone().unbind());
+    let old_current = t.current.replace(py, Some(target.clone().unbind()));
     drop(old_current.map(|c| c.into_bound(py))); // it is `cur`, still referenced here
     drop(cur); // G1
 }
@@ -922,11 +947,11 @@ fn taken_over(
                 // G4: the origin may hold the last reference to the greenlet we came from,
                 // whose __del__ kills it, reading `ts`.
                 let origin = {
-                    let mut b = ts.borrow_mut();
-                    if needs_after(py, &b) {
+                    let b = ts.get();
+                    if needs_after(py, b) {
                         None
                     } else {
-                        Some(b.origin.take())
+                        Some(b.origin.take(py))
                     }
                 };
                 match origin {
@@ -946,14 +971,14 @@ fn taken_over(
 
 /// `ts.trace is not None or ts.deleteme`: the receiver must run the Python `_after`.
 fn needs_after(py: Python<'_>, ts: &ThreadStateBase) -> bool {
-    ts.trace.as_ref().is_some_and(|t| !t.is_none(py)) || kills_pending(py, ts)
+    ts.trace.is_some(py) || kills_pending(py, ts)
 }
 
 /// `ts.deleteme` is not empty: kills of collected greenlets wait for the next switch.
 fn kills_pending(py: Python<'_>, ts: &ThreadStateBase) -> bool {
     ts.deleteme
-        .as_ref()
-        .is_some_and(|d| d.bind(py).cast::<PyList>().map_or(true, |l| !l.is_empty()))
+        .bound(py)
+        .is_some_and(|d| d.cast::<PyList>().map_or(true, |l| !l.is_empty()))
 }
 
 #[pymethods]
@@ -962,72 +987,116 @@ impl ThreadStateBase {
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         ThreadStateBase {
-            current: None,
-            main: None,
-            origin: None,
-            trace: None,
-            deleteme: None,
-            thread: None,
-            exited: false,
+            current: GilCell::new(None),
+            main: GilCell::new(None),
+            origin: GilCell::new(None),
+            trace: GilCell::new(None),
+            deleteme: GilCell::new(None),
+            thread: GilCell::new(None),
+            exited: GilCell::new(false),
             tstate: pystate::thread_state_id(),
         }
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(current) = &self.current {
-            visit.call(current)?;
+        self.current.visit(&visit)?;
+        for f in self.object_fields() {
+            f.visit(&visit)?;
         }
-        crate::fields::visit_all(
-            &visit,
-            &[
-                &self.main,
-                &self.origin,
-                &self.trace,
-                &self.deleteme,
-                &self.thread,
-            ],
-        )
-    }
-
-    #[setter(current)]
-    fn set_current(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let value = typed(value)?;
-        crate::fields::set_typed_field(slf, value, |o| &mut o.current);
         Ok(())
     }
 
+    #[getter(current)]
+    fn get_current(&self, py: Python<'_>) -> Option<Py<GreenletBase>> {
+        self.current.cloned(py)
+    }
+
+    #[setter(current)]
+    fn set_current(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        drop(self.current.replace(value.py(), typed(value)?)); // G4: after the store
+        Ok(())
+    }
+
+    #[getter(main)]
+    fn get_main(&self, py: Python<'_>) -> Option<Obj> {
+        self.main.cloned(py)
+    }
+
     #[setter(main)]
-    fn set_main(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.main);
+    fn set_main(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.main, value);
+    }
+
+    #[getter(origin)]
+    fn get_origin(&self, py: Python<'_>) -> Option<Obj> {
+        self.origin.cloned(py)
     }
 
     #[setter(origin)]
-    fn set_origin(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.origin);
+    fn set_origin(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.origin, value);
+    }
+
+    #[getter(trace)]
+    fn get_trace(&self, py: Python<'_>) -> Option<Obj> {
+        self.trace.cloned(py)
     }
 
     #[setter(trace)]
-    fn set_trace(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.trace);
+    fn set_trace(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.trace, value);
+    }
+
+    #[getter(deleteme)]
+    fn get_deleteme(&self, py: Python<'_>) -> Option<Obj> {
+        self.deleteme.cloned(py)
     }
 
     #[setter(deleteme)]
-    fn set_deleteme(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.deleteme);
+    fn set_deleteme(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.deleteme, value);
+    }
+
+    #[getter(thread)]
+    fn get_thread(&self, py: Python<'_>) -> Option<Obj> {
+        self.thread.cloned(py)
     }
 
     #[setter(thread)]
-    fn set_thread(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.thread);
+    fn set_thread(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.thread, value);
     }
 
-    fn __clear__(&mut self) {
-        self.current = None;
-        self.main = None;
-        self.origin = None;
-        self.trace = None;
-        self.deleteme = None;
-        self.thread = None;
+    #[getter(exited)]
+    fn get_exited(&self, py: Python<'_>) -> bool {
+        self.exited.get(py)
+    }
+
+    #[setter(exited)]
+    fn set_exited(&self, py: Python<'_>, value: bool) {
+        self.exited.set(py, value);
+    }
+
+    fn __clear__(&self) {
+        let py = pystate::attached(); // (tp_clear: called by the collector, attached)
+        let old = (
+            self.current.take(py),
+            self.object_fields().map(|f| f.take(py)),
+        );
+        drop(old); // G4: every field is cleared before any finalizer runs
+    }
+}
+
+impl ThreadStateBase {
+    /// Its fields holding any object (all but `current`).
+    fn object_fields(&self) -> [&GilCell<Option<Obj>>; 5] {
+        [
+            &self.main,
+            &self.origin,
+            &self.trace,
+            &self.deleteme,
+            &self.thread,
+        ]
     }
 }
 
@@ -1067,10 +1136,9 @@ impl pystate::finalize::Finalize for GreenletFinalizer {
     fn finalize(obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = obj.py();
         if let Some(g) = GREENLET_CLASS.cast(obj) {
-            if let Ok(b) = g.try_borrow() {
-                if b.ts.is_none() || b.main || b.c.is_none() {
-                    return Ok(());
-                }
+            let b = g.get();
+            if b.ts.is_none(py) || b.main.get(py) || b.c.is_none(py) {
+                return Ok(());
             }
         }
         refs(py)?.finalize_slow.bind(py).call1((obj,))?;
@@ -1086,12 +1154,15 @@ impl pystate::slots::RawNew for GreenletNew {
     type Class = GreenletBase;
 
     fn init(obj: &Bound<'_, GreenletBase>) -> PyResult<()> {
-        let parent = current_for_new(obj.py())?; // (may run Python code: no borrow yet, G4)
-        obj.borrow_mut().parent = parent;
+        let py = obj.py();
+        let parent = current_for_new(py)?; // (may run Python code)
+        let old = obj.get().parent.replace(py, parent);
+        drop(old); // G4 (None: a fresh greenlet)
         Ok(())
     }
 
-    fn is_default(value: &GreenletBase) -> bool {
+    fn probe_is_default(probe: &Bound<'_, GreenletBase>) -> bool {
+        let py = probe.py();
         let GreenletBase {
             c,
             ts,
@@ -1100,11 +1171,11 @@ impl pystate::slots::RawNew for GreenletNew {
             context,
             main,
             run,
-        } = value;
-        c.is_none()
-            && ts.is_none()
-            && [home, parent, context, run].iter().all(|f| f.is_none())
-            && !main
+        } = probe.get();
+        c.is_none(py)
+            && ts.is_none(py)
+            && [home, parent, context, run].iter().all(|f| f.is_none(py))
+            && !main.get(py)
     }
 }
 

@@ -52,6 +52,7 @@
 pub(crate) mod cast;
 pub(crate) mod fastcall;
 pub(crate) mod finalize;
+pub(crate) mod gil_cell;
 mod refs;
 pub(crate) mod slots;
 pub(crate) mod trace;

@@ -15,8 +15,9 @@
 //! * **Z1** All-zero bytes are a valid `RawNew::Class` value and its `Default` (the `unsafe
 //!   impl` of [`ZeroDefault`] below, per class, says why), and the contents pyo3 would write
 //!   around it are zeros too: checked once by [`set_raw_new`] on an instance made the raw way
-//!   (its borrow flag free, its value `RawNew::is_default`); if that check fails the slot stays
-//!   pyo3's (and the instance is leaked, never dropped).
+//!   (`RawNew::probe_is_default`: its borrow flag free, for a class that has one, and its
+//!   value the default); if that check fails the slot stays pyo3's (and the instance is
+//!   leaked, never dropped).
 //! * **Z2** The object is made by `object.__new__`, as pyo3's `tp_new` makes it: what that
 //!   checks (abstract classes) and sets up (3.11–3.12 make the instance `__dict__` or inline
 //!   values at once, 3.13 initializes inline values) stays CPython's.
@@ -32,13 +33,11 @@ use pyo3::types::{PyTuple, PyType};
 ///
 /// # Safety
 /// All-zero bytes are a valid value of `Self`, equal to `Self::default()`.
-pub(crate) unsafe trait ZeroDefault:
-    pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::False> + Default
-{
-}
+pub(crate) unsafe trait ZeroDefault: pyo3::PyClass + Default {}
 
-// SAFETY: Z1 - its fields are `Option<Py<_>>` (None is null: `Py` is a `repr(transparent)`
-// `NonNull`) and `bool` (false is 0), all None and false by default.
+// SAFETY: Z1 - its fields are `GilCell`s (an `UnsafeCell`, laid out as what it holds) of
+// `Option<Py<_>>` (None is null: `Py` is a `repr(transparent)` `NonNull`) and `bool` (false
+// is 0), all None and false by default.
 unsafe impl ZeroDefault for crate::greenlet::GreenletBase {}
 
 // SAFETY: Z1 - its fields are `Option<Py<_>>` (None is null, as above), an `i64` and `bool`s,
@@ -50,8 +49,9 @@ pub(crate) trait RawNew {
     type Class: ZeroDefault;
     /// The rest of `__new__` on the fresh (default) instance; an error drops it.
     fn init(obj: &Bound<'_, Self::Class>) -> PyResult<()>;
-    /// Whether `value` is the default one (Z1's check).
-    fn is_default(value: &Self::Class) -> bool;
+    /// Whether the fresh `probe` is as pyo3 would have made it: its borrow flag free (for a
+    /// class that has one) and its value the default (Z1's check).
+    fn probe_is_default(probe: &Bound<'_, Self::Class>) -> bool;
 }
 
 struct NewDef<N>(std::marker::PhantomData<N>);
@@ -108,10 +108,7 @@ pub(crate) fn set_raw_new<N: RawNew>(ty: &Bound<'_, PyType>) -> bool {
     let Ok(probe) = (unsafe { object_new::<N>(py, tp) }) else {
         return false;
     };
-    let zeros_are_default = probe
-        .try_borrow_mut()
-        .is_ok_and(|value| N::is_default(&*value));
-    if !zeros_are_default {
+    if !N::probe_is_default(&probe) {
         // pyo3 lays its contents out otherwise: the probe is not a valid object to drop.
         std::mem::forget(probe);
         return false;

@@ -1870,7 +1870,10 @@ impl pystate::slots::RawNew for TaskletNew {
         Ok(())
     }
 
-    fn is_default(value: &TaskletBase) -> bool {
+    fn probe_is_default(probe: &Bound<'_, TaskletBase>) -> bool {
+        let Ok(value) = probe.try_borrow_mut() else {
+            return false;
+        };
         let TaskletBase {
             sched,
             next,
@@ -1887,7 +1890,8 @@ impl pystate::slots::RawNew for TaskletNew {
             ignore_nesting,
             block_trap,
             pending_irq,
-        } = value;
+        } = &*value;
+
         [sched, next, prev, chan, cont, func, args, kwargs, tempval]
             .iter()
             .all(|f| f.is_none())
