@@ -32,10 +32,12 @@
 //!   are dropped: in the fast path, and in every attribute setter (`fields::set_cell`,
 //!   invariant F1).
 
-//! * **G6** A greenlet started natively reaches its body through the thread-local `STARTING`,
-//!   set right before its continulet's first switch (no code runs in between) and taken by the
-//!   body before any code can run; so no frame of the new greenlet's stack references the greenlet (I3).  A value left
-//!   there (the start failed before the body ran) is dropped by the starter.
+//! * **G6** A greenlet started natively reaches its body through `STARTING` (one slot for
+//!   the process), set right before its continulet's first switch and taken by the body
+//!   before any code can run, the GIL held throughout; so no frame of the new greenlet's stack
+//!   references the greenlet (I3), and no other start comes in between.  A value left there
+//!   (the start failed before the body ran) is dropped by the starter.
+
 //! * **G7** What a suspended greenlet's Rust frames own is told to the collector (pystate
 //!   `refs`, R3), so that its stack leaves nothing behind when it is cleared (its thread
 //!   exited: pystate P7): the switch plan's two continulets and the thread state (`transfer`,
@@ -673,7 +675,7 @@ fn start_native(
     let Here { ts, cur, cc } = start;
     hand_over(&ts, cur, target);
     // G6: set last — `hand_over` may release objects, whose finalizers may start greenlets.
-    let unclaimed = STARTING.with(|s| s.borrow_mut().replace(starting));
+    let unclaimed = STARTING.replace(py, Some(starting));
     drop(unclaimed); // G4 (none is left over: every start takes its own back)
     let result = match Continulet::check_switch_to(&cc, Some(tc)) {
         Ok(Some(ref plan)) => {
@@ -681,7 +683,7 @@ fn start_native(
             // it ran.  (The plan is matched in place: a copy would take room in this frame.)
             let kept = keep_unless_origin(cc, plan);
             let result = crate::start_and_deliver_hinted(plan, py.None(), end, ts.as_ptr());
-            let unclaimed = STARTING.with(|s| s.borrow_mut().take());
+            let unclaimed = STARTING.take(py);
             drop(unclaimed); // G4
             let origin = kept.as_ref().unwrap_or(&plan.origin.0);
             return crate::deliver(taken_over(refs, &ts, origin, Payload::of(result)));
@@ -689,7 +691,7 @@ fn start_native(
         Ok(None) => Payload::Value(py.None()),
         Err(e) => Payload::Exc(e),
     };
-    let unclaimed = STARTING.with(|s| s.borrow_mut().take());
+    let unclaimed = STARTING.take(py);
     drop(unclaimed); // G4
     crate::deliver(taken_over(refs, &ts, &cc, result))
 }
@@ -712,13 +714,14 @@ struct Starting {
     ts: Py<ThreadStateBase>,
 }
 
-thread_local! {
-    /// G6: the greenlet [`start_native`] is starting, from just before its continulet's first
-    /// switch until the body takes it (first thing, before any code can run) — so nothing on
-    /// the new greenlet's stack references the greenlet (I3).  Left over only when the start
-    /// failed before the body ran: [`start_native`] drops it then.
-    static STARTING: std::cell::RefCell<Option<Starting>> = const { std::cell::RefCell::new(None) };
-}
+/// G6: the greenlet [`start_native`] is starting, from just before its continulet's first
+/// switch until the body takes it (first thing, before any code can run) — so nothing on the
+/// new greenlet's stack references the greenlet (I3).  Left over only when the start failed
+/// before the body ran: [`start_native`] drops it then.  One for the process, not per thread:
+/// no code runs and the GIL is not released between its store and its take, so no other
+/// start can come in between (pystate `gil_cell`: a load and a store, not a thread-local
+/// lookup).
+static STARTING: GilCell<Option<Starting>> = GilCell::new(None);
 
 /// `_bootstrap`, natively: the body of a greenlet started by [`start_native`].  Its first
 /// steps and the common way of dying (into a started parent of this thread) are here; any
@@ -777,7 +780,7 @@ fn prepare_run<'py>(
 > {
     let py = c.py();
     let refs = refs(py).map_err(Box::new)?;
-    let Some(st) = STARTING.with(|s| s.borrow_mut().take()) else {
+    let Some(st) = STARTING.take(py) else {
         return Err(Box::new(pyo3::exceptions::PySystemError::new_err(
             "greenlet: a native start without its greenlet",
         )));
