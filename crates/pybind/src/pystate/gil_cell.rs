@@ -105,6 +105,12 @@ impl<T> GilCell<Option<Py<T>>> {
         self.peek(py, Option::is_none)
     }
 
+    /// The object's address (its identity only: no reference is taken).
+    #[inline]
+    pub(crate) fn ptr(&self, py: Python<'_>) -> Option<*mut pyo3::ffi::PyObject> {
+        self.peek(py, |v| v.as_ref().map(Py::as_ptr))
+    }
+
     /// Whether it holds `obj` itself.
     #[inline]
     pub(crate) fn holds<U>(&self, py: Python<'_>, obj: &Bound<'_, U>) -> bool {
@@ -116,8 +122,7 @@ impl<T> GilCell<Option<Py<T>>> {
     /// Whether both hold the same object (or both nothing).
     #[inline]
     pub(crate) fn same_as<U>(&self, py: Python<'_>, other: &GilCell<Option<Py<U>>>) -> bool {
-        let mine = self.peek(py, |v| v.as_ref().map(Py::as_ptr));
-        mine == other.peek(py, |v| v.as_ref().map(Py::as_ptr))
+        self.ptr(py) == other.ptr(py)
     }
 
     /// Visit the object, if any (`__traverse__`).
@@ -130,3 +135,33 @@ impl<T> GilCell<Option<Py<T>>> {
         }
     }
 }
+
+/// `#[pyo3(get)]` on a `GilCell` field of a frozen class: the value, converted.
+impl<'py, T> IntoPyObject<'py> for &GilCell<Option<Py<T>>> {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = std::convert::Infallible;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Bound<'py, PyAny>, Self::Error> {
+        Ok(self
+            .bound(py)
+            .map_or_else(|| py.None().into_bound(py), Bound::into_any))
+    }
+}
+
+macro_rules! copied_into_py {
+    ($($t:ty),*) => {$(
+        /// `#[pyo3(get)]` on a `GilCell` field of a frozen class: the value, converted.
+        impl<'py> IntoPyObject<'py> for &GilCell<$t> {
+            type Target = <$t as IntoPyObject<'py>>::Target;
+            type Output = <$t as IntoPyObject<'py>>::Output;
+            type Error = <$t as IntoPyObject<'py>>::Error;
+
+            fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+                self.get(py).into_pyobject(py)
+            }
+        }
+    )*};
+}
+
+copied_into_py!(bool, i64);

@@ -40,8 +40,8 @@ pub(crate) unsafe trait ZeroDefault: pyo3::PyClass + Default {}
 // is 0), all None and false by default.
 unsafe impl ZeroDefault for crate::greenlet::GreenletBase {}
 
-// SAFETY: Z1 - its fields are `Option<Py<_>>` (None is null, as above), an `i64` and `bool`s,
-// all None, 0 and false by default.
+// SAFETY: Z1 - its fields are `GilCell`s (as above) of `Option<Py<_>>` (None is null), an
+// `i64` and `bool`s, all None, 0 and false by default.
 unsafe impl ZeroDefault for crate::scheduler::TaskletBase {}
 
 /// What a raw `tp_new` does after allocating the instance.

@@ -21,8 +21,9 @@
 //!
 //! # State
 //!
-//! * Tasklet, channel and scheduler fields: in the pyclasses, read and written by the Python
-//!   core through their properties and by this module through `borrow`/`borrow_mut`.  The run
+//! * Tasklet, channel and scheduler fields: in the pyclasses (frozen: their fields are pystate
+//!   `GilCell`s), read and written by the Python core through their properties and by this
+//!   module through the cells' loads and stores, without pyo3's borrow checks.  The run
 //!   queue is the ring through `_next`/`_prev` with head `SchedBase.chain`; a channel is the
 //!   sentinel of the ring of its blocked tasklets (`stackless_core::ring`).
 //! * [`SCHEDULERS`]: how many scheduler objects exist (threads that used stackless).
@@ -34,9 +35,9 @@
 //!   only its thread mutates them, and the GIL is never released in between; with more than
 //!   one, the fast paths take `_core._lock` as the Python core does ([`CoreLock`]).
 //! * **N2** A fast path changes nothing before it has decided not to delegate.
-//! * **N3** (rule 10, B2) No `PyRef`/`PyRefMut` of these classes and no [`CoreLock`] is alive
-//!   across a switch; old field values are dropped after the borrow that replaced them ended
-//!   (a `__del__` may read the fields).
+//! * **N3** (rule 10, B2) No [`CoreLock`] is alive across a switch (these classes are frozen:
+//!   there are no borrow guards); old field values are dropped after the store that replaced
+//!   them (a `__del__` may read the fields: F1).
 //! * **N4** A tasklet belongs to the scheduler of the thread that made it: `TaskletBase.__new__`
 //!   sets `_sched` (the cached `SCHED`, else `_core.get()`), except while [`bare_tasklet`]
 //!   makes the main tasklet of a scheduler being constructed (`_core.get()` would recurse;
@@ -60,6 +61,7 @@ mod switch;
 
 use crate::fields::ReleaseNow;
 use crate::pystate;
+use crate::pystate::gil_cell::GilCell;
 use crate::pystate::trace::TraceEvent;
 use crate::Payload;
 use pyo3::prelude::*;
@@ -116,88 +118,152 @@ fn refs(py: Python<'_>) -> PyResult<&'static CoreRefs> {
     })
 }
 
-/// Fields of a tasklet (the base of `stackless.tasklet` on CPython).
-#[pyclass(subclass, weakref, module = "continulet._native", name = "TaskletBase")]
+/// Fields of a tasklet (the base of `stackless.tasklet` on CPython).  Frozen: its fields are
+/// `GilCell`s (pystate `gil_cell`), read and written without pyo3's borrow checks.
+#[pyclass(
+    subclass,
+    weakref,
+    frozen,
+    module = "continulet._native",
+    name = "TaskletBase"
+)]
 #[derive(Default)]
-#[allow(clippy::struct_excessive_bools)] // the flags of a tasklet, one Python attribute each
 pub(crate) struct TaskletBase {
     #[pyo3(get, name = "_sched")]
-    sched: Option<Obj>,
+    sched: GilCell<Option<Obj>>,
     #[pyo3(get, name = "_next")]
-    next: Option<Obj>,
+    next: GilCell<Option<Obj>>,
     #[pyo3(get, name = "_prev")]
-    prev: Option<Obj>,
+    prev: GilCell<Option<Obj>>,
     #[pyo3(get, name = "_chan")]
-    chan: Option<Obj>,
+    chan: GilCell<Option<Obj>>,
     #[pyo3(get, name = "_cont")]
-    cont: Option<Obj>,
+    cont: GilCell<Option<Obj>>,
     #[pyo3(get, name = "_func")]
-    func: Option<Obj>,
+    func: GilCell<Option<Obj>>,
     #[pyo3(get, name = "_args")]
-    args: Option<Obj>,
+    args: GilCell<Option<Obj>>,
     #[pyo3(get, name = "_kwargs")]
-    kwargs: Option<Obj>,
+    kwargs: GilCell<Option<Obj>>,
     #[pyo3(get)]
-    tempval: Option<Obj>,
-    #[pyo3(get, set, name = "_blocked")]
-    blocked: i64,
-    #[pyo3(get, set, name = "_alive")]
-    alive: bool,
-    #[pyo3(get, set, name = "_atomic")]
-    atomic: bool,
-    #[pyo3(get, set, name = "_ignore_nesting")]
-    ignore_nesting: bool,
-    #[pyo3(get, set, name = "_block_trap")]
-    block_trap: bool,
-    #[pyo3(get, set, name = "_pending_irq")]
-    pending_irq: bool,
+    tempval: GilCell<Option<Obj>>,
+    #[pyo3(get, name = "_blocked")]
+    blocked: GilCell<i64>,
+    #[pyo3(get, name = "_alive")]
+    alive: GilCell<bool>,
+    #[pyo3(get, name = "_atomic")]
+    atomic: GilCell<bool>,
+    #[pyo3(get, name = "_ignore_nesting")]
+    ignore_nesting: GilCell<bool>,
+    #[pyo3(get, name = "_block_trap")]
+    block_trap: GilCell<bool>,
+    #[pyo3(get, name = "_pending_irq")]
+    pending_irq: GilCell<bool>,
+}
+
+impl TaskletBase {
+    /// Its fields holding any object.
+    fn object_fields(&self) -> [&GilCell<Option<Obj>>; 9] {
+        [
+            &self.sched,
+            &self.next,
+            &self.prev,
+            &self.chan,
+            &self.cont,
+            &self.func,
+            &self.args,
+            &self.kwargs,
+            &self.tempval,
+        ]
+    }
+
+    /// Its flags (all but `_blocked`).
+    fn flag_fields(&self) -> [&GilCell<bool>; 5] {
+        [
+            &self.alive,
+            &self.atomic,
+            &self.ignore_nesting,
+            &self.block_trap,
+            &self.pending_irq,
+        ]
+    }
 }
 
 #[pymethods]
 impl TaskletBase {
     #[setter(_sched)]
-    fn set_sched(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.sched);
+    fn set_sched(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.sched, value);
     }
 
     #[setter(_next)]
-    fn set_next(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.next);
+    fn set_next(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.next, value);
     }
 
     #[setter(_prev)]
-    fn set_prev(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.prev);
+    fn set_prev(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.prev, value);
     }
 
     #[setter(_chan)]
-    fn set_chan(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.chan);
+    fn set_chan(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.chan, value);
     }
 
     #[setter(_cont)]
-    fn set_cont(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.cont);
+    fn set_cont(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.cont, value);
     }
 
     #[setter(_func)]
-    fn set_func(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.func);
+    fn set_func(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.func, value);
     }
 
     #[setter(_args)]
-    fn set_args(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.args);
+    fn set_args(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.args, value);
     }
 
     #[setter(_kwargs)]
-    fn set_kwargs(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.kwargs);
+    fn set_kwargs(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.kwargs, value);
     }
 
     #[setter(tempval)]
-    fn set_tempval(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.tempval);
+    fn set_tempval(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.tempval, value);
+    }
+
+    #[setter(_blocked)]
+    fn set_blocked(&self, py: Python<'_>, value: i64) {
+        self.blocked.set(py, value);
+    }
+
+    #[setter(_alive)]
+    fn set_alive(&self, py: Python<'_>, value: bool) {
+        self.alive.set(py, value);
+    }
+
+    #[setter(_atomic)]
+    fn set_atomic(&self, py: Python<'_>, value: bool) {
+        self.atomic.set(py, value);
+    }
+
+    #[setter(_ignore_nesting)]
+    fn set_ignore_nesting(&self, py: Python<'_>, value: bool) {
+        self.ignore_nesting.set(py, value);
+    }
+
+    #[setter(_block_trap)]
+    fn set_block_trap(&self, py: Python<'_>, value: bool) {
+        self.block_trap.set(py, value);
+    }
+
+    #[setter(_pending_irq)]
+    fn set_pending_irq(&self, py: Python<'_>, value: bool) {
+        self.pending_irq.set(py, value);
     }
 
     /// A fresh tasklet of this thread's scheduler (`stackless.tasklet.__new__`: N4), or
@@ -210,7 +276,7 @@ impl TaskletBase {
         _kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         Ok(TaskletBase {
-            sched: sched_for_new(py)?,
+            sched: GilCell::new(sched_for_new(py)?),
             ..Self::default()
         })
     }
@@ -233,8 +299,8 @@ impl TaskletBase {
             && func.as_ref().is_none_or(Bound::is_callable)
             && {
                 // unstarted (so neither current nor main) and not scheduled
-                let b = slf.borrow();
-                b.cont.is_none() && b.next.is_none()
+                let b = slf.get();
+                b.cont.is_none(py) && b.next.is_none(py)
             }
             && {
                 /// The last tasklet class whose `bind` was found to be `tasklet.bind`.
@@ -247,11 +313,11 @@ impl TaskletBase {
             return Ok(());
         }
         let old = {
-            let mut b = slf.borrow_mut();
-            b.alive = false;
+            let b = slf.get();
+            b.alive.set(py, false);
             (
-                std::mem::replace(&mut b.func, func.map(Bound::unbind)),
-                (b.args.take(), b.kwargs.take()),
+                b.func.replace(py, func.map(Bound::unbind)),
+                (b.args.take(py), b.kwargs.take(py)),
             )
         };
         old.0.release_now(py);
@@ -270,13 +336,13 @@ impl TaskletBase {
     ) -> PyResult<Bound<'py, Self>> {
         let py = slf.py();
         {
-            let b = slf.borrow();
-            if b.alive {
+            let b = slf.get();
+            if b.alive.get(py) {
                 return Err(pyo3::exceptions::PyRuntimeError::new_err(
                     "tasklet is alive",
                 ));
             }
-            if b.func.is_none() {
+            if b.func.is_none(py) {
                 return Err(pyo3::exceptions::PyRuntimeError::new_err(
                     "the tasklet was not bound to a function",
                 ));
@@ -287,11 +353,11 @@ impl TaskletBase {
             .filter(|k| !k.is_empty())
             .map(|k| k.clone().into_any().unbind());
         let old = {
-            let mut b = slf.borrow_mut();
-            b.alive = true;
-            let args = b.args.replace(args.clone().into_any().unbind());
-            let kwargs = std::mem::replace(&mut b.kwargs, kwargs);
-            ((args, kwargs), b.tempval.take())
+            let b = slf.get();
+            b.alive.set(py, true);
+            let args = b.args.replace(py, Some(args.clone().into_any().unbind()));
+            let kwargs = b.kwargs.replace(py, kwargs);
+            ((args, kwargs), b.tempval.take(py))
         };
         old.0.release_now(py);
         old.1.release_now(py);
@@ -310,66 +376,89 @@ impl TaskletBase {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        crate::fields::visit_all(
-            &visit,
-            &[
-                &self.sched,
-                &self.next,
-                &self.prev,
-                &self.chan,
-                &self.cont,
-                &self.func,
-                &self.args,
-                &self.kwargs,
-                &self.tempval,
-            ],
-        )
+        for f in self.object_fields() {
+            f.visit(&visit)?;
+        }
+        Ok(())
     }
 
-    fn __clear__(&mut self) {
-        *self = Self::default();
+    fn __clear__(&self) {
+        let py = pystate::attached(); // (tp_clear: called by the collector, attached)
+        let old = self.object_fields().map(|f| f.take(py));
+        self.blocked.set(py, 0);
+        for f in self.flag_fields() {
+            f.set(py, false);
+        }
+        drop(old); // N3: every field is cleared before any finalizer runs
     }
 }
 
 /// Fields of a channel, and its hot methods (the base of `stackless.channel` on CPython).
-#[pyclass(subclass, weakref, module = "continulet._native", name = "ChannelBase")]
+/// Frozen, as [`TaskletBase`].
+#[pyclass(
+    subclass,
+    weakref,
+    frozen,
+    module = "continulet._native",
+    name = "ChannelBase"
+)]
 pub(crate) struct ChannelBase {
     #[pyo3(get, name = "_next")]
-    next: Option<Obj>,
+    next: GilCell<Option<Obj>>,
     #[pyo3(get, name = "_prev")]
-    prev: Option<Obj>,
-    #[pyo3(get, set, name = "_balance")]
-    balance: i64,
-    #[pyo3(get, set, name = "_closing")]
-    closing: bool,
-    #[pyo3(get, set, name = "_preference")]
-    preference: i64,
-    #[pyo3(get, set, name = "_schedule_all")]
-    schedule_all: i64,
+    prev: GilCell<Option<Obj>>,
+    #[pyo3(get, name = "_balance")]
+    balance: GilCell<i64>,
+    #[pyo3(get, name = "_closing")]
+    closing: GilCell<bool>,
+    #[pyo3(get, name = "_preference")]
+    preference: GilCell<i64>,
+    #[pyo3(get, name = "_schedule_all")]
+    schedule_all: GilCell<i64>,
 }
 
 #[pymethods]
 impl ChannelBase {
     #[setter(_next)]
-    fn set_next(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.next);
+    fn set_next(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.next, value);
     }
 
     #[setter(_prev)]
-    fn set_prev(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.prev);
+    fn set_prev(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.prev, value);
+    }
+
+    #[setter(_balance)]
+    fn set_balance(&self, py: Python<'_>, value: i64) {
+        self.balance.set(py, value);
+    }
+
+    #[setter(_closing)]
+    fn set_closing(&self, py: Python<'_>, value: bool) {
+        self.closing.set(py, value);
+    }
+
+    #[setter(_preference)]
+    fn set_preference(&self, py: Python<'_>, value: i64) {
+        self.preference.set(py, value);
+    }
+
+    #[setter(_schedule_all)]
+    fn set_schedule_all(&self, py: Python<'_>, value: i64) {
+        self.schedule_all.set(py, value);
     }
 
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         ChannelBase {
-            next: None,
-            prev: None,
-            balance: 0,
-            closing: false,
-            preference: -1,
-            schedule_all: 0,
+            next: GilCell::new(None),
+            prev: GilCell::new(None),
+            balance: GilCell::new(0),
+            closing: GilCell::new(false),
+            preference: GilCell::new(-1),
+            schedule_all: GilCell::new(0),
         }
     }
 
@@ -384,113 +473,162 @@ impl ChannelBase {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        crate::fields::visit_all(&visit, &[&self.next, &self.prev])
+        self.next.visit(&visit)?;
+        self.prev.visit(&visit)
     }
 
-    fn __clear__(&mut self) {
-        self.next = None;
-        self.prev = None;
+    fn __clear__(&self) {
+        let py = pystate::attached(); // (tp_clear: called by the collector, attached)
+        let old = (self.next.take(py), self.prev.take(py));
+        drop(old); // N3: both cleared before any finalizer runs
     }
 }
 
-/// Per-thread scheduler fields (the base of `_core._Sched` on CPython).
-#[pyclass(subclass, module = "continulet._native", name = "SchedBase")]
+/// Per-thread scheduler fields (the base of `_core._Sched` on CPython).  Frozen, as
+/// [`TaskletBase`].
+#[pyclass(subclass, frozen, module = "continulet._native", name = "SchedBase")]
 #[derive(Default)]
 pub(crate) struct SchedBase {
     #[pyo3(get)]
-    chain: Option<Obj>,
+    chain: GilCell<Option<Obj>>,
     #[pyo3(get)]
-    current: Option<Obj>,
+    current: GilCell<Option<Obj>>,
     #[pyo3(get)]
-    main: Option<Obj>,
-    #[pyo3(get, set)]
-    runcount: i64,
-    #[pyo3(get, set)]
-    switch_trap: i64,
-    #[pyo3(get, set)]
-    schedlock: bool,
+    main: GilCell<Option<Obj>>,
+    #[pyo3(get)]
+    runcount: GilCell<i64>,
+    #[pyo3(get)]
+    switch_trap: GilCell<i64>,
+    #[pyo3(get)]
+    schedlock: GilCell<bool>,
     /// `run(timeout)`'s instruction budget and run flags (Python: `ticks`, `watermark`,
     /// `interval`, `runflags`).
-    budget: Budget,
-    #[pyo3(get, set)]
-    tracing: bool,
+    budget: GilCell<Budget>,
+    #[pyo3(get)]
+    tracing: GilCell<bool>,
     /// Tasklets that became garbage alive wait in `doomed` for a kill (`_core._finalize`):
     /// the fast paths leave the operation to the Python core, which kills them first.
-    #[pyo3(get, set)]
-    doomed_waiting: bool,
+    #[pyo3(get)]
+    doomed_waiting: GilCell<bool>,
     /// The thread's factory continulet, which creates tasklets' continulets (`_core._Sched`).
     #[pyo3(get)]
-    factory: Option<Obj>,
+    factory: GilCell<Option<Obj>>,
     /// A request to the factory (a tasklet) and its reply (a continulet or an exception).
     #[pyo3(get)]
-    factory_io: Option<Obj>,
+    factory_io: GilCell<Option<Obj>>,
+}
+
+impl SchedBase {
+    /// Its fields holding any object.
+    fn object_fields(&self) -> [&GilCell<Option<Obj>>; 5] {
+        [
+            &self.chain,
+            &self.current,
+            &self.main,
+            &self.factory,
+            &self.factory_io,
+        ]
+    }
+
+    /// `f` on its budget (a copy, stored back).
+    fn with_budget<R>(&self, py: Python<'_>, f: impl FnOnce(&mut Budget) -> R) -> R {
+        let mut budget = self.budget.get(py);
+        let r = f(&mut budget);
+        self.budget.set(py, budget);
+        r
+    }
 }
 
 #[pymethods]
 impl SchedBase {
     #[getter]
-    fn ticks(&self) -> u64 {
-        self.budget.ticks
+    fn ticks(&self, py: Python<'_>) -> u64 {
+        self.budget.get(py).ticks
     }
 
     #[setter]
-    fn set_ticks(&mut self, value: u64) {
-        self.budget.ticks = value;
+    fn set_ticks(&self, py: Python<'_>, value: u64) {
+        self.with_budget(py, |b| b.ticks = value);
     }
 
     #[getter]
-    fn watermark(&self) -> u64 {
-        self.budget.watermark
+    fn watermark(&self, py: Python<'_>) -> u64 {
+        self.budget.get(py).watermark
     }
 
     #[setter]
-    fn set_watermark(&mut self, value: u64) {
-        self.budget.watermark = value;
+    fn set_watermark(&self, py: Python<'_>, value: u64) {
+        self.with_budget(py, |b| b.watermark = value);
     }
 
     #[getter]
-    fn interval(&self) -> u64 {
-        self.budget.interval
+    fn interval(&self, py: Python<'_>) -> u64 {
+        self.budget.get(py).interval
     }
 
     #[setter]
-    fn set_interval(&mut self, value: u64) {
-        self.budget.interval = value;
+    fn set_interval(&self, py: Python<'_>, value: u64) {
+        self.with_budget(py, |b| b.interval = value);
     }
 
     #[getter]
-    fn runflags(&self) -> u32 {
-        self.budget.flags.0
+    fn runflags(&self, py: Python<'_>) -> u32 {
+        self.budget.get(py).flags.0
     }
 
     #[setter]
-    fn set_runflags(&mut self, value: u32) {
-        self.budget.flags = Flags(value);
+    fn set_runflags(&self, py: Python<'_>, value: u32) {
+        self.with_budget(py, |b| b.flags = Flags(value));
     }
 
     #[setter(chain)]
-    fn set_chain(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.chain);
+    fn set_chain(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.chain, value);
     }
 
     #[setter(current)]
-    fn set_current(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.current);
+    fn set_current(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.current, value);
     }
 
     #[setter(main)]
-    fn set_main(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.main);
+    fn set_main(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.main, value);
     }
 
     #[setter(factory)]
-    fn set_factory(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.factory);
+    fn set_factory(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.factory, value);
     }
 
     #[setter(factory_io)]
-    fn set_factory_io(slf: &Bound<'_, Self>, value: Obj) {
-        crate::fields::set_field(slf, value, |o| &mut o.factory_io);
+    fn set_factory_io(&self, py: Python<'_>, value: Obj) {
+        crate::fields::set_cell(py, &self.factory_io, value);
+    }
+
+    #[setter(runcount)]
+    fn set_runcount(&self, py: Python<'_>, value: i64) {
+        self.runcount.set(py, value);
+    }
+
+    #[setter(switch_trap)]
+    fn set_switch_trap(&self, py: Python<'_>, value: i64) {
+        self.switch_trap.set(py, value);
+    }
+
+    #[setter(schedlock)]
+    fn set_schedlock(&self, py: Python<'_>, value: bool) {
+        self.schedlock.set(py, value);
+    }
+
+    #[setter(tracing)]
+    fn set_tracing(&self, py: Python<'_>, value: bool) {
+        self.tracing.set(py, value);
+    }
+
+    #[setter(doomed_waiting)]
+    fn set_doomed_waiting(&self, py: Python<'_>, value: bool) {
+        self.doomed_waiting.set(py, value);
     }
 
     #[new]
@@ -501,24 +639,16 @@ impl SchedBase {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        crate::fields::visit_all(
-            &visit,
-            &[
-                &self.chain,
-                &self.current,
-                &self.main,
-                &self.factory,
-                &self.factory_io,
-            ],
-        )
+        for f in self.object_fields() {
+            f.visit(&visit)?;
+        }
+        Ok(())
     }
 
-    fn __clear__(&mut self) {
-        self.chain = None;
-        self.current = None;
-        self.main = None;
-        self.factory = None;
-        self.factory_io = None;
+    fn __clear__(&self) {
+        let py = pystate::attached(); // (tp_clear: called by the collector, attached)
+        let old = self.object_fields().map(|f| f.take(py));
+        drop(old); // N3: every field is cleared before any finalizer runs
     }
 }
 
@@ -638,39 +768,19 @@ fn node<'a, 'py>(n: &'a Bound<'py, PyAny>) -> Node<'a, 'py> {
     }
 }
 
-/// `f(next, prev)` over the links of `n` (read), `None` if it is no node.
-fn read_links<R>(
-    n: &Bound<'_, PyAny>,
-    f: impl FnOnce(&Option<Obj>, &Option<Obj>) -> R,
-) -> Option<R> {
-    match node(n) {
-        Node::Tasklet(t) => {
-            let b = t.borrow();
-            Some(f(&b.next, &b.prev))
-        }
-        Node::Channel(c) => {
-            let b = c.borrow();
-            Some(f(&b.next, &b.prev))
-        }
-        Node::Neither => None,
-    }
-}
+/// A link field of a queue node.
+type LinkCell = GilCell<Option<Obj>>;
 
-/// `f(next, prev)` over the links of `n` (written), `None` if it is no node.
-fn write_links<R>(
-    n: &Bound<'_, PyAny>,
-    f: impl FnOnce(&mut Option<Obj>, &mut Option<Obj>) -> R,
-) -> Option<R> {
+/// The `(next, prev)` link fields of `n`, `None` if it is no node.
+fn link_cells<'a>(n: &'a Bound<'_, PyAny>) -> Option<(&'a LinkCell, &'a LinkCell)> {
     match node(n) {
         Node::Tasklet(t) => {
-            let mut b = t.borrow_mut();
-            let b = &mut *b;
-            Some(f(&mut b.next, &mut b.prev))
+            let b = t.get();
+            Some((&b.next, &b.prev))
         }
         Node::Channel(c) => {
-            let mut b = c.borrow_mut();
-            let b = &mut *b;
-            Some(f(&mut b.next, &mut b.prev))
+            let b = c.get();
+            Some((&b.next, &b.prev))
         }
         Node::Neither => None,
     }
@@ -681,21 +791,24 @@ fn get_link<'py>(
     n: &Bound<'py, PyAny>,
     which: &Which,
 ) -> Option<Bound<'py, PyAny>> {
-    read_links(n, |next, prev| match which {
-        Which::Next => next.as_ref().map(|o| o.bind(py).clone()),
-        Which::Prev => prev.as_ref().map(|o| o.bind(py).clone()),
-    })
-    .flatten()
+    let (next, prev) = link_cells(n)?;
+    match which {
+        Which::Next => next.bound(py),
+        Which::Prev => prev.bound(py),
+    }
 }
 
 fn set_link(n: &Bound<'_, PyAny>, which: &Which, to: Option<Bound<'_, PyAny>>) {
-    let to = to.map(Bound::unbind);
-    // N3: the old value is dropped after the borrow ends.
-    let old = write_links(n, |next, prev| match which {
-        Which::Next => std::mem::replace(next, to),
-        Which::Prev => std::mem::replace(prev, to),
-    });
-    old.flatten().release_now(n.py());
+    let py = n.py();
+    let Some((next, prev)) = link_cells(n) else {
+        return;
+    };
+    let cell = match which {
+        Which::Next => next,
+        Which::Prev => prev,
+    };
+    // N3: the old value is dropped after the store.
+    cell.replace(py, to.map(Bound::unbind)).release_now(py);
 }
 
 impl<'py> Links for PyLinks<'py> {
@@ -717,19 +830,21 @@ impl<'py> Links for PyLinks<'py> {
     }
     fn links(&self, n: &Self::Node) -> (Option<Self::Node>, Option<Self::Node>) {
         let py = self.0;
-        let bind = |o: &Option<Obj>| o.as_ref().map(|o| o.bind(py).clone());
-        read_links(n, |next, prev| (bind(next), bind(prev))).unwrap_or((None, None))
+        link_cells(n).map_or((None, None), |(next, prev)| {
+            (next.bound(py), prev.bound(py))
+        })
     }
     fn set_links(&mut self, n: &Self::Node, next: Option<Self::Node>, prev: Option<Self::Node>) {
-        let (next, prev) = (next.map(Bound::unbind), prev.map(Bound::unbind));
-        // N3: the old values are dropped after the borrow ends.
-        let old = write_links(n, |n_next, n_prev| {
-            (
-                std::mem::replace(n_next, next),
-                std::mem::replace(n_prev, prev),
-            )
-        });
-        old.unwrap_or((None, None)).release_now(n.py());
+        let py = self.0;
+        let Some((n_next, n_prev)) = link_cells(n) else {
+            return;
+        };
+        // N3: the old values are dropped after both stores.
+        let old = (
+            n_next.replace(py, next.map(Bound::unbind)),
+            n_prev.replace(py, prev.map(Bound::unbind)),
+        );
+        old.release_now(py);
     }
 }
 
@@ -739,28 +854,25 @@ fn with_queue<'py, R>(
     f: impl FnOnce(&mut PyLinks<'py>, &mut Option<Bound<'py, PyAny>>) -> (R, i64),
 ) -> R {
     let py = s.py();
-    let mut head = s.borrow().chain.as_ref().map(|h| h.bind(py).clone());
+    let b = s.get();
+    let mut head = b.chain.bound(py);
     let (r, delta) = f(&mut PyLinks(py), &mut head);
-    let old = {
-        let mut b = s.borrow_mut();
-        b.runcount += delta;
-        std::mem::replace(&mut b.chain, head.map(Bound::unbind))
-    };
+    b.runcount.set(py, b.runcount.get(py) + delta);
+    let old = b.chain.replace(py, head.map(Bound::unbind));
     old.release_now(py);
     r
 }
 
 fn is_linked(t: &Bound<'_, TaskletBase>) -> bool {
-    t.borrow().next.is_some()
+    t.get().next.is_some(t.py())
 }
 
 /// `_core.chan_remove`: unlink a blocked tasklet from its channel.
 fn chan_remove(t: &Bound<'_, TaskletBase>) -> PyResult<()> {
     let py = t.py();
     let (ch, d) = {
-        let mut b = t.borrow_mut();
-        let d = std::mem::take(&mut b.blocked);
-        (b.chan.take(), d)
+        let b = t.get();
+        (b.chan.take(py), b.blocked.replace(py, 0))
     };
     let ch = ch.ok_or_else(|| {
         pyo3::exceptions::PySystemError::new_err("blocked tasklet without channel")
@@ -770,7 +882,8 @@ fn chan_remove(t: &Bound<'_, TaskletBase>) -> PyResult<()> {
     let ch = CHANNEL.cast(&ch).ok_or_else(|| {
         pyo3::exceptions::PyTypeError::new_err("tasklet blocked on a non-channel")
     })?;
-    ch.borrow_mut().balance -= d;
+    let balance = &ch.get().balance;
+    balance.set(py, balance.get(py) - d);
     Ok(())
 }
 
@@ -862,11 +975,15 @@ fn plain<'py>(
     s: &Bound<'py, SchedBase>,
 ) -> Option<Bound<'py, TaskletBase>> {
     let cur = {
-        let b = s.borrow();
-        if b.switch_trap != 0 || b.tracing || b.doomed_waiting || b.budget.flags.has(Flags::SOFT) {
+        let b = s.get();
+        if b.switch_trap.get(py) != 0
+            || b.tracing.get(py)
+            || b.doomed_waiting.get(py)
+            || b.budget.get(py).flags.has(Flags::SOFT)
+        {
             return None;
         }
-        as_tasklet(py, b.current.as_ref())
+        as_tasklet(b.current.bound(py))
     };
     if r.hooks.get().active.load(Ordering::Relaxed) {
         return None;
@@ -874,13 +991,13 @@ fn plain<'py>(
     cur
 }
 
-fn as_tasklet<'py>(py: Python<'py>, o: Option<&Obj>) -> Option<Bound<'py, TaskletBase>> {
-    o.and_then(|o| TASKLET.cast(o.bind(py)).cloned())
+fn as_tasklet(o: Option<Bound<'_, PyAny>>) -> Option<Bound<'_, TaskletBase>> {
+    o.and_then(|o| TASKLET.cast_into(o))
 }
 
 /// `_core.claim`: take the tempval; a bomb explodes.
 fn claim(py: Python<'_>, r: &CoreRefs, t: &Bound<'_, TaskletBase>) -> PyResult<Obj> {
-    let v = t.borrow_mut().tempval.take();
+    let v = t.get().tempval.take(py);
     match v {
         None => Ok(py.None()),
         Some(v) => {
@@ -920,25 +1037,27 @@ fn cont_of(
     s: &Bound<'_, SchedBase>,
     t: &Bound<'_, TaskletBase>,
 ) -> PyResult<Obj> {
-    if let Some(c) = t.borrow().cont.as_ref() {
-        return Ok(c.clone_ref(py));
+    if let Some(c) = t.get().cont.cloned(py) {
+        return Ok(c);
     }
     let _ = r;
     let _busy = Busy::enter(); // N5: a new continulet, a collection may run
     let c = new_cont(s, t.as_any())?;
-    t.borrow_mut().cont = Some(c.clone_ref(py));
+    let old = t.get().cont.replace(py, Some(c.clone_ref(py)));
+    drop(old); // (None: checked above, and making `c` ran no code that sets it)
     Ok(c)
 }
 
 fn set_current(s: &Bound<'_, SchedBase>, nxt: &Bound<'_, TaskletBase>) {
+    let py = s.py();
     let olds = {
-        let mut b = s.borrow_mut();
-        let o1 = b.current.replace(nxt.clone().into_any().unbind());
-        let o2 = b.chain.replace(nxt.clone().into_any().unbind());
-        b.budget.on_switch();
+        let b = s.get();
+        let o1 = b.current.replace(py, Some(nxt.clone().into_any().unbind()));
+        let o2 = b.chain.replace(py, Some(nxt.clone().into_any().unbind()));
+        b.with_budget(py, Budget::on_switch);
         (o1, o2)
     };
-    olds.release_now(s.py());
+    olds.release_now(py);
 }
 
 /// `_core._switch` + `claim`, for a `nxt` that is in the run queue (not blocked).
@@ -990,7 +1109,8 @@ fn before_switch(
     let steps = || -> PyResult<(Obj, Obj)> {
         set_current(s, nxt); // (its old values stay referenced: the caller holds `prev`)
         let c = cont_of(py, r, s, nxt)?;
-        let pc = prev.borrow().cont.as_ref().map(|c| c.clone_ref(py));
+        let pc = prev.get().cont.cloned(py);
+
         let pc = pc.ok_or_else(|| {
             pyo3::exceptions::PySystemError::new_err("running tasklet without continulet")
         })?;
@@ -1003,7 +1123,7 @@ fn before_switch(
 fn after_switch(py: Python<'_>, r: &CoreRefs, prev: &Bound<'_, TaskletBase>) -> Payload {
     let steps = || -> PyResult<Obj> {
         let s = current_sched(py, r)?;
-        if s.borrow().tracing {
+        if s.get().tracing.get(py) {
             let frame = py
                 .import(intern!(py, "sys"))?
                 .call_method0(intern!(py, "_getframe"))?;
@@ -1139,30 +1259,31 @@ fn channel_prepare<'py>(
         return Ok(Prepared::Delegate(arg));
     };
     let lock = CoreLock::acquire(py, r)?;
-    let (balance, preference, schedule_all, closing) = {
-        let c = ch.borrow();
-        (c.balance, c.preference, c.schedule_all != 0, c.closing)
-    };
+    let c = ch.get();
+    let (balance, preference, schedule_all, closing) = (
+        c.balance.get(py),
+        c.preference.get(py),
+        c.schedule_all.get(py) != 0,
+        c.closing.get(py),
+    );
     let switchto = match channel::decide(balance, dir, preference, schedule_all) {
         Decision::Handoff(next) => {
             // (Only here: with nobody blocked the channel's ring holds only the channel, and
             // casting it as a tasklet would fail the slow way.)
-            let first = as_tasklet(py, ch.borrow().next.as_ref());
-            let Some(target) =
-                first.filter(|t| t.borrow().sched.as_ref().is_some_and(|ts| ts.is(&s)))
-            else {
+            let first = as_tasklet(c.next.bound(py));
+            let Some(target) = first.filter(|t| t.get().sched.holds(py, &s)) else {
                 drop(lock);
                 return Ok(Prepared::Delegate(arg)); // interthread: the Python core wakes it
             };
             chan_remove(&target)?;
-            let theirs = target.borrow_mut().tempval.replace(arg);
-            let old = std::mem::replace(&mut source.borrow_mut().tempval, theirs);
+            let theirs = target.get().tempval.replace(py, Some(arg));
+            let old = source.get().tempval.replace(py, theirs);
             release_in_step(py, old);
             let t_any = target.as_any().clone();
             match next {
                 Next::SourceNext => {
                     with_queue(&s, |l, h| (ring::push_back(l, h, &t_any), 1));
-                    as_tasklet(py, source.borrow().next.as_ref())
+                    as_tasklet(source.get().next.bound(py))
                 }
                 Next::Target => {
                     with_queue(&s, |l, h| (ring::push_after_head(l, h, &t_any), 1));
@@ -1176,8 +1297,12 @@ fn channel_prepare<'py>(
         }
         Decision::Block => {
             let (trap, next_is_self) = {
-                let b = source.borrow();
-                (b.block_trap, b.next.as_ref().is_none_or(|n| n.is(&source)))
+                let b = source.get();
+                let next = &b.next;
+                (
+                    b.block_trap.get(py),
+                    next.is_none(py) || next.holds(py, &source),
+                )
             };
             if channel::check_block(trap, closing).is_err() || next_is_self {
                 drop(lock);
@@ -1186,15 +1311,16 @@ fn channel_prepare<'py>(
             let src_any = source.as_any().clone();
             with_queue(&s, |l, h| (ring::remove(l, h, &src_any), -1));
             ring::insert_before(&mut PyLinks(py), ch.as_any(), &src_any);
-            ch.borrow_mut().balance += dir.sign();
+            c.balance.set(py, c.balance.get(py) + dir.sign());
             let old = {
-                let mut b = source.borrow_mut();
-                b.blocked = dir.sign();
-                b.chan = Some(ch.clone().into_any().unbind());
-                b.tempval.replace(arg)
+                let b = source.get();
+                b.blocked.set(py, dir.sign());
+                let old_chan = b.chan.replace(py, Some(ch.clone().into_any().unbind()));
+                (old_chan, b.tempval.replace(py, Some(arg)))
             };
-            release_in_step(py, old);
-            as_tasklet(py, s.borrow().chain.as_ref())
+            drop(old.0); // (None: a running tasklet is blocked on no channel)
+            release_in_step(py, old.1);
+            as_tasklet(s.get().chain.bound(py))
         }
     };
     drop(lock);
@@ -1220,7 +1346,8 @@ fn channel_undo(
 ) -> PyResult<()> {
     let _busy = Busy::enter();
     let _lock = CoreLock::acquire(ch.py(), r)?;
-    let blocked_here = source.borrow().chan.as_ref().is_some_and(|c| c.is(ch));
+    let blocked_here = source.get().chan.holds(ch.py(), ch);
+
     if blocked_here {
         chan_remove(source)?;
     }
@@ -1275,7 +1402,7 @@ fn schedule_with(py: Python<'_>, retval: Option<Obj>, end: pystate::fastcall::Ar
         Ok((Prepared::Switch { s, prev, next }, same)) => {
             drop(same);
             // (its identity only: no reference of ours across the switch, N3)
-            let retval = prev.borrow().tempval.as_ref().map(Py::as_ptr);
+            let retval = prev.get().tempval.ptr(py);
             let result = switch_to(py, r, s, &prev, next, end);
             if matches!(result, Payload::Exc(_)) {
                 undo_schedule_tempval(&prev, retval);
@@ -1290,9 +1417,10 @@ fn schedule_with(py: Python<'_>, retval: Option<Obj>, end: pystate::fastcall::Ar
 #[cold]
 #[inline(never)]
 fn undo_schedule_tempval(prev: &Bound<'_, TaskletBase>, retval: Option<*mut pyo3::ffi::PyObject>) {
-    let mine = prev.borrow().tempval.as_ref().map(Py::as_ptr);
+    let py = prev.py();
+    let mine = prev.get().tempval.ptr(py);
     if mine.is_some() && mine == retval {
-        let t = prev.borrow_mut().tempval.take();
+        let t = prev.get().tempval.take(py);
         drop(t);
     }
 }
@@ -1340,27 +1468,24 @@ fn schedule_prepare<'py>(
     let s = current_sched(py, r)?;
     let retval = match retval {
         Some(v) => v,
-        None => s
-            .borrow()
-            .current
-            .as_ref()
-            .map_or_else(|| py.None(), |c| c.clone_ref(py)),
+        None => s.get().current.cloned(py).unwrap_or_else(|| py.None()),
     };
     let Some(prev) = plain(py, r, &s) else {
         return Ok((Prepared::Delegate(retval), s));
     };
     let lock = CoreLock::acquire(py, r)?;
     let (next, old) = {
-        let mut b = prev.borrow_mut();
-        let next = as_tasklet(py, b.next.as_ref());
-        if next.is_none() || b.tempval.is_some() {
+        let b = prev.get();
+        let next = as_tasklet(b.next.bound(py));
+        if next.is_none() || b.tempval.is_some(py) {
             // nothing to switch to, or a value already waiting: the Python core's rules
-            drop(b);
+            drop(next);
             drop(lock);
             return Ok((Prepared::Delegate(retval), s));
         }
-        (next, b.tempval.replace(retval))
+        (next, b.tempval.replace(py, Some(retval)))
     };
+
     drop(lock);
     release_in_step(py, old);
     let next = next.expect("checked above");
@@ -1464,13 +1589,11 @@ fn body_call<'py>(
     let steps = || -> PyResult<_> {
         claim(py, r, t)?;
         let (func, args, kwargs) = {
-            let mut b = t.borrow_mut();
+            let b = t.get();
             (
-                b.func
-                    .as_ref()
-                    .map_or_else(|| py.None(), |f| f.clone_ref(py)),
-                b.args.take(),
-                b.kwargs.take(),
+                b.func.cloned(py).unwrap_or_else(|| py.None()),
+                b.args.take(py),
+                b.kwargs.take(py),
             )
         };
         let args = match args {
@@ -1542,11 +1665,7 @@ fn tasklet_end(
     cont: &Bound<'_, PyAny>,
     err: Option<Obj>,
 ) -> PyResult<()> {
-    let s = t
-        .borrow()
-        .sched
-        .as_ref()
-        .map(|s| s.clone_ref(py).into_bound(py));
+    let s = t.get().sched.bound(py);
     let Some(s_any) = s else {
         return Err(pyo3::exceptions::PySystemError::new_err(
             "tasklet without scheduler",
@@ -1554,9 +1673,8 @@ fn tasklet_end(
     };
     let s = s_any.cast::<SchedBase>()?.clone();
     let fast = err.is_none() && plain(py, r, &s).is_some() && {
-        let b = t.borrow();
-        let head_is_t = s.borrow().chain.as_ref().is_some_and(|h| h.is(t));
-        head_is_t && b.next.as_ref().is_some_and(|n| !n.is(t))
+        let next = &t.get().next;
+        s.get().chain.holds(py, t) && next.is_some(py) && !next.holds(py, t)
     };
     if !fast {
         let err = err.unwrap_or_else(|| py.None());
@@ -1564,10 +1682,10 @@ fn tasklet_end(
         return Ok(());
     }
     let lock = CoreLock::acquire(py, r)?;
-    t.borrow_mut().alive = false;
+    t.get().alive.set(py, false);
     let t_any = t.as_any().clone();
     with_queue(&s, |l, h| (ring::remove(l, h, &t_any), -1));
-    let Some(nxt) = as_tasklet(py, s.borrow().chain.as_ref()) else {
+    let Some(nxt) = as_tasklet(s.get().chain.bound(py)) else {
         return Err(pyo3::exceptions::PySystemError::new_err(
             "stackless: empty run queue at tasklet end",
         ));
@@ -1575,8 +1693,9 @@ fn tasklet_end(
     drop(lock);
     set_current(&s, &nxt);
     let nc = cont_of(py, r, &s, &nxt)?;
-    let own = t.borrow_mut().cont.take();
+    let own = t.get().cont.take(py);
     drop(own);
+
     switch::permute2(cont, nc.bind(py))
 }
 
@@ -1619,10 +1738,9 @@ impl pystate::finalize::Finalize for TaskletFinalizer {
     fn finalize(obj: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = obj.py();
         if let Some(t) = TASKLET.cast(obj) {
-            if let Ok(b) = t.try_borrow() {
-                if !b.alive || b.cont.is_none() {
-                    return Ok(());
-                }
+            let b = t.get();
+            if !b.alive.get(py) || b.cont.is_none(py) {
+                return Ok(());
             }
         }
         refs(py)?.finalize.call1(py, (obj, 1))?;
@@ -1651,8 +1769,8 @@ fn bare_tasklet<'py>(cls: &Bound<'py, pyo3::types::PyType>) -> PyResult<Bound<'p
 /// `_core.init_fields` for a fresh tasklet (`TaskletBase.__new__` set the defaults).
 #[pyfunction]
 fn init_fields(t: &Bound<'_, TaskletBase>, s: Obj) {
-    let old = t.borrow_mut().sched.replace(s);
-    drop(old);
+    let old = t.get().sched.replace(t.py(), Some(s));
+    drop(old); // N3: after the store
 }
 
 /// `_core._new_cont` natively: the continulet of tasklet `t`, created inside the thread's
@@ -1661,14 +1779,14 @@ fn init_fields(t: &Bound<'_, TaskletBase>, s: Obj) {
 #[pyfunction]
 fn new_cont(s: &Bound<'_, SchedBase>, t: &Bound<'_, PyAny>) -> PyResult<Obj> {
     let py = s.py();
-    crate::fields::set_field(s, t.clone().unbind(), |o| &mut o.factory_io);
-    let factory = s.borrow().factory.as_ref().map(|f| f.bind(py).clone());
+    crate::fields::set_cell(py, &s.get().factory_io, t.clone().unbind());
+    let factory = s.get().factory.bound(py);
     let factory = factory.ok_or_else(|| {
         pyo3::exceptions::PySystemError::new_err("stackless: a scheduler without its factory")
     })?;
     switch::switch_self(&factory)?; // (N3: no borrow alive)
     drop(factory);
-    let reply = s.borrow_mut().factory_io.take();
+    let reply = s.get().factory_io.take(py);
     let reply = reply.map_or_else(|| py.None().into_bound(py), |r| r.into_bound(py));
     if reply.is_instance_of::<pyo3::exceptions::PyBaseException>() {
         return Err(PyErr::from_value(reply));
@@ -1694,13 +1812,13 @@ fn factory_main(fc: &Bound<'_, PyAny>, s: &Bound<'_, SchedBase>) -> PyResult<Obj
 #[inline(never)]
 fn answer_factory_request(s: &Bound<'_, SchedBase>) {
     let py = s.py();
-    let t = s.borrow().factory_io.as_ref().map(|t| t.bind(py).clone());
+    let t = s.get().factory_io.bound(py);
     let t = t.unwrap_or_else(|| py.None().into_bound(py));
     let reply = match crate::new_native(&t, |c, t| tasklet_body(c.as_any(), t)) {
         Ok(c) => c.into_any(),
         Err(e) => e.into_value(py).into_bound(py).into_any(),
     };
-    crate::fields::set_field(s, reply.unbind(), |o| &mut o.factory_io);
+    crate::fields::set_cell(py, &s.get().factory_io, reply.unbind());
 }
 
 /// `_core.insert`: append `t` to its scheduler's run queue (no-op if it is linked).  With
@@ -1712,7 +1830,7 @@ fn insert(py: Python<'_>, t: &Bound<'_, TaskletBase>) -> PyResult<()> {
         r.insert.call1(py, (t,))?;
         return Ok(());
     }
-    let s = t.borrow().sched.as_ref().map(|s| s.clone_ref(py));
+    let s = t.get().sched.cloned(py);
     let Some(s) = s else {
         r.insert.call1(py, (t,))?;
         return Ok(());
@@ -1790,11 +1908,11 @@ impl pystate::trace::Tracer for TickTracer {
             }
             TraceEvent::Opcode => {
                 let expired = {
-                    let mut b = s.borrow_mut();
-                    if !b.tracing {
+                    let b = s.get();
+                    if !b.tracing.get(py) {
                         return Ok(());
                     }
-                    b.budget.tick(1)
+                    b.with_budget(py, |budget| budget.tick(1))
                 };
                 if expired {
                     r.tick_expired.call1(py, (s, frame))?;
@@ -1865,15 +1983,15 @@ impl pystate::slots::RawNew for TaskletNew {
     type Class = TaskletBase;
 
     fn init(obj: &Bound<'_, TaskletBase>) -> PyResult<()> {
-        let sched = sched_for_new(obj.py())?; // (may run Python code: no borrow yet)
-        obj.borrow_mut().sched = sched;
+        let py = obj.py();
+        let sched = sched_for_new(py)?; // (may run Python code)
+        let old = obj.get().sched.replace(py, sched);
+        drop(old); // N3 (None: a fresh tasklet)
         Ok(())
     }
 
     fn probe_is_default(probe: &Bound<'_, TaskletBase>) -> bool {
-        let Ok(value) = probe.try_borrow_mut() else {
-            return false;
-        };
+        let py = probe.py();
         let TaskletBase {
             sched,
             next,
@@ -1890,15 +2008,14 @@ impl pystate::slots::RawNew for TaskletNew {
             ignore_nesting,
             block_trap,
             pending_irq,
-        } = &*value;
-
+        } = probe.get();
         [sched, next, prev, chan, cont, func, args, kwargs, tempval]
             .iter()
-            .all(|f| f.is_none())
-            && *blocked == 0
+            .all(|f| f.is_none(py))
+            && blocked.get(py) == 0
             && ![alive, atomic, ignore_nesting, block_trap, pending_irq]
                 .iter()
-                .any(|b| **b)
+                .any(|b| b.get(py))
     }
 }
 

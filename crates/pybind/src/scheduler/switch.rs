@@ -2,8 +2,8 @@
 //! a switch (`c.switch()`), a double switch (`prev.switch(to=next)`) and `permute`.
 //!
 //! Rule 10 / B2: the callers hold only owned references (`Bound`, `Py`) across
-//! [`switch_to_hinted`]; no `PyRef`/`PyRefMut` of a scheduler object, no lock, no `detach` is
-//! alive when it is called.
+//! [`switch_to_hinted`]; no lock and no `detach` is alive when it is called (the scheduler's
+//! classes are frozen: no borrow guards).
 
 use crate::{pystate, Continulet, ObjRef, Payload};
 use pyo3::prelude::*;
