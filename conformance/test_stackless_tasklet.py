@@ -699,7 +699,7 @@ def test_many_tasklets_round_robin():
 
 
 def test_finalizer_of_a_replaced_tempval_can_read_the_tasklet():
-    # the native core releases the old value after its borrow of the tasklet, not under it
+    # the native core releases the old value after its store into the tasklet, not during it
     seen = []
 
     class Old(object):

@@ -111,6 +111,8 @@ static REFS: PyOnceLock<CoreRefs> = PyOnceLock::new();
 /// Casts of the queue nodes (instances of `stackless.tasklet` / `stackless.channel`).
 static TASKLET: pystate::cast::KnownSubclass<TaskletBase> = pystate::cast::KnownSubclass::new();
 static CHANNEL: pystate::cast::KnownSubclass<ChannelBase> = pystate::cast::KnownSubclass::new();
+/// Casts of the schedulers (instances of `_core._Sched`), read from a tasklet's `_sched`.
+static SCHED_CLASS: pystate::cast::KnownSubclass<SchedBase> = pystate::cast::KnownSubclass::new();
 
 fn refs(py: Python<'_>) -> PyResult<&'static CoreRefs> {
     REFS.get(py).ok_or_else(|| {
@@ -1122,7 +1124,16 @@ fn before_switch(
 #[inline(never)]
 fn after_switch(py: Python<'_>, r: &CoreRefs, prev: &Bound<'_, TaskletBase>) -> Payload {
     let steps = || -> PyResult<Obj> {
-        let s = current_sched(py, r)?;
+        // `prev` runs again, so its scheduler is this thread's (N4): no thread-local lookup.
+        let s = match prev
+            .get()
+            .sched
+            .bound(py)
+            .and_then(|s| SCHED_CLASS.cast_into(s))
+        {
+            Some(s) => s,
+            None => current_sched(py, r)?,
+        };
         if s.get().tracing.get(py) {
             let frame = py
                 .import(intern!(py, "sys"))?
