@@ -4,16 +4,17 @@
 //! are [`GilCell`]s: a value that is copied, cloned as a new reference (objects) or moved in
 //! and out, never lent.  A borrow of a non-frozen pyclass costs a checked, atomic
 //! `try_borrow` and its release (~10 instructions, an out-of-line call); a `GilCell` access is
-//! a load or a store.  The greenlet bases use them: a greenlet's creation, start and end
-//! made ~45 borrows.
+//! a load or a store.  The greenlet and stackless bases use them (a greenlet's creation,
+//! start and end made ~45 borrows, a channel message ~40), and so do a few statics read and
+//! written only under the GIL (greenlet's start hand-over).
 //!
 //! # Invariants
 //!
 //! * **L1** A `GilCell` is reached only by a thread attached to the interpreter, which holds
 //!   the GIL: every accessor takes a `Python` token, and [`GilCell::visit`] runs in the
-//!   collector's traversal (attached too).  The extension does not declare itself free of the
-//!   GIL, so a free-threaded interpreter enables the GIL when it imports it.  So one thread at
-//!   a time.
+//!   collector's traversal (attached too).  The module says it uses the GIL
+//!   (`#[pymodule(gil_used = true)]`), so a free-threaded interpreter enables the GIL when it
+//!   imports it.  So one thread at a time.
 //! * **L2** No reference into a cell outlives an accessor, and no accessor runs Python code:
 //!   so two accesses never overlap, even on one thread.  An old value moved out by
 //!   [`GilCell::replace`] is released by the caller, after the accessor returned (its
@@ -24,7 +25,7 @@ use std::cell::UnsafeCell;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
-/// A field of a frozen pyclass (L1, L2).
+/// A field of a frozen pyclass, or a static, used under the GIL (L1, L2).
 #[derive(Default)]
 pub(crate) struct GilCell<T>(UnsafeCell<T>);
 
