@@ -77,17 +77,21 @@ type Obj = Py<PyAny>;
 #[derive(Default)]
 pub(crate) struct GreenletBase {
     /// `_greenlet__c`: its continulet once started (the main greenlet's is uninitialized).
+    #[pyo3(get, name = "_greenlet__c")]
     c: GilCell<Option<Py<Continulet>>>,
     /// `_greenlet__ts`: its thread's state while it is alive, None before it starts and once
     /// it is dead.
+    #[pyo3(get, name = "_greenlet__ts")]
     ts: GilCell<Option<Py<ThreadStateBase>>>,
     /// `_greenlet__home`: the thread state it started in (kept after death).
+    #[pyo3(get, name = "_greenlet__home")]
     home: GilCell<Option<Obj>>,
-    /// `_greenlet__parent`.
+    #[pyo3(get, name = "_greenlet__parent")]
     parent: GilCell<Option<Obj>>,
     /// `_greenlet__context`: its saved contextvars context while it is not running.
+    #[pyo3(get, name = "_greenlet__context")]
     context: GilCell<Option<Obj>>,
-    /// `_greenlet__main`.
+    #[pyo3(get, name = "_greenlet__main")]
     main: GilCell<bool>,
     /// `_greenlet__run`: its `run` until it starts (`None`: not set — an `AttributeError` to
     /// Python, as an empty slot).
@@ -112,14 +116,21 @@ impl Drop for GreenletBase {
 /// Frozen, as [`GreenletBase`].
 #[pyclass(subclass, frozen, module = "greenlet", name = "_ThreadStateBase")]
 pub(crate) struct ThreadStateBase {
+    #[pyo3(get)]
     current: GilCell<Option<Py<GreenletBase>>>,
+    #[pyo3(get)]
     main: GilCell<Option<Obj>>,
     /// The greenlet a switch under way comes from (None: no switch under way).
+    #[pyo3(get)]
     origin: GilCell<Option<Obj>>,
+    #[pyo3(get)]
     trace: GilCell<Option<Obj>>,
     /// Greenlets whose kill is deferred (a Python list).
+    #[pyo3(get)]
     deleteme: GilCell<Option<Obj>>,
+    #[pyo3(get)]
     thread: GilCell<Option<Obj>>,
+    #[pyo3(get)]
     exited: GilCell<bool>,
     /// G3: the creating thread's `PyThreadState` address.
     tstate: usize,
@@ -263,20 +274,10 @@ impl GreenletBase {
         Ok(())
     }
 
-    #[getter(_greenlet__c)]
-    fn get_c(&self, py: Python<'_>) -> Option<Py<Continulet>> {
-        self.c.cloned(py)
-    }
-
     #[setter(_greenlet__c)]
     fn set_c(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         drop(self.c.replace(value.py(), typed(value)?)); // G4: after the store
         Ok(())
-    }
-
-    #[getter(_greenlet__ts)]
-    fn get_ts(&self, py: Python<'_>) -> Option<Py<ThreadStateBase>> {
-        self.ts.cloned(py)
     }
 
     #[setter(_greenlet__ts)]
@@ -285,19 +286,9 @@ impl GreenletBase {
         Ok(())
     }
 
-    #[getter(_greenlet__home)]
-    fn get_home(&self, py: Python<'_>) -> Option<Obj> {
-        self.home.cloned(py)
-    }
-
     #[setter(_greenlet__home)]
     fn set_home(&self, py: Python<'_>, value: Obj) {
         crate::fields::set_cell(py, &self.home, value);
-    }
-
-    #[getter(_greenlet__parent)]
-    fn get_parent(&self, py: Python<'_>) -> Option<Obj> {
-        self.parent.cloned(py)
     }
 
     #[setter(_greenlet__parent)]
@@ -305,19 +296,9 @@ impl GreenletBase {
         crate::fields::set_cell(py, &self.parent, value);
     }
 
-    #[getter(_greenlet__context)]
-    fn get_context(&self, py: Python<'_>) -> Option<Obj> {
-        self.context.cloned(py)
-    }
-
     #[setter(_greenlet__context)]
     fn set_context(&self, py: Python<'_>, value: Obj) {
         crate::fields::set_cell(py, &self.context, value);
-    }
-
-    #[getter(_greenlet__main)]
-    fn get_main(&self, py: Python<'_>) -> bool {
-        self.main.get(py)
     }
 
     #[setter(_greenlet__main)]
@@ -1009,20 +990,10 @@ impl ThreadStateBase {
         Ok(())
     }
 
-    #[getter(current)]
-    fn get_current(&self, py: Python<'_>) -> Option<Py<GreenletBase>> {
-        self.current.cloned(py)
-    }
-
     #[setter(current)]
     fn set_current(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
         drop(self.current.replace(value.py(), typed(value)?)); // G4: after the store
         Ok(())
-    }
-
-    #[getter(main)]
-    fn get_main(&self, py: Python<'_>) -> Option<Obj> {
-        self.main.cloned(py)
     }
 
     #[setter(main)]
@@ -1030,19 +1001,9 @@ impl ThreadStateBase {
         crate::fields::set_cell(py, &self.main, value);
     }
 
-    #[getter(origin)]
-    fn get_origin(&self, py: Python<'_>) -> Option<Obj> {
-        self.origin.cloned(py)
-    }
-
     #[setter(origin)]
     fn set_origin(&self, py: Python<'_>, value: Obj) {
         crate::fields::set_cell(py, &self.origin, value);
-    }
-
-    #[getter(trace)]
-    fn get_trace(&self, py: Python<'_>) -> Option<Obj> {
-        self.trace.cloned(py)
     }
 
     #[setter(trace)]
@@ -1050,29 +1011,14 @@ impl ThreadStateBase {
         crate::fields::set_cell(py, &self.trace, value);
     }
 
-    #[getter(deleteme)]
-    fn get_deleteme(&self, py: Python<'_>) -> Option<Obj> {
-        self.deleteme.cloned(py)
-    }
-
     #[setter(deleteme)]
     fn set_deleteme(&self, py: Python<'_>, value: Obj) {
         crate::fields::set_cell(py, &self.deleteme, value);
     }
 
-    #[getter(thread)]
-    fn get_thread(&self, py: Python<'_>) -> Option<Obj> {
-        self.thread.cloned(py)
-    }
-
     #[setter(thread)]
     fn set_thread(&self, py: Python<'_>, value: Obj) {
         crate::fields::set_cell(py, &self.thread, value);
-    }
-
-    #[getter(exited)]
-    fn get_exited(&self, py: Python<'_>) -> bool {
-        self.exited.get(py)
     }
 
     #[setter(exited)]

@@ -763,8 +763,10 @@ fn hint_plan(plan: &SwitchPlan, end: pystate::fastcall::ArgsEnd, extra: *mut pyo
     );
 }
 
-/// [`switch_payload`] told to the collector ([`hint_plan`]).
-#[inline]
+/// [`switch_payload`] told to the collector ([`hint_plan`]).  Always inlined: a frame of its
+/// own would stay on every stack suspended through it.
+#[inline(always)]
+#[allow(clippy::inline_always)]
 pub(crate) fn switch_payload_hinted(
     plan: &SwitchPlan,
     payload: Payload,
