@@ -2,6 +2,7 @@
 import gc
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -189,6 +190,25 @@ def test_greenlet_of_exited_thread_is_dead():
     with pytest.raises(greenlet.error) as ei:
         main.switch()
     assert str(ei.value) == "cannot switch to a different thread (which happens to have exited)"
+
+
+def test_exited_thread_state_is_freed():
+    # Nothing keeps an exited thread's greenlet state alive: not the native path's cache of
+    # the last thread state it looked up (emptied when the thread is marked exited).
+    box = {}
+
+    def target():
+        box["main"] = weakref.ref(getcurrent())
+        G(lambda: None).switch()  # a start: this thread's state looked up (and cached)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    for _ in range(10):
+        gc.collect()
+        if box["main"]() is None:
+            break
+    assert box["main"]() is None
 
 
 @differs("pypy-oracle", reason="lib_pypy greenlet has the default object repr")

@@ -47,11 +47,14 @@
 //!   shown to the collector (greenlet.py kills its own garbage), so a reference told and not
 //!   owned could only be released twice by such a clearing: each recording names the frame
 //!   that owns it.
-//! * **G5** `THREAD_STATE` caches this OS thread's `greenlet._tls.ts` (a `threading.local`
-//!   read costs ~500 instructions) and is used only while that state passes G3's test: made
-//!   for the current `PyThreadState` and not `exited`.  A thread state deleted and made anew
-//!   on the same OS thread (`PyGILState_Ensure` from a foreign thread) gets a fresh `ts` from
-//!   greenlet.py, and the stale cached one has `exited` set by then.
+//! * **G5** `LAST_TS` caches the `greenlet._tls.ts` looked up last (a `threading.local` read
+//!   costs ~500 instructions; one entry for the process, read under the GIL: a thread that
+//!   finds another thread's there looks its own up and takes the entry) and is used only while
+//!   that state passes G3's test: made for the current `PyThreadState` and not `exited`.  A
+//!   thread state deleted and made anew on the same OS thread (`PyGILState_Ensure` from a
+//!   foreign thread), or an exited thread's address reused by a new one, gets a fresh `ts`
+//!   from greenlet.py, and the stale cached one has `exited` set by then; setting `exited`
+//!   also empties the entry, so an exited thread's state is not kept alive by it.
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -168,30 +171,23 @@ static GREENLET_CLASS: pystate::cast::KnownSubclass<GreenletBase> =
 static THREAD_STATE_CLASS: pystate::cast::KnownSubclass<ThreadStateBase> =
     pystate::cast::KnownSubclass::new();
 
-thread_local! {
-    /// G5: this thread's `greenlet._tls.ts`, once looked up.
-    static THREAD_STATE: std::cell::RefCell<Option<Py<ThreadStateBase>>> =
-        const { std::cell::RefCell::new(None) };
-}
+/// G5: the `greenlet._tls.ts` looked up last, by whichever thread (a load under the GIL, not
+/// a thread-local lookup); released when it is marked exited.
+static LAST_TS: GilCell<Option<Py<ThreadStateBase>>> = GilCell::new(None);
 
 /// `greenlet._tls.ts`: this thread's state (an `AttributeError` before greenlet.py made it),
-/// from the cache when it is still valid (G5).
+/// from the cache when it is this thread's and still valid (G5).
 fn thread_state<'py>(py: Python<'py>, refs: &Refs) -> PyResult<Bound<'py, PyAny>> {
-    let cached = THREAD_STATE.with(|c| c.borrow().as_ref().map(|t| t.clone_ref(py)));
-    if let Some(ts) = cached.map(|t| t.into_bound(py)) {
-        let valid = {
-            let b = ts.get();
-            b.tstate == pystate::thread_state_id() && !b.exited.get(py)
-        };
-        if valid {
+    if let Some(ts) = LAST_TS.bound(py) {
+        let b = ts.get();
+        if b.tstate == pystate::thread_state_id() && !b.exited.get(py) {
             return Ok(ts.into_any());
         }
     }
     let ts = refs.tls.bind(py).getattr(intern!(py, "ts"))?;
     if let Some(t) = THREAD_STATE_CLASS.cast(&ts) {
-        let new = Some(t.clone().unbind());
-        let old = THREAD_STATE.with(|c| std::mem::replace(&mut *c.borrow_mut(), new));
-        drop(old); // G4: no guard of ours is held
+        let old = LAST_TS.replace(py, Some(t.clone().unbind()));
+        drop(old); // G4: after the store
     }
     Ok(ts)
 }
@@ -1021,9 +1017,15 @@ impl ThreadStateBase {
         crate::fields::set_cell(py, &self.thread, value);
     }
 
+    /// Set when the thread's locals are destroyed (G3); the cache lets go of it then (G5).
     #[setter(exited)]
-    fn set_exited(&self, py: Python<'_>, value: bool) {
-        self.exited.set(py, value);
+    fn set_exited(slf: &Bound<'_, Self>, value: bool) {
+        let py = slf.py();
+        slf.get().exited.set(py, value);
+        if value && LAST_TS.holds(py, slf) {
+            let old = LAST_TS.take(py);
+            drop(old); // (the caller holds `slf`: nothing is freed here)
+        }
     }
 
     fn __clear__(&self) {
