@@ -118,6 +118,7 @@ impl Drop for GreenletBase {
 /// The per-thread state of greenlet (the base of `greenlet._ThreadState` on CPython).
 /// Frozen, as [`GreenletBase`].
 #[pyclass(subclass, frozen, module = "greenlet", name = "_ThreadStateBase")]
+#[derive(Default)]
 pub(crate) struct ThreadStateBase {
     #[pyo3(get)]
     current: GilCell<Option<Py<GreenletBase>>>,
@@ -967,14 +968,8 @@ impl ThreadStateBase {
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         ThreadStateBase {
-            current: GilCell::new(None),
-            main: GilCell::new(None),
-            origin: GilCell::new(None),
-            trace: GilCell::new(None),
-            deleteme: GilCell::new(None),
-            thread: GilCell::new(None),
-            exited: GilCell::new(false),
             tstate: pystate::thread_state_id(),
+            ..Self::default()
         }
     }
 

@@ -73,8 +73,7 @@ use stackless_core::channel::{self, Decision, Dir, Next};
 use stackless_core::ring::{self, Links};
 use stackless_core::Flags;
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 type Obj = Py<PyAny>;
 
@@ -665,14 +664,14 @@ impl Drop for SchedBase {
 #[pyclass(frozen, module = "continulet._native", name = "Hooks")]
 #[derive(Default)]
 pub(crate) struct Hooks {
-    schedule: Mutex<Option<Obj>>,
-    channel: Mutex<Option<Obj>>,
-    error: Mutex<Option<Obj>>,
-    active: AtomicBool,
+    schedule: GilCell<Option<Obj>>,
+    channel: GilCell<Option<Obj>>,
+    error: GilCell<Option<Obj>>,
+    active: GilCell<bool>,
 }
 
 impl Hooks {
-    fn slot(&self, name: &str) -> PyResult<&Mutex<Option<Obj>>> {
+    fn slot(&self, name: &str) -> PyResult<&GilCell<Option<Obj>>> {
         match name {
             "schedule" => Ok(&self.schedule),
             "channel" => Ok(&self.channel),
@@ -682,11 +681,7 @@ impl Hooks {
     }
 
     fn get_hook(&self, py: Python<'_>, name: &str) -> PyResult<Option<Obj>> {
-        let slot = self
-            .slot(name)?
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(slot.as_ref().map(|o| o.clone_ref(py)))
+        Ok(self.slot(name)?.cloned(py))
     }
 }
 
@@ -703,38 +698,25 @@ impl Hooks {
 
     fn __setitem__(&self, py: Python<'_>, name: &str, value: Obj) -> PyResult<()> {
         let value = (!value.is_none(py)).then_some(value);
-        let old = std::mem::replace(
-            &mut *self
-                .slot(name)?
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-            value,
-        );
-        let active = [&self.schedule, &self.channel]
-            .iter()
-            .any(|m| m.lock().unwrap_or_else(PoisonError::into_inner).is_some());
-        self.active.store(active, Ordering::Relaxed);
-        drop(old); // N3: after the lock
+        let old = self.slot(name)?.replace(py, value);
+        let active = self.schedule.is_some(py) || self.channel.is_some(py);
+        self.active.set(py, active);
+        drop(old); // N3: after the store
         Ok(())
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        for m in [&self.schedule, &self.channel, &self.error] {
-            if let Ok(g) = m.try_lock() {
-                if let Some(o) = g.as_ref() {
-                    visit.call(o)?;
-                }
-            }
+        for cell in [&self.schedule, &self.channel, &self.error] {
+            cell.visit(&visit)?;
         }
         Ok(())
     }
 
     fn __clear__(&self) {
-        for m in [&self.schedule, &self.channel, &self.error] {
-            let old = m.lock().unwrap_or_else(PoisonError::into_inner).take();
-            drop(old);
-        }
-        self.active.store(false, Ordering::Relaxed);
+        let py = pystate::attached(); // (tp_clear: called by the collector, attached)
+        let old = [&self.schedule, &self.channel, &self.error].map(|cell| cell.take(py));
+        self.active.set(py, false);
+        drop(old); // N3: every hook is cleared before any finalizer runs
     }
 }
 
@@ -987,10 +969,19 @@ fn plain<'py>(
         }
         as_tasklet(b.current.bound(py))
     };
-    if r.hooks.get().active.load(Ordering::Relaxed) {
+    if r.hooks.get().active.get(py) {
         return None;
     }
     cur
+}
+
+/// `s` (a tasklet's `_sched`) as a scheduler (the remembered subclass first), or the cast's
+/// `TypeError`.
+fn as_sched(s: Bound<'_, PyAny>) -> PyResult<Bound<'_, SchedBase>> {
+    match SCHED_CLASS.cast(&s) {
+        Some(sched) => Ok(sched.clone()),
+        None => Ok(s.cast_into::<SchedBase>()?),
+    }
 }
 
 fn as_tasklet(o: Option<Bound<'_, PyAny>>) -> Option<Bound<'_, TaskletBase>> {
@@ -1682,7 +1673,7 @@ fn tasklet_end(
             "tasklet without scheduler",
         ));
     };
-    let s = s_any.cast::<SchedBase>()?.clone();
+    let s = as_sched(s_any)?;
     let fast = err.is_none() && plain(py, r, &s).is_some() && {
         let next = &t.get().next;
         s.get().chain.holds(py, t) && next.is_some(py) && !next.holds(py, t)
@@ -1847,7 +1838,7 @@ fn insert(py: Python<'_>, t: &Bound<'_, TaskletBase>) -> PyResult<()> {
         return Ok(());
     };
     if !is_linked(t) {
-        let s = s.into_bound(py).cast_into::<SchedBase>()?;
+        let s = as_sched(s.into_bound(py))?;
         let t_any = t.as_any().clone();
         with_queue(&s, |l, h| (ring::push_back(l, h, &t_any), 1));
     }
