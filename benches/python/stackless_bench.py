@@ -3,6 +3,7 @@
     python stackless_bench.py            # the table: each mode in its own subprocess
     python stackless_bench.py --one      # this process's mode only (CONTINULET_PURE=1: pure)
     python stackless_bench.py --instructions   # instructions per operation (callgrind), both cores
+    python stackless_bench.py --smoke    # every operation once, small counts (ci/test), no timing
 
 Operations (best of REPEATS runs, ns per operation):
   ping-pong   one message through a channel between two tasklets (send + receive, 2 switches)
@@ -15,6 +16,13 @@ Operations (best of REPEATS runs, ns per operation):
               under run() without a budget
 asyncio: the same ping-pong through two asyncio.Queue objects, and the same blocked count
 (coroutines awaiting a Queue.get()).
+
+The design's floor, beside C Stackless's figures (the issue's: 178 ns per message, 163 ns per
+schedule(), 610 bytes per blocked tasklet, measured on these machines):
+  switch floor   the two switches one ping-pong message needs, with no channel work: a
+                 continulet switched into and back from a Python loop (ns per round trip)
+  saved stack    the C stack a blocked tasklet keeps (median over the blocked ones, bytes):
+                 C Stackless soft-switches, its blocked tasklets keep none
 """
 import gc
 import json
@@ -84,7 +92,7 @@ def stackless_ops():
                 t(f)()
             stackless.run()
 
-    def blocked(n):
+    def blocked(n, saved=None):
         ch = stackless.channel()
         for _ in range(1000):  # warm-up: allocator pools
             stackless.tasklet(ch.receive)()
@@ -95,9 +103,28 @@ def stackless_ops():
             stackless.tasklet(ch.receive)()
         stackless.run()
         per = (rss() - before) / n
+        if saved is not None:  # the saved C stack of each blocked tasklet, after the RSS
+            from continulet import _native
+            t = ch.queue
+            while t is not None:
+                saved.append(_native.stack_saved(t._cont))
+                t = t.next
         for _ in range(n + 1000):
             ch.send(None)
         return per
+
+    def switch_floor(n):
+        from _continuation import continulet
+
+        def body(c):
+            back = c.switch
+            while True:
+                back()
+
+        c = continulet(body)
+        into = c.switch
+        for _ in range(n):
+            into()
 
     def busy_loop(n):
         x = 0
@@ -114,29 +141,34 @@ def stackless_ops():
         stackless.run()
 
     return {"pingpong": pingpong, "schedule": schedule, "create_run": create_run, "blocked": blocked,
-            "preempt": preempt, "busy": busy}
+            "preempt": preempt, "busy": busy, "switch_floor": switch_floor}
 
 
 def stackless_rows():
     from stackless import _core
 
     ops = stackless_ops()
-    return {
+    saved = []
+    rows = {
         "mode": "native" if _core.NATIVE is not None else "pure",
         "pingpong": best(ops["pingpong"], N),
         "schedule": best(ops["schedule"], N),
         "create_run": best(ops["create_run"], N // 2),
-        "blocked": ops["blocked"](N_BLOCKED),
+        "blocked": ops["blocked"](N_BLOCKED, saved),
         "preempt": best(ops["preempt"], N),
         "busy": best(ops["busy"], N),
+        "switch_floor": best(ops["switch_floor"], N),
     }
+    saved.sort()
+    rows["saved_stack"] = saved[len(saved) // 2]
+    return rows
 
 
 def instructions():
     """(Ir(n) - Ir(0)) / n under callgrind, for each core: stable on a loaded machine."""
     import tempfile
 
-    n = {"pingpong": 3000, "schedule": 6000, "create_run": 2000}
+    n = {"pingpong": 3000, "schedule": 6000, "create_run": 2000, "switch_floor": 3000}
     print("| operation (instructions, callgrind) | native core | pure-Python core | ratio |")
     print("|---|---|---|---|")
     for op, k in n.items():
@@ -197,6 +229,21 @@ def asyncio_rows():
     }
 
 
+def smoke():
+    """Every operation once with small counts, in this process's mode: ci/test runs it so that
+    the benchmark keeps working (nothing is timed or compared)."""
+    ops = stackless_ops()
+    for op in ("pingpong", "schedule", "create_run", "preempt", "busy", "switch_floor"):
+        ops[op](2000)
+    saved = []
+    ops["blocked"](200, saved)
+    assert len(saved) == 1200 and min(saved) > 0, (len(saved), min(saved, default=None))
+    from stackless import _core
+    print("stackless_bench --smoke (%s core): every operation ran; saved stack of a blocked "
+          "tasklet %d B (median)" % ("native" if _core.NATIVE is not None else "pure",
+                                     sorted(saved)[len(saved) // 2]))
+
+
 def one():
     if "--asyncio" in sys.argv:
         return asyncio_rows()
@@ -211,6 +258,9 @@ def main():
             stackless_ops()[sys.argv[i + 1]](count)
         else:
             stackless_ops()
+        return
+    if "--smoke" in sys.argv:
+        smoke()
         return
     if "--instructions" in sys.argv:
         instructions()
@@ -249,6 +299,20 @@ def main():
     row("memory per blocked tasklet, bytes", "blocked")
     row("busy-loop iteration under run(timeout), ns", "preempt")
     row("busy-loop iteration under run() (no budget), ns", "busy")
+
+    print()
+    print("Against C Stackless 3.7 (the issue's figures, measured on these machines), native core:")
+    print()
+    print("| | this run | C Stackless 3.7 | ratio |")
+    print("|---|---|---|---|")
+    for name, value, target in [
+            ("channel ping-pong, ns/message", nat["pingpong"], 178),
+            ("  its floor: the message's two switches alone (continulet round trip), ns",
+             nat["switch_floor"], 178),
+            ("schedule() round trip, ns", nat["schedule"], 163),
+            ("memory per blocked tasklet, bytes", nat["blocked"], 610),
+            ("  its floor: the C stack a blocked tasklet keeps, bytes", nat["saved_stack"], 610)]:
+        print("| %s | %s | %s | %.1fx |" % (name, "{:,.0f}".format(value), target, value / target))
 
 
 if __name__ == "__main__":
