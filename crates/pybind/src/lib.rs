@@ -525,6 +525,16 @@ impl Payload {
             Err(e) => Payload::Exc(Box::new(e)),
         }
     }
+
+    /// Drop the payload with the GIL known held: a value is released at once, without the
+    /// per-thread lookup by which dropping a `Py` asks pyo3 whether it may.
+    #[inline]
+    pub(crate) fn release(self, py: Python<'_>) {
+        match self {
+            Payload::Value(v) => drop(v.into_bound(py)),
+            Payload::Exc(e) => drop(e),
+        }
+    }
 }
 
 /// A switch's checks passed (`Some`: who switches where; `None`: a no-op) or failed, with the

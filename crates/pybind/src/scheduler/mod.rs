@@ -1087,7 +1087,7 @@ fn switch_to(
     if matches!(switched, Payload::Exc(_)) {
         return switched;
     }
-    drop(switched);
+    switched.release(py);
     after_switch(py, r, prev)
 }
 
