@@ -51,18 +51,22 @@ def best(fn, n):
     return min(times) / n * 1e9
 
 
-def stack_saved(c):
-    """Saved C-stack bytes of continulet `c` (CPython with ours only)."""
-    from continulet import _native
-    return _native.stack_saved(c)
-
-
-def have_stack_saved():
+def stack_saved_reader():
+    """`stack_saved(continulet)`, its saved C-stack bytes: ours only (None on PyPy)."""
     try:
-        from continulet import _native  # noqa: F401
+        from continulet import _native
     except ImportError:  # PyPy: its own _continuation
-        return False
-    return True
+        return None
+    return _native.stack_saved
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
+
+
+def core_mode():
+    from stackless import _core
+    return "native" if _core.NATIVE is not None else "pure"
 
 
 def stackless_ops():
@@ -118,6 +122,7 @@ def stackless_ops():
         stackless.run()
         per = (rss() - before) / n
         if saved is not None:  # the saved C stack of each blocked tasklet, after the RSS
+            stack_saved = stack_saved_reader()
             t = ch.queue
             while t is not None:
                 saved.append(stack_saved(t._cont))
@@ -158,12 +163,10 @@ def stackless_ops():
 
 
 def stackless_rows():
-    from stackless import _core
-
     ops = stackless_ops()
-    saved = [] if have_stack_saved() else None
+    saved = [] if stack_saved_reader() else None
     rows = {
-        "mode": "native" if _core.NATIVE is not None else "pure",
+        "mode": core_mode(),
         "pingpong": best(ops["pingpong"], N),
         "schedule": best(ops["schedule"], N),
         "create_run": best(ops["create_run"], N // 2),
@@ -173,8 +176,7 @@ def stackless_rows():
         "switch_floor": best(ops["switch_floor"], N),
     }
     if saved:
-        saved.sort()
-        rows["saved_stack"] = saved[len(saved) // 2]
+        rows["saved_stack"] = median(saved)
     return rows
 
 
@@ -249,17 +251,13 @@ def smoke():
     ops = stackless_ops()
     for op in ("pingpong", "schedule", "create_run", "preempt", "busy", "switch_floor"):
         ops[op](2000)
-    from stackless import _core
-    mode = "native" if _core.NATIVE is not None else "pure"
-    if not have_stack_saved():
-        ops["blocked"](200)
-        print("stackless_bench --smoke (%s core): every operation ran" % mode)
-        return
-    saved = []
+    saved = [] if stack_saved_reader() else None
     ops["blocked"](200, saved)
-    assert len(saved) == 1200 and min(saved) > 0, (len(saved), min(saved, default=None))
-    print("stackless_bench --smoke (%s core): every operation ran; saved stack of a blocked "
-          "tasklet %d B (median)" % (mode, sorted(saved)[len(saved) // 2]))
+    line = "stackless_bench --smoke (%s core): every operation ran" % core_mode()
+    if saved is not None:
+        assert len(saved) == 1200 and min(saved) > 0, (len(saved), min(saved, default=None))
+        line += "; saved stack of a blocked tasklet %d B (median)" % median(saved)
+    print(line)
 
 
 def one():

@@ -15,8 +15,9 @@ use pyo3::prelude::*;
 
 type Obj = Py<PyAny>;
 
-/// Old field values released as `Bound`s: a plain reference-count drop, without the
-/// per-thread lookup pyo3 makes when a `Py` is dropped (F1: called after the borrow ended).
+/// Values released as `Bound`s: a plain reference-count drop, without the per-thread lookup
+/// pyo3 makes when a `Py` is dropped (old field values: F1, called after the store; a
+/// switch's returned payload).
 pub(crate) trait ReleaseNow {
     fn release_now(self, py: Python<'_>);
 }

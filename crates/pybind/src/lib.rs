@@ -525,11 +525,10 @@ impl Payload {
             Err(e) => Payload::Exc(Box::new(e)),
         }
     }
+}
 
-    /// Drop the payload with the GIL known held: a value is released at once, without the
-    /// per-thread lookup by which dropping a `Py` asks pyo3 whether it may.
-    #[inline]
-    pub(crate) fn release(self, py: Python<'_>) {
+impl fields::ReleaseNow for Payload {
+    fn release_now(self, py: Python<'_>) {
         match self {
             Payload::Value(v) => drop(v.into_bound(py)),
             Payload::Exc(e) => drop(e),

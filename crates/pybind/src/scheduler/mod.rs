@@ -1087,7 +1087,7 @@ fn switch_to(
     if matches!(switched, Payload::Exc(_)) {
         return switched;
     }
-    switched.release(py);
+    switched.release_now(py);
     after_switch(py, r, prev)
 }
 
@@ -1103,7 +1103,6 @@ fn before_switch(
         set_current(s, nxt); // (its old values stay referenced: the caller holds `prev`)
         let c = cont_of(py, r, s, nxt)?;
         let pc = prev.get().cont.cloned(py);
-
         let pc = pc.ok_or_else(|| {
             pyo3::exceptions::PySystemError::new_err("running tasklet without continulet")
         })?;
@@ -1349,7 +1348,6 @@ fn channel_undo(
     let _busy = Busy::enter();
     let _lock = CoreLock::acquire(ch.py(), r)?;
     let blocked_here = source.get().chan.holds(ch.py(), ch);
-
     if blocked_here {
         chan_remove(source)?;
     }
@@ -1487,7 +1485,6 @@ fn schedule_prepare<'py>(
         }
         (next, b.tempval.replace(py, Some(retval)))
     };
-
     drop(lock);
     release_in_step(py, old);
     let next = next.expect("checked above");
@@ -1697,7 +1694,6 @@ fn tasklet_end(
     let nc = cont_of(py, r, &s, &nxt)?;
     let own = t.get().cont.take(py);
     drop(own);
-
     switch::permute2(cont, nc.bind(py))
 }
 
