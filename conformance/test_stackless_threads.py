@@ -1,5 +1,6 @@
 """One scheduler per thread; channels between threads; deadlock detection (SPEC §3, threads)."""
 
+import sys
 import threading
 import time
 
@@ -108,6 +109,85 @@ def test_channel_ping_pong_between_threads():
         results.append(b.receive())
     th.join(5)
     assert results == [0, 2, 4, 6, 8]
+
+
+def test_blocked_thread_main_taken_by_another_thread_gets_its_value_once():
+    """Each value a thread's main tasklet sends, blocked, reaches the receiver in another
+    thread exactly once.  Regression (issue 8, lost 1 message in ~300 runs of
+    test_reliability_threads' channel test): the receiver took the blocked sender from the
+    channel in one locked step and queued it in its thread in a later one; in between the
+    sender's thread, seeing its main tasklet in no queue, resumed it on its own, it sent its
+    next value and blocked, and the receiver's second step took it out of the channel again:
+    that value was lost.  Forced here (white-box: trace functions read ``channel_action``'s
+    locals): the sender stalls just after blocking, the receiver just after taking a tasklet of
+    another thread, until that one blocks again or ends.  In native mode the sender blocks in
+    native code: only the receiver stalls there (its take across threads is the Python
+    core's)."""
+    from stackless import _core
+
+    code = getattr(_core.channel_action, "__code__", None)
+    lock = _core._lock
+    ch = stackless.channel()
+    nthreads, n = 2, 25
+    stalls = {"sender": 0, "receiver": 0}
+
+    def sender_tracer(frame, event, arg):
+        if frame.f_code is not code:
+            return None
+        loc = frame.f_locals
+        src = loc.get("source")
+        if (event == "line" and not lock._is_owned() and loc.get("switching") is False
+                and src is not None and src._chan is ch):
+            stalls["sender"] += 1  # blocked, its switch not yet asked for
+            time.sleep(0.005)
+        return sender_tracer
+
+    def receiver_tracer(frame, event, arg):
+        if frame.f_code is not code:
+            return None
+        loc = frame.f_locals
+        t = loc.get("target")
+        if (event == "line" and not lock._is_owned() and loc.get("switching") is False
+                and t is not None and t._sched is not mine):
+            stalls["receiver"] += 1  # took another thread's tasklet
+            deadline = time.monotonic() + 0.2
+            while t._chan is None and t._sched.alive() and time.monotonic() < deadline:
+                time.sleep(1e-4)
+        return receiver_tracer
+
+    def send_all(tid):
+        sys.settrace(sender_tracer)
+        try:
+            for i in range(n):
+                ch.send((tid, i))
+        finally:
+            sys.settrace(None)
+
+    got = []
+
+    def receive_all():
+        sys.settrace(receiver_tracer)
+        try:
+            for _ in range(nthreads * n):
+                got.append(ch.receive())
+        finally:
+            sys.settrace(None)
+
+    mine = _core.get()
+    stackless.tasklet(receive_all)()
+    ths = [threading.Thread(target=send_all, args=(i,)) for i in range(nthreads)]
+    for th in ths:
+        th.start()
+    stackless.run(threadblock=True)
+    for th in ths:
+        th.join(10)
+    assert not any(th.is_alive() for th in ths)
+    for tid in range(nthreads):
+        assert [v for v in got if v[0] == tid] == [(tid, i) for i in range(n)]
+    assert len(got) == nthreads * n
+    assert stalls["receiver"] > 0
+    if IMPL != "cpython":
+        assert stalls["sender"] > 0
 
 
 def test_deadlock_when_other_thread_ends_without_sending():

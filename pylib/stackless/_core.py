@@ -27,7 +27,10 @@ I2. Continuation passing: every suspended tasklet's continuation is stored in it
     tasklet's continulet).  ``prev._cont.switch(to=nxt._cont)`` and, for a dying tasklet,
     ``permute(dying, nxt)`` + return both preserve this.
 I3. Only a thread switches its own tasklets; other threads only move tasklets into its queue
-    and wake it (``_wake``).
+    and wake it (``_wake``).  A tasklet of another thread taken from a channel goes into its
+    queue in the same ``with _lock:`` section that takes it: floating in between, a thread's
+    main tasklet would look revivable to its own thread (``_schedule_block``), resume without
+    the handoff, and could block again before a later section of ours moved it.
 I4. No user code (callbacks, tracers) runs while ``_lock`` is held, and outside a
     ``with _lock:`` block of this module a thread does not hold it (finalizers that call
     stackless from inside one aside).
@@ -911,7 +914,7 @@ def channel_action(ch, arg, d):
     source = s.current
     old = source.tempval
     target = tv = switchto = None
-    switching = False
+    switching = handed = False
     try:
         with _lock:
             cando = ch._balance < 0 if d > 0 else ch._balance > 0
@@ -925,12 +928,13 @@ def channel_action(ch, arg, d):
                 t = ch._next
                 tv = t.tempval
                 target = t
-                interthread = t._sched is not s
                 chan_remove(t)
                 t.tempval = source.tempval
                 source.tempval = tv
-                if interthread:
-                    switchto = t
+                if t._sched is not s:  # schedule_task_interthread, in this same section (I3)
+                    _insert(t._sched, t)
+                    _wake(t._sched)
+                    handed = True
                 elif ch._schedule_all:
                     _insert(s, t)
                     switchto = source._next
@@ -949,12 +953,14 @@ def channel_action(ch, arg, d):
                 chan_insert(ch, source, d)
                 switchto = s.chain
         switching = True
-        ret = schedule_task(s, source, switchto)
+        ret = claim(source) if handed else schedule_task(s, source, switchto)
     except BaseException:
         _unlock()
         with _lock:
-            if target is not None and not switching and target._chan is None:
-                # a handoff that did not get to schedule_task: the other side waits again
+            if (target is not None and not switching and target._chan is None
+                    and (target._sched is s or (target._next is None and target._alive))):
+                # a handoff that did not get to schedule_task (or, for another thread's
+                # tasklet, to its queue): the other side waits again
                 if target._next is not None and not target._blocked:
                     _remove(s, target)
                 chan_insert(ch, target, -d, ch._next)
