@@ -190,6 +190,93 @@ def test_blocked_thread_main_taken_by_another_thread_gets_its_value_once():
         assert stalls["sender"] > 0
 
 
+def _stall_at_core_call(name, started, until):
+    """Trace function for this thread: at the entry of the core's function ``name`` (called by a
+    tasklet method after its checks), set ``started`` and wait until ``until()`` (another
+    thread acts meanwhile)."""
+    from stackless import _core
+
+    core_globals = _core.__dict__
+    stalled = []
+
+    def tracer(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == name and frame.f_globals is core_globals:
+            stalled.append(name)
+            started.set()
+            deadline = time.monotonic() + 5
+            while not until() and time.monotonic() < deadline:
+                time.sleep(1e-3)
+        return None
+
+    return tracer, stalled
+
+
+def _other_thread_tasklet(body):
+    """Start a thread that makes a paused tasklet running ``body``, hands it over and then runs
+    ``body``'s scenario; returns (thread, tasklet, events)."""
+    ev = {k: threading.Event() for k in ("made", "checked", "done")}
+    box = {}
+
+    def thread_main():
+        t = stackless.tasklet(body)()
+        t.remove()
+        box["t"] = t
+        ev["made"].set()
+        ev["checked"].wait(10)
+        t.run()  # it blocks on a channel or ends, while the other thread is stalled
+        ev["done"].wait(10)
+        stackless.run()
+
+    th = threading.Thread(target=thread_main)
+    th.start()
+    assert ev["made"].wait(10)
+    return th, box["t"], ev
+
+
+def test_remove_of_a_tasklet_another_thread_blocks_meanwhile_is_refused():
+    """``tasklet.remove`` checks "not blocked" first; when its thread blocks the tasklet on a
+    channel before the removal takes the lock, the removal is refused there (before: the
+    tasklet was unlinked from the channel as if from a run queue, breaking the channel)."""
+    stackless.getcurrent()  # this thread has a scheduler too (the native core delegates then)
+    ch, got = stackless.channel(), []
+    th, t, ev = _other_thread_tasklet(lambda: got.append(ch.receive()))
+    t.insert()
+    tracer, stalled = _stall_at_core_call("remove", ev["checked"], lambda: t.blocked)
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(RuntimeError) as e:
+            t.remove()
+    finally:
+        sys.settrace(None)
+    assert stalled == ["remove"] and str(e.value) == "You cannot remove a blocked tasklet."
+    assert t.blocked and ch.balance == -1
+    ch.send(42)  # the channel still works: the blocked tasklet gets it
+    ev["done"].set()
+    th.join(10)
+    assert not th.is_alive() and got == [42]
+
+
+@pytest.mark.parametrize("op", ["insert", "run"])
+def test_insert_or_run_of_a_tasklet_another_thread_ends_meanwhile_is_refused(op):
+    """``tasklet.insert``/``run`` check "alive" first; when its thread runs the tasklet to its
+    end before the operation takes the lock, it is refused there (before: the dead tasklet was
+    put in that thread's run queue)."""
+    stackless.getcurrent()
+    th, t, ev = _other_thread_tasklet(lambda: None)
+    core_fn = "insert" if op == "insert" else "alive"  # run: the owner thread's liveness check
+    tracer, stalled = _stall_at_core_call(core_fn, ev["checked"], lambda: not t.alive)
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(RuntimeError) as e:
+            getattr(t, op)()
+    finally:
+        sys.settrace(None)
+    ev["done"].set()
+    th.join(10)
+    assert not th.is_alive() and stalled[:1] == [core_fn]
+    assert str(e.value) == "You cannot run an unbound(dead) tasklet"
+
+
 def test_deadlock_when_other_thread_ends_without_sending():
     ch = stackless.channel()
     th = threading.Thread(target=time.sleep, args=(0.2,))

@@ -470,10 +470,22 @@ def _wake(s):
         s.cond.notify_all()
 
 
+# ``tasklet.insert``/``remove``/``run`` check the tasklet first, outside the lock; for a tasklet
+# of another thread, that thread can block or end it before the lock is ours: the checks its
+# scheduling can falsify are made again under the lock (_recheck_runnable).
+
+def _recheck_runnable(t):
+    if t._blocked:
+        raise RuntimeError("You cannot run a blocked tasklet")
+    if t._next is None and not t._alive and t is not t._sched.current:
+        raise RuntimeError("You cannot run an unbound(dead) tasklet")
+
+
 def insert(t):
-    """impl_tasklet_insert without the checks (they live in ``tasklet.insert``)."""
+    """impl_tasklet_insert; ``tasklet.insert`` made the checks first."""
     try:
         with _lock:
+            _recheck_runnable(t)
             if t._next is None:
                 s = t._sched
                 _insert(s, t)
@@ -484,8 +496,13 @@ def insert(t):
 
 
 def remove(t):
+    """impl_tasklet_remove; ``tasklet.remove`` made the checks first."""
     try:
         with _lock:
+            if t._blocked:
+                raise RuntimeError("You cannot remove a blocked tasklet.")
+            if t is t._sched.current:
+                raise RuntimeError("The current tasklet cannot be removed.")
             if t._next is not None:
                 _remove(t._sched, t)
     except BaseException:
@@ -735,6 +752,7 @@ def run_task(s, task, remove_current):
         raise RuntimeError("can't switch to a different thread.")
     try:
         with _lock:  # interthread: run it next in its own thread
+            _recheck_runnable(task)
             if task._next is None:
                 if rs.blocked or rs.chain is None:
                     _insert(rs, task)
@@ -1036,7 +1054,7 @@ def _run_done(s, cur, interrupt, old_trace, saved):
             popped = w[-1]
             if w[0] is popped:
                 w[0] = None
-            if popped._next is None and popped is not cur:
+            if popped._next is None and popped is not cur and popped._alive:
                 insert(popped)
             w.pop()
             if popped is cur:
