@@ -96,11 +96,7 @@ class tasklet(_core.TaskletBase):
 
     def remove(self):
         """Take the tasklet out of the run queue; it becomes paused."""
-        if self._blocked:
-            raise RuntimeError("You cannot remove a blocked tasklet.")
-        if self is self._sched.current:
-            raise RuntimeError("The current tasklet cannot be removed.")
-        _core.remove(self)
+        _core.remove(self)  # (which checks it under the lock: its thread may be another)
         return self
 
     def _check_runnable(self):

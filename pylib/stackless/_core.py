@@ -470,9 +470,10 @@ def _wake(s):
         s.cond.notify_all()
 
 
-# ``tasklet.insert``/``remove``/``run`` check the tasklet first, outside the lock; for a tasklet
-# of another thread, that thread can block or end it before the lock is ours: the checks its
-# scheduling can falsify are made again under the lock (_recheck_runnable).
+# ``tasklet.insert``/``run`` check the tasklet first, outside the lock (the native fast path
+# needs no lock); for a tasklet of another thread, that thread can block or end it before the
+# lock is ours: the checks its scheduling can falsify are made again under it
+# (_recheck_runnable).  ``remove`` makes its checks under the lock only.
 
 def _recheck_runnable(t):
     if t._blocked:
@@ -496,7 +497,7 @@ def insert(t):
 
 
 def remove(t):
-    """impl_tasklet_remove; ``tasklet.remove`` made the checks first."""
+    """impl_tasklet_remove, its checks included."""
     try:
         with _lock:
             if t._blocked:
