@@ -131,29 +131,38 @@ def test_blocked_thread_main_taken_by_another_thread_gets_its_value_once():
     nthreads, n = 2, 25
     stalls = {"sender": 0, "receiver": 0}
 
-    def sender_tracer(frame, event, arg):
-        if frame.f_code is not code:
-            return None
-        loc = frame.f_locals
-        src = loc.get("source")
-        if (event == "line" and not lock._is_owned() and loc.get("switching") is False
-                and src is not None and src._chan is ch):
-            stalls["sender"] += 1  # blocked, its switch not yet asked for
-            time.sleep(0.005)
-        return sender_tracer
+    def stalling_tracer(who, picked, stall):
+        """At each line of ``channel_action`` run outside the lock before its switch: if
+        ``picked(locals)`` names a tasklet, ``stall(it)``."""
 
-    def receiver_tracer(frame, event, arg):
-        if frame.f_code is not code:
-            return None
-        loc = frame.f_locals
+        def tracer(frame, event, arg):
+            if frame.f_code is not code:
+                return None
+            loc = frame.f_locals
+            if event == "line" and not lock._is_owned() and loc.get("switching") is False:
+                t = picked(loc)
+                if t is not None:
+                    stalls[who] += 1
+                    stall(t)
+            return tracer
+
+        return tracer
+
+    def blocked_sender(loc):  # the sender itself, blocked, its switch not yet asked for
+        src = loc.get("source")
+        return src if src is not None and src._chan is ch else None
+
+    def taken_from_another_thread(loc):
         t = loc.get("target")
-        if (event == "line" and not lock._is_owned() and loc.get("switching") is False
-                and t is not None and t._sched is not mine):
-            stalls["receiver"] += 1  # took another thread's tasklet
-            deadline = time.monotonic() + 0.2
-            while t._chan is None and t._sched.alive() and time.monotonic() < deadline:
-                time.sleep(1e-4)
-        return receiver_tracer
+        return t if t is not None and t._sched is not mine else None
+
+    def until_it_moves_on(t):  # blocks again, or its thread ends
+        deadline = time.monotonic() + 0.2
+        while t._chan is None and t._sched.alive() and time.monotonic() < deadline:
+            time.sleep(1e-4)
+
+    sender_tracer = stalling_tracer("sender", blocked_sender, lambda t: time.sleep(0.005))
+    receiver_tracer = stalling_tracer("receiver", taken_from_another_thread, until_it_moves_on)
 
     def send_all(tid):
         sys.settrace(sender_tracer)
