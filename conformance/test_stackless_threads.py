@@ -199,22 +199,33 @@ def test_blocked_thread_main_taken_by_another_thread_gets_its_value_once():
         assert stalls["sender"] > 0
 
 
-def _stall_at_core_call(name, started, until):
+def _stall_in_core(name, started, until, once_bound=None):
     """Trace function for this thread: at the entry of the core's function ``name`` (called by a
-    tasklet method after its checks), set ``started`` and wait until ``until()`` (another
-    thread acts meanwhile)."""
+    tasklet method after its checks) or, with ``once_bound``, at its first line with that
+    local bound (after the function's own checks), set ``started`` and wait until
+    ``until()``: another thread acts meanwhile."""
     from stackless import _core
 
     core_globals = _core.__dict__
     stalled = []
 
+    def stall():
+        stalled.append(name)
+        started.set()
+        deadline = time.monotonic() + 5
+        while not until() and time.monotonic() < deadline:
+            time.sleep(1e-3)
+
+    def in_function(frame, event, arg):
+        if event == "line" and not stalled and once_bound in frame.f_locals:
+            stall()
+        return in_function
+
     def tracer(frame, event, arg):
         if event == "call" and frame.f_code.co_name == name and frame.f_globals is core_globals:
-            stalled.append(name)
-            started.set()
-            deadline = time.monotonic() + 5
-            while not until() and time.monotonic() < deadline:
-                time.sleep(1e-3)
+            if once_bound is not None:
+                return in_function
+            stall()
         return None
 
     return tracer, stalled
@@ -250,7 +261,7 @@ def test_remove_of_a_tasklet_another_thread_blocks_meanwhile_is_refused():
     ch, got = stackless.channel(), []
     th, t, ev = _other_thread_tasklet(lambda: got.append(ch.receive()))
     t.insert()
-    tracer, stalled = _stall_at_core_call("remove", ev["checked"], lambda: t.blocked)
+    tracer, stalled = _stall_in_core("remove", ev["checked"], lambda: t.blocked)
     sys.settrace(tracer)
     try:
         with pytest.raises(RuntimeError) as e:
@@ -273,7 +284,7 @@ def test_insert_or_run_of_a_tasklet_another_thread_ends_meanwhile_is_refused(op)
     stackless.getcurrent()
     th, t, ev = _other_thread_tasklet(lambda: None)
     core_fn = "insert" if op == "insert" else "alive"  # run: the owner thread's liveness check
-    tracer, stalled = _stall_at_core_call(core_fn, ev["checked"], lambda: not t.alive)
+    tracer, stalled = _stall_in_core(core_fn, ev["checked"], lambda: not t.alive)
     sys.settrace(tracer)
     try:
         with pytest.raises(RuntimeError) as e:
@@ -284,6 +295,32 @@ def test_insert_or_run_of_a_tasklet_another_thread_ends_meanwhile_is_refused(op)
     th.join(10)
     assert not th.is_alive() and stalled[:1] == [core_fn]
     assert str(e.value) == "You cannot run an unbound(dead) tasklet"
+
+
+@pytest.mark.parametrize("op", ["kill", "kill-pending", "throw", "throw-pending"])
+def test_kill_or_throw_to_a_tasklet_another_thread_ends_meanwhile(op):
+    """``kill``/``throw`` check "alive" first; when its thread runs the tasklet to its end
+    before the wake-up takes the lock, it is the dead tasklet's case after all: ``kill`` does
+    nothing, ``throw`` is refused (before: the dead tasklet was put in that thread's run queue
+    with the exception)."""
+    stackless.getcurrent()
+    th, t, ev = _other_thread_tasklet(lambda: None)
+    tracer, stalled = _stall_in_core("throw_bomb", ev["checked"], lambda: not t.alive, "u_chan")
+    sys.settrace(tracer)
+    try:
+        if op.startswith("kill"):
+            assert t.kill(pending=op.endswith("pending")) is None
+        else:
+            with pytest.raises(RuntimeError) as e:
+                t.throw(ValueError, pending=op.endswith("pending"))
+            assert str(e.value) == "You cannot throw to a dead tasklet"
+    finally:
+        sys.settrace(None)
+    assert stalled == ["throw_bomb"]
+    assert not t.alive and not t.scheduled and t.thread_id == th.ident
+    ev["done"].set()
+    th.join(10)
+    assert not th.is_alive()
 
 
 def test_deadlock_when_other_thread_ends_without_sending():

@@ -558,28 +558,12 @@ def claim(t):
 
 
 def schedule_task(s, prev, nxt):
-    """slp_schedule_task: make ``nxt`` run; returns ``prev``'s tempval when ``prev`` runs again.
+    """slp_schedule_task: make ``nxt`` (a tasklet of this thread: I3; the callers wake another
+    thread's themselves) run; returns ``prev``'s tempval when ``prev`` runs again.
 
     A switch that does not happen changes nothing here: ``nxt`` goes back where it was (I5)."""
     if nxt is None:
         return _schedule_block(s, prev)
-    ns = nxt._sched
-    if ns is not s and nxt is not prev:  # schedule_task_interthread: wake it, we keep running
-        try:
-            with _lock:
-                if nxt._blocked:
-                    chan_remove(nxt)
-                if nxt._next is None:
-                    _insert(ns, nxt)
-                _wake(ns)
-        except BaseException:
-            _unlock()
-            with _lock:  # finish the wake-up (a tasklet taken from a channel must not float)
-                if nxt._next is None and not nxt._blocked:
-                    _insert(ns, nxt)
-                _wake(ns)
-            raise
-        return claim(prev)
     if s.switch_trap and prev is not nxt:
         raise RuntimeError("switch_trap")
     target, u_chan, u_next, u_dir = nxt, nxt._chan, nxt._next, nxt._blocked  # for the undo
@@ -786,24 +770,34 @@ def throw_bomb(s, t, b, pending):
         return None
     old = t.tempval
     u_chan, u_next, u_dir = t._chan, t._next, t._blocked
+    ts = t._sched
+    woken = False
     try:
         t.tempval = b
-        if pending:
-            with _lock:
+        if not pending and ts is s:
+            return schedule_task(s, s.current, t)
+        # schedule_task_interthread (we keep running), or pending: wake it, unless its thread
+        # ended it since the check above (then it is the dead tasklet's case after all)
+        with _lock:
+            if t._alive:
                 if t._blocked:
                     chan_remove(t)
                 if t._next is None:
-                    _insert(t._sched, t)
-                _wake(t._sched)
-            return None
-        return schedule_task(s, s.current, t)
+                    _insert(ts, t)
+                _wake(ts)
+                woken = True
+        if not woken:
+            t.tempval = old
+            return throw_bomb(s, t, b, pending)
+        return None if pending else claim(s.current)
     except BaseException:
         _unlock()
         if t.tempval is b:
             t.tempval = old
-            if pending:
+            if pending or ts is not s:
                 with _lock:
-                    _unwake(t, u_chan, u_next, u_dir)
+                    if ts is s or not woken:  # (another thread may run it once woken)
+                        _unwake(t, u_chan, u_next, u_dir)
         raise
 
 
