@@ -27,10 +27,12 @@ I2. Continuation passing: every suspended tasklet's continuation is stored in it
     tasklet's continulet).  ``prev._cont.switch(to=nxt._cont)`` and, for a dying tasklet,
     ``permute(dying, nxt)`` + return both preserve this.
 I3. Only a thread switches its own tasklets; other threads only move tasklets into its queue
-    and wake it (``_wake``).  A tasklet of another thread taken from a channel goes into its
-    queue in the same ``with _lock:`` section that takes it: floating in between, a thread's
-    main tasklet would look revivable to its own thread (``_schedule_block``), resume without
-    the handoff, and could block again before a later section of ours moved it.
+    and wake it (``_wake``).  Such a wake-up is one ``with _lock:`` section, which also
+    makes again the checks the owner thread could have falsified since (blocked, alive:
+    ``_recheck_runnable``, ``throw_bomb``).  A tasklet of another thread taken from a channel
+    goes into its queue in the section that takes it: floating in between, a thread's main
+    tasklet would look revivable to its own thread (``_schedule_block``), resume without the
+    handoff, and could block again before a later section of ours moved it.
 I4. No user code (callbacks, tracers) runs while ``_lock`` is held, and outside a
     ``with _lock:`` block of this module a thread does not hold it (finalizers that call
     stackless from inside one aside).
