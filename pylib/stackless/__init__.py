@@ -86,11 +86,8 @@ class tasklet(_core.TaskletBase):
 
     def insert(self):
         """Append to the end of the run queue (no-op if already scheduled)."""
-        if self._blocked:
-            raise RuntimeError("You cannot run a blocked tasklet")
+        _core.check_runnable(self)
         if self._next is None:
-            if not self._alive and self is not self._sched.current:
-                raise RuntimeError("You cannot run an unbound(dead) tasklet")
             _core.insert(self)
         return self
 
@@ -99,20 +96,14 @@ class tasklet(_core.TaskletBase):
         _core.remove(self)  # (which checks it under the lock: its thread may be another)
         return self
 
-    def _check_runnable(self):
-        if self._blocked:
-            raise RuntimeError("You cannot run a blocked tasklet")
-        if self._next is None and not self._alive and self is not self._sched.current:
-            raise RuntimeError("You cannot run an unbound(dead) tasklet")
-
     def run(self):
         """Run this tasklet now; the caller stays scheduled (it runs right after)."""
-        self._check_runnable()
+        _core.check_runnable(self)
         return _core.run_task(_get(), self, False)
 
     def switch(self):
         """Like run(), but the caller is removed from the run queue (paused)."""
-        self._check_runnable()
+        _core.check_runnable(self)
         return _core.run_task(_get(), self, True)
 
     def throw(self, exc, val=None, tb=None, pending=False):

@@ -29,7 +29,7 @@ I2. Continuation passing: every suspended tasklet's continuation is stored in it
 I3. Only a thread switches its own tasklets; other threads only move tasklets into its queue
     and wake it (``_wake``).  Such a wake-up is one ``with _lock:`` section, which also
     makes again the checks the owner thread could have falsified since (blocked, alive:
-    ``_recheck_runnable``, ``throw_bomb``).  A tasklet of another thread taken from a channel
+    ``check_runnable``, ``throw_bomb``).  A tasklet of another thread taken from a channel
     goes into its queue in the section that takes it: floating in between, a thread's main
     tasklet would look revivable to its own thread (``_schedule_block``), resume without the
     handoff, and could block again before a later section of ours moved it.
@@ -472,12 +472,12 @@ def _wake(s):
         s.cond.notify_all()
 
 
-# ``tasklet.insert``/``run`` check the tasklet first, outside the lock (the native fast path
-# needs no lock); for a tasklet of another thread, that thread can block or end it before the
-# lock is ours: the checks its scheduling can falsify are made again under it
-# (_recheck_runnable).  ``remove`` makes its checks under the lock only.
+# ``tasklet.insert``/``run``/``switch`` check the tasklet first, outside the lock (the native
+# fast path needs no lock); for a tasklet of another thread, that thread can block or end it
+# before the lock is ours: the core makes the same check again under it.  ``remove`` makes its
+# checks under the lock only.
 
-def _recheck_runnable(t):
+def check_runnable(t):
     if t._blocked:
         raise RuntimeError("You cannot run a blocked tasklet")
     if t._next is None and not t._alive and t is not t._sched.current:
@@ -488,7 +488,7 @@ def insert(t):
     """impl_tasklet_insert; ``tasklet.insert`` made the checks first."""
     try:
         with _lock:
-            _recheck_runnable(t)
+            check_runnable(t)
             if t._next is None:
                 s = t._sched
                 _insert(s, t)
@@ -739,7 +739,7 @@ def run_task(s, task, remove_current):
         raise RuntimeError("can't switch to a different thread.")
     try:
         with _lock:  # interthread: run it next in its own thread
-            _recheck_runnable(task)
+            check_runnable(task)
             if task._next is None:
                 if rs.blocked or rs.chain is None:
                     _insert(rs, task)
